@@ -1,0 +1,150 @@
+"""Contexts: what several events share (a connection, a session, a request)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from typing import TYPE_CHECKING, Any, DefaultDict, Dict, List
+
+from ._types import EventData, Scope
+from .event import Event
+
+if TYPE_CHECKING:
+    from .injection import Depends
+    from .listener import Listener
+    from .routing import Route
+
+
+class _EventWaiter:
+    """A ``wait_events_done`` call: how many more events of ``route`` must end."""
+
+    __slots__ = ("route", "missing", "future")
+
+    def __init__(self, route: Route, missing: int, future: asyncio.Future[None]) -> None:
+        self.route = route
+        self.missing = missing
+        self.future = future
+
+
+class Context:
+    """A context groups events under one ``cid`` and gives them a shared ``scope`` and ``cache``.
+
+    Subclass it and call ``listener.set_context_cls(MyContext)`` to give contexts methods, as the
+    seed's ``HTTPContext.response()`` does. ``events`` keeps, per route, a list of the latest
+    events: at least ``listener.max_event_history`` of them, trimmed back to that number once it
+    grows a quarter longer (trimming in batches keeps recording O(1)).
+
+    A context made with a cid lives until ``drop()``. One made without a cid (*anonymous*, one
+    per HTTP request for instance) is released from ``listener.ctxs`` as soon as none of its
+    events is still running.
+    """
+
+    # __dict__ stays: 1.2 let users set their own attributes on a context.
+    __slots__ = ("cid", "_cache", "scope", "events", "_listener", "_anonymous", "_in_flight", "_event_waiters",
+                 "__dict__", "__weakref__")
+
+    def __init__(self, listener: Listener[Any], cid: str, scope: Scope | None = None) -> None:
+        self.cid = cid
+        self._cache: Dict[Depends, Any] | None = None
+        self.scope: Scope = scope or {}
+        self.events: DefaultDict[Route, List[Event[Any]]] = defaultdict(list)
+        self._listener = listener
+        self._anonymous = False
+        self._in_flight = 0
+        # One ``_EventWaiter`` per pending ``wait_events_done`` call.
+        self._event_waiters: List[_EventWaiter] | None = None
+
+    @property
+    def listener(self) -> Listener[Any]:
+        return self._listener
+
+    @property
+    def cache(self) -> Dict[Depends, Any]:
+        """Results of ``Depends(use_cache=True)`` dependencies, computed once per context."""
+        # Made on first use: most contexts (one per request) never resolve a dependency.
+        if self._cache is None:
+            self._cache = {}
+        return self._cache
+
+    @property
+    def is_alive(self) -> bool:
+        """True while ``listener.ctxs`` holds this context."""
+        return self._listener.ctxs.get(self.cid) is self
+
+    def drop(self) -> bool:
+        """Remove this context from ``listener.ctxs``; return False if it was not there."""
+        if self.is_alive:
+            del self._listener.ctxs[self.cid]
+            return True
+        return False
+
+    def new_event(self, route: Route, data: EventData | None = None) -> Event[Any]:
+        """Create an event of ``route`` in this context and record it in ``events``."""
+        event: Event[Any] = Event(self, route, data)
+        self._record(event)
+        return event
+
+    def _record(self, event: Event[Any]) -> None:
+        history = self.events[event.route]
+        history.append(event)
+        keep = self._listener.max_event_history
+        if len(history) > keep + (keep >> 2):
+            del history[:-keep]
+
+    def trigger_event(
+        self, path: str, timeout: float | None = None, data: EventData | None = None
+    ) -> asyncio.Task[Any]:
+        """Dispatch the event ``path`` in this context; see :meth:`Listener.trigger_event`."""
+        return self._listener.trigger_event_in(self, path, timeout=timeout, data=data)
+
+    async def wait_events_done(self, route: Route, n: int = 1, timeout: float | None = None) -> List[Any]:
+        """Wait until ``n`` events of ``route`` in this context have ended.
+
+        Events that ended earlier and are still in ``events`` count. Returns the results of
+        the latest ``n`` ended events, oldest first. Raises ``ValueError`` if ``n`` exceeds the
+        history length, ``asyncio.TimeoutError`` when ``timeout`` passes first.
+        """
+        history = self.events[route]
+        keep = self._listener.max_event_history
+        if n > keep:
+            raise ValueError(f"cannot wait for {n} events: the context keeps only the latest {keep}")
+        missing = n - sum(1 for event in history if event.is_done)
+        if missing > 0:
+            waiter = _EventWaiter(route, missing, asyncio.get_running_loop().create_future())
+            if self._event_waiters is None:
+                self._event_waiters = []
+            self._event_waiters.append(waiter)
+            try:
+                await asyncio.wait_for(waiter.future, timeout)
+            finally:
+                self._event_waiters.remove(waiter)
+        ended = [event.result for event in history if event.is_done]
+        return ended[-n:] if n > 0 else []
+
+    def _event_dispatched(self, event: Event[Any]) -> None:
+        history = self.events[event.route]
+        history.append(event)
+        keep = self._listener.max_event_history
+        if len(history) > keep + (keep >> 2):
+            del history[:-keep]
+        self._in_flight += 1
+        if self._anonymous and self._in_flight == 1:
+            # Re-register a released anonymous context that runs events again.
+            self._listener.ctxs.setdefault(self.cid, self)
+
+    def _event_ended(self, event: Event[Any]) -> None:
+        if self._event_waiters:
+            self._wake_waiters(event.route)
+        self._in_flight -= 1
+        if self._in_flight == 0 and self._anonymous and self._listener.ctxs.get(self.cid) is self:
+            del self._listener.ctxs[self.cid]
+
+    def _wake_waiters(self, route: Route) -> None:
+        for waiter in self._event_waiters or ():
+            if waiter.route is route:
+                waiter.missing -= 1
+                if waiter.missing <= 0 and not waiter.future.done():
+                    waiter.future.set_result(None)
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}(cid={self.cid!r}, scope={self.scope!r})"

@@ -1,0 +1,54 @@
+"""Every error the core raises. All derive from :class:`ListenerError`.
+
+Each class keeps the names of 1.2 so that ``except EventNotFound`` written for it still works.
+"""
+
+from __future__ import annotations
+
+
+class ListenerError(Exception):
+    """Base class of every tiny-listener error."""
+
+
+class RouteError(ListenerError):
+    """A route path cannot be compiled (unknown convertor, bad parameter name)."""
+
+
+class EventAlreadyExists(ListenerError):
+    """A handler with the same name is already registered."""
+
+
+class EventNotFound(ListenerError):
+    """No route matches an event path, or no route has the given name."""
+
+
+class EventAlreadyDone(ListenerError):
+    """An event was asked to move to a state its lifecycle does not allow."""
+
+
+class ContextNotFound(ListenerError):
+    """No context has the given cid."""
+
+
+class ContextAlreadyExists(ListenerError):
+    """A context with the given cid already exists."""
+
+
+class DuplicateListener(ListenerError):
+    """A second listener was started in a thread that already runs one."""
+
+
+class ListenerNotFound(ListenerError):
+    """No listener is running in the current thread."""
+
+
+class PathParamsError(ListenerError):
+    """A handler asks for a path parameter that the matched route does not define."""
+
+
+class EventDataError(ListenerError):
+    """A handler asks for an event data key that the event does not carry."""
+
+
+class InjectionError(ListenerError, TypeError):
+    """A handler parameter cannot be resolved; raised when the handler is registered."""

@@ -1,0 +1,149 @@
+"""Events: one run of one handler, in one context."""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from typing import TYPE_CHECKING, Any, Callable, Generic, List, TypeVar
+
+from ._types import EventData, PathParams
+from .lifecycle import DONE, ENDED, PENDING, RUNNING, TRANSITIONS, EventState, EventStateError
+
+if TYPE_CHECKING:
+    from .context import Context
+    from .listener import Listener
+    from .routing import Route
+
+CTXType = TypeVar("CTXType", bound="Context")
+
+
+class Event(Generic[CTXType]):
+    """An event matched to ``route`` in context ``ctx``; ``await event()`` runs its handler.
+
+    ``data`` is what the event carries, ``params`` the converted path parameters, ``result``
+    what the handler returned and ``error`` the exception it raised, if any.
+    """
+
+    __slots__ = ("data", "error", "path", "params", "_route", "_ctx", "_state", "_auto_done", "_result", "_waiters")
+
+    def __init__(
+        self,
+        ctx: CTXType,
+        route: Route,
+        data: EventData | None = None,
+        *,
+        path: str | None = None,
+        params: PathParams | None = None,
+    ) -> None:
+        self.data: EventData = data or {}
+        self.error: BaseException | None = None
+        self.path: str = route.path if path is None else path
+        self.params: PathParams = params if params is not None else {}
+        self._route = route
+        # Weak, as in 1.2: the context keeps its events, and an event must not keep its
+        # context alive in a reference cycle. Dispatch holds the context while the event runs.
+        self._ctx: Callable[[], CTXType | None] = weakref.ref(ctx)
+        self._state = PENDING
+        self._auto_done = True
+        self._result: Any = None
+        self._waiters: List[asyncio.Future[None]] | None = None
+
+    @property
+    def result(self) -> Any:
+        """What the handler returned (``None`` until it has)."""
+        return self._result
+
+    @property
+    def route(self) -> Route:
+        return self._route
+
+    @property
+    def ctx(self) -> CTXType:
+        """The event's context. Raises ``ReferenceError`` if the context was released and
+        nothing else kept it (an anonymous context after its events ended)."""
+        ctx = self._ctx()
+        if ctx is None:
+            raise ReferenceError(f"the context of event {self.path!r} was released")
+        return ctx
+
+    @property
+    def listener(self) -> Listener[CTXType]:
+        return self.ctx.listener
+
+    @property
+    def state(self) -> EventState:
+        """Where the event is in its lifecycle (see :mod:`tiny_listener.lifecycle`)."""
+        return self._state
+
+    @property
+    def running(self) -> bool:
+        return self._state is RUNNING
+
+    @property
+    def auto_done(self) -> bool:
+        return self._auto_done
+
+    @property
+    def is_done(self) -> bool:
+        """True once the event has ended: done, failed or cancelled."""
+        return self._state in ENDED
+
+    def prevent_auto_done(self) -> None:
+        """Keep the event running after its handler returns, until ``done()`` is called."""
+        self._auto_done = False
+
+    def done(self) -> None:
+        """Mark a running event done; does nothing if it has already ended.
+
+        Raises :class:`~tiny_listener.lifecycle.EventStateError` if the event has not started.
+        """
+        if self._state not in ENDED:
+            self._finish(DONE)
+
+    def _start(self) -> None:
+        if RUNNING not in TRANSITIONS[self._state]:
+            raise EventStateError(self.path, self._state, RUNNING)
+        self._state = RUNNING
+
+    def _finish(self, state: EventState) -> None:
+        if state not in TRANSITIONS[self._state]:
+            raise EventStateError(self.path, self._state, state)
+        self._state = state
+        waiters = self._waiters
+        if waiters is not None:
+            self._waiters = None
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+        ctx = self._ctx()
+        if ctx is not None:
+            ctx._event_ended(self)
+
+    async def wait_until_done(self) -> None:
+        """Return once the event has ended; returns at once if it already has."""
+        if self._state in ENDED:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(waiter)
+        await waiter
+
+    async def wait_event_done(self, event_name: str, n: int = 1, timeout: float | None = None) -> List[Any]:
+        """Wait until ``n`` events of handler ``event_name`` in this context have ended.
+
+        Returns the results of the latest ``n`` ended ones, oldest first. Raises
+        :class:`~tiny_listener.EventNotFound` for an unknown handler name and
+        ``asyncio.TimeoutError`` when ``timeout`` seconds pass first.
+        """
+        route = self.listener.get_route(event_name)
+        return await self._ctx.wait_events_done(route, n, timeout)
+
+    async def __call__(self, params: PathParams | None = None) -> Any:
+        """Run the handler with injected parameters and return (and keep) its result."""
+        self._result = await self._route.hook(self, self.params if params is None else params)
+        return self._result
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}(path={self.path!r}, route={self._route!r}, state={self._state.value})"
+

@@ -1,0 +1,523 @@
+"""The listener: registers handlers, turns incoming messages into events and runs them.
+
+Subclass :class:`Listener`, implement ``async listen()`` to receive messages and call
+``ctx.trigger_event(path)`` (or ``self.trigger_event(path)``) for each, then ``run()`` it, or
+start it with ``tiny-listener module:app``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import threading
+import uuid
+from typing import Any, Callable, Coroutine, Dict, Generic, List, Tuple, Type, TypeVar, Union
+
+from ._types import CoroFunc, EventData, PathParams
+from .context import Context
+from .errors import (
+    ContextAlreadyExists,
+    ContextNotFound,
+    DuplicateListener,
+    EventAlreadyExists,
+    EventNotFound,
+    ListenerNotFound,
+)
+from .event import Event
+from .injection import Hook, check_coro_func
+from .lifecycle import CANCELLED, DONE, FAILED, PENDING
+from .routing import Route, RouteTable
+from .signals import SignalHandlers
+
+logger = logging.getLogger("tiny_listener")
+
+CTXType = TypeVar("CTXType", bound=Context)
+
+# The listener running in each thread: one at most (DuplicateListener otherwise).
+_running = threading.local()
+
+
+class Listener(Generic[CTXType]):
+    """Base class of every listener.
+
+    ``max_event_history`` bounds how many events each context keeps per route;
+    ``shutdown_timeout`` is how many seconds shutdown waits for in-flight events before
+    cancelling them.
+    """
+
+    max_event_history: int = 100
+    shutdown_timeout: float = 10.0
+
+    def __init__(self, *, max_event_history: int | None = None, shutdown_timeout: float | None = None) -> None:
+        if max_event_history is not None:
+            self.max_event_history = max_event_history
+        if shutdown_timeout is not None:
+            self.shutdown_timeout = shutdown_timeout
+        self.ctxs: Dict[str, CTXType] = {}
+        self.routes: RouteTable = RouteTable()
+        self.dependency_overrides: Dict[Callable[..., Any], CoroFunc] = {}
+
+        self._startup: List[CoroFunc] = []
+        self._shutdown: List[CoroFunc] = []
+        self._middleware_before_event: List[Hook] = []
+        self._middleware_after_event: List[Hook] = []
+        self._error_handlers: List[Tuple[Type[BaseException], Hook]] = []
+        self._context_cls: Type[Context] = Context
+
+        # Anonymous cids look like UUIDs but cost a counter increment, not os.urandom.
+        self._cid_prefix = str(uuid.uuid4())[:24]
+        self._cid_counter = itertools.count()
+
+        # Every task this listener starts: event tasks by event (drained at shutdown), and
+        # background tasks from ``spawn`` (cancelled at shutdown).
+        self._event_tasks: Dict[Event[Any], asyncio.Task[Any]] = {}
+        self._background_tasks: set[asyncio.Task[Any]] = set()
+
+        self._stop_requested: asyncio.Event | None = None
+        self._force_requested: asyncio.Event | None = None
+        self._drained: asyncio.Event | None = None
+        self._listen_error: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._signals = SignalHandlers(self._on_signal)
+
+    # ------------------------------------------------------------------ registration
+
+    async def listen(self) -> None:
+        """Receive messages and trigger events; override it. It may return at once (after
+        starting a server) or run until cancelled at shutdown."""
+        raise NotImplementedError(f"{type(self).__name__} must implement `async def listen(self)`")
+
+    def set_context_cls(self, kls: Type[Context]) -> None:
+        """Make new contexts instances of ``kls``, a subclass of :class:`Context`."""
+        if not (isinstance(kls, type) and issubclass(kls, Context)):
+            raise TypeError(f"{kls!r} must be a subclass of tiny_listener.Context")
+        self._context_cls = kls
+
+    def add_on_event_hook(self, fn: CoroFunc, path: str = "{_:path}", **opts: Any) -> None:
+        """Register ``fn`` for events matching ``path``; extra ``opts`` land in ``route.opts``.
+
+        Raises :class:`EventAlreadyExists` if a handler of the same name is registered,
+        :class:`RouteError` for a bad path, ``TypeError`` for a sync function or a parameter
+        that cannot be injected.
+        """
+        route = Route(path=path, fn=fn, opts=opts)
+        if route.name in self.routes:
+            raise EventAlreadyExists(f"a handler named {route.name!r} is already registered")
+        self.routes[route.name] = route
+
+    def remove_on_event_hook(self, name: Union[str, Callable[..., Any]]) -> bool:
+        """Unregister a handler by name or function; return False if it was not registered."""
+        key = name if isinstance(name, str) else getattr(name, "__name__", "")
+        return self.routes.pop(key, None) is not None
+
+    def on_event(self, path: str = "{_:path}", **opts: Any) -> Callable[[CoroFunc], CoroFunc]:
+        """Decorator: ``@app.on_event("GET:/user/{username}")``; no path means every event."""
+
+        def decorator(fn: CoroFunc) -> CoroFunc:
+            self.add_on_event_hook(fn, path, **opts)
+            return fn
+
+        return decorator
+
+    def add_startup_callback(self, fn: CoroFunc) -> None:
+        self._startup.append(check_coro_func(fn))
+
+    def add_shutdown_callback(self, fn: CoroFunc) -> None:
+        self._shutdown.append(check_coro_func(fn))
+
+    def add_before_event_hook(self, fn: CoroFunc) -> None:
+        self._middleware_before_event.append(Hook(fn))
+
+    def add_after_event_hook(self, fn: CoroFunc) -> None:
+        self._middleware_after_event.append(Hook(fn))
+
+    def add_on_error_hook(self, fn: CoroFunc, exc: Type[BaseException]) -> None:
+        self._error_handlers.append((exc, Hook(fn)))
+
+    def startup(self, fn: CoroFunc) -> CoroFunc:
+        """Decorator: run ``fn()`` before ``listen()``."""
+        self.add_startup_callback(fn)
+        return fn
+
+    def shutdown(self, fn: CoroFunc) -> CoroFunc:
+        """Decorator: run ``fn()`` at shutdown, after ``listen()`` stopped, before draining."""
+        self.add_shutdown_callback(fn)
+        return fn
+
+    def before_event(self, fn: CoroFunc) -> CoroFunc:
+        """Decorator: run ``fn`` (with injection) before every handler."""
+        self.add_before_event_hook(fn)
+        return fn
+
+    def after_event(self, fn: CoroFunc) -> CoroFunc:
+        """Decorator: run ``fn`` (with injection) after every handler that succeeded."""
+        self.add_after_event_hook(fn)
+        return fn
+
+    def on_error(self, exc: Type[BaseException]) -> Callable[[CoroFunc], CoroFunc]:
+        """Decorator: handle errors of type ``exc`` raised by handlers or hooks."""
+
+        def decorator(fn: CoroFunc) -> CoroFunc:
+            self.add_on_error_hook(fn, exc)
+            return fn
+
+        return decorator
+
+    def get_route(self, name: str) -> Route:
+        """Return the route of handler ``name``; raise :class:`EventNotFound` if none."""
+        try:
+            return self.routes[name]
+        except KeyError:
+            raise EventNotFound(f"no handler named {name!r} is registered") from None
+
+    def match_route(self, path: str) -> Tuple[Route, PathParams]:
+        """Return the first registered route matching ``path`` and its params.
+
+        Raises :class:`EventNotFound` if no route matches.
+        """
+        return self.routes.match(path)
+
+    # ------------------------------------------------------------------ contexts
+
+    def new_ctx(self, cid: str | None = None, scope: Dict[str, Any] | None = None) -> CTXType:
+        """Create a context. Without ``cid`` it is anonymous: released once its events end.
+
+        Raises :class:`ContextAlreadyExists` if ``cid`` is taken.
+        """
+        anonymous = cid is None
+        if cid is None:
+            cid = f"{self._cid_prefix}{next(self._cid_counter):012x}"
+        elif cid in self.ctxs:
+            raise ContextAlreadyExists(f"context {cid!r} already exists")
+        ctx: CTXType = self._context_cls(self, cid=cid, scope=scope)  # type: ignore[assignment]
+        ctx._anonymous = anonymous
+        self.ctxs[cid] = ctx
+        return ctx
+
+    def get_ctx(self, cid: str) -> CTXType:
+        """Return the context ``cid``; raise :class:`ContextNotFound` if there is none."""
+        try:
+            return self.ctxs[cid]
+        except KeyError:
+            raise ContextNotFound(f"context {cid!r} not found") from None
+
+    # ------------------------------------------------------------------ dispatch
+
+    def trigger_event(
+        self,
+        path: str,
+        cid: str | None = None,
+        timeout: float | None = None,
+        data: EventData | None = None,
+    ) -> asyncio.Task[Any]:
+        """Start the handler of the first route matching ``path`` and return its task.
+
+        The event runs in context ``cid`` (created if missing) or in a new anonymous context.
+        Awaiting the task gives the handler's result, or raises its error (which is also
+        logged once, unless an ``on_error`` handler took it). ``timeout`` bounds the handler.
+        Raises :class:`EventNotFound` at once if no route matches; must be called from the
+        running event loop.
+        """
+        route, params = self.routes.match(path)
+        if cid is None:
+            # new_ctx() inlined: this is the per-event path of most listeners.
+            cid = f"{self._cid_prefix}{next(self._cid_counter):012x}"
+            ctx = self._context_cls(self, cid, None)
+            ctx._anonymous = True
+            self.ctxs[cid] = ctx  # type: ignore[assignment]
+        else:
+            found = self.ctxs.get(cid)
+            ctx = found if found is not None else self.new_ctx(cid)
+        return self._dispatch(ctx, route, params, path, data, timeout)
+
+    def trigger_event_in(
+        self, ctx: Context, path: str, timeout: float | None = None, data: EventData | None = None
+    ) -> asyncio.Task[Any]:
+        """Like :meth:`trigger_event`, in the given context object."""
+        route, params = self.routes.match(path)
+        return self._dispatch(ctx, route, params, path, data, timeout)
+
+    def _dispatch(
+        self,
+        ctx: Context,
+        route: Route,
+        params: PathParams,
+        path: str,
+        data: EventData | None,
+        timeout: float | None,
+    ) -> asyncio.Task[Any]:
+        event: Event[Any] = Event(ctx, route, data, path=path, params=params)
+        ctx._event_dispatched(event)
+        task = _EventTask(self._run_event(event, ctx, params, timeout), loop=asyncio.get_running_loop())
+        task._event = event
+        self._event_tasks[event] = task
+        return task
+
+    async def _run_event(self, event: Event[Any], ctx: Context, params: PathParams, timeout: float | None) -> Any:
+        # ``ctx`` is held here so that the context outlives the event even if dropped meanwhile.
+        event._start()
+        invoke = event._route._invoke
+        outcome = FAILED
+        try:
+            try:
+                for hook in self._middleware_before_event:
+                    await hook(event, params)
+                if timeout is None:
+                    event._result = await invoke(event, params)
+                else:
+                    event._result = await asyncio.wait_for(invoke(event, params), timeout)
+                for hook in self._middleware_after_event:
+                    await hook(event, params)
+            except Exception as exc:
+                event.error = exc
+                await self._handle_error(event, params, exc)
+                return None
+            outcome = DONE
+            return event._result
+        except asyncio.CancelledError:
+            outcome = CANCELLED
+            raise
+        finally:
+            if outcome is not DONE or event._auto_done:
+                event._finish(outcome)
+            del self._event_tasks[event]
+            if self._drained is not None and not self._event_tasks:
+                self._drained.set()
+
+    def _event_task_ended(self, event: Event[Any]) -> None:
+        del self._event_tasks[event]
+        if self._drained is not None and not self._event_tasks:
+            self._drained.set()
+
+    async def _handle_error(self, event: Event[Any], params: PathParams, exc: Exception) -> None:
+        """Run the matching ``on_error`` handlers; log and re-raise if none takes ``exc``."""
+        handlers = [hook for exc_type, hook in self._error_handlers if isinstance(exc, exc_type)]
+        try:
+            if not handlers:
+                raise exc
+            for hook in handlers:
+                await hook(event, params)
+        except Exception as failure:
+            self._log_failure(event, failure)
+            # Logged once here; the task still ends with the error for whoever awaits it,
+            # and nobody awaiting it must not make asyncio log it a second time.
+            current = asyncio.current_task()
+            if current is not None:
+                current.add_done_callback(_retrieve_exception)
+            raise
+
+    def _log_failure(self, event: Event[Any], exc: BaseException) -> None:
+        fields = {"event_path": event.path, "handler": event.route.name, "cid": event.ctx.cid}
+        logger.error(
+            "event %r failed in handler %s (context %s): %r",
+            event.path,
+            event.route.name,
+            event.ctx.cid,
+            exc,
+            exc_info=exc,
+            extra=fields,
+        )
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], *, name: str | None = None) -> asyncio.Task[Any]:
+        """Run ``coro`` as a background task owned by this listener (cancelled at shutdown).
+
+        Its failure is logged; use it for work that is not an event (connection handlers,
+        consumers, timers).
+        """
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._background_tasks.add(task)
+        task.add_done_callback(self._on_background_task_done)
+        return task
+
+    def _on_background_task_done(self, task: asyncio.Task[Any]) -> None:
+        self._background_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("background task %s failed", task.get_name(), exc_info=task.exception())
+
+    # ------------------------------------------------------------------ running
+
+    @staticmethod
+    def setup_event_loop() -> asyncio.AbstractEventLoop:
+        """Return the event loop ``run()`` uses; override to use another (uvloop...).
+
+        The default makes a new loop, so ``run()`` works in any thread and after an earlier
+        ``asyncio.run()``.
+        """
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        return loop
+
+    def install_signal_handlers(self) -> None:
+        """Make SIGINT/SIGTERM stop the listener (a second one forces); main thread only."""
+        self._signals.install(asyncio.get_running_loop())
+
+    def _on_signal(self, signum: int) -> None:
+        if self._stop_requested is not None and self._stop_requested.is_set():
+            logger.warning("second signal %d: forcing shutdown", signum)
+        else:
+            logger.info("signal %d received: shutting down (send it again to force)", signum)
+        self._request_stop()
+
+    def _request_stop(self) -> None:
+        """First call: graceful stop. Second call: force (skip waiting for in-flight events)."""
+        if self._stop_requested is None or self._force_requested is None:
+            return
+        if self._stop_requested.is_set():
+            self._force_requested.set()
+        self._stop_requested.set()
+
+    async def graceful_shutdown(self, sig: int | None = None) -> None:
+        """Ask the running listener to stop, as a signal does; a second call forces."""
+        self._request_stop()
+
+    def stop(self) -> None:
+        """Ask the running listener to stop; safe to call from any thread."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._request_stop)
+
+    async def wait_for_shutdown(self) -> None:
+        """Return once the listener has been asked to stop (for ``listen()`` loops)."""
+        if self._stop_requested is None:
+            raise ListenerNotFound(f"{self!r} is not running")
+        await self._stop_requested.wait()
+
+    async def main(self) -> None:
+        """Run startup hooks and ``listen()``, wait for a stop request, then shut down.
+
+        Re-raises the exception ``listen()`` failed with, after shutting down.
+        """
+        self._loop = asyncio.get_running_loop()
+        self._stop_requested = asyncio.Event()
+        self._force_requested = asyncio.Event()
+        self._listen_error = None
+        self.install_signal_handlers()
+        try:
+            for fn in self._startup:
+                await fn()
+            listen_task = self._loop.create_task(self.listen(), name=f"{type(self).__name__}.listen")
+            listen_task.add_done_callback(self._on_listen_done)
+            await self._stop_requested.wait()
+            await self._shut_down(listen_task)
+        finally:
+            self._signals.restore()
+            self._loop = None
+        if self._listen_error is not None:
+            raise self._listen_error
+
+    def _on_listen_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self._listen_error = task.exception()
+            logger.error("listen() failed: %r", self._listen_error, exc_info=self._listen_error)
+            self._request_stop()
+
+    async def _shut_down(self, listen_task: asyncio.Task[None]) -> None:
+        # 1. Stop intake: listen() may own a server or a consumer loop.
+        if not listen_task.done():
+            listen_task.cancel()
+            await asyncio.wait([listen_task])
+        # 2. Shutdown hooks: listeners written for 1.2 close their servers here.
+        for fn in self._shutdown:
+            try:
+                await self._unless_forced(fn())
+            except Exception:
+                logger.exception("shutdown hook %s failed", getattr(fn, "__qualname__", fn))
+        # 3. Let in-flight events finish, up to the deadline or a forcing second signal.
+        if self._event_tasks:
+            count = len(self._event_tasks)
+            logger.info("waiting up to %.1fs for %d in-flight event(s)", self.shutdown_timeout, count)
+            self._drained = asyncio.Event()
+            try:
+                await self._unless_forced(self._drained.wait(), timeout=self.shutdown_timeout)
+            finally:
+                self._drained = None
+        # 4. Cancel what is left, and only what this listener started.
+        leftovers = [*self._event_tasks.values(), *self._background_tasks]
+        if leftovers:
+            if self._event_tasks:
+                logger.warning("cancelling %d event(s) still running at shutdown", len(self._event_tasks))
+            for task in leftovers:
+                task.cancel()
+            await asyncio.wait(leftovers)
+
+    async def _unless_forced(self, coro: Coroutine[Any, Any, Any], timeout: float | None = None) -> None:
+        """Await ``coro`` until it ends, ``timeout`` passes or a forced stop is requested."""
+        assert self._force_requested is not None
+        work = asyncio.ensure_future(coro)
+        forced = asyncio.ensure_future(self._force_requested.wait())
+        try:
+            await asyncio.wait([work, forced], timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (work, forced):
+                if not task.done():
+                    task.cancel()
+            await asyncio.wait([work, forced])
+        if work.done() and not work.cancelled() and work.exception() is not None:
+            raise work.exception()  # type: ignore[misc]
+
+    def run(self) -> None:
+        """Run the listener in this thread until it is stopped (signal, ``stop()``).
+
+        Raises :class:`DuplicateListener` if this thread already runs a listener, and the
+        exception ``listen()`` failed with, if it did.
+        """
+        if getattr(_running, "listener", None) is not None:
+            raise DuplicateListener(f"thread {threading.get_ident()} already runs {_running.listener!r}")
+        _running.listener = self
+        try:
+            loop = self.setup_event_loop()
+            try:
+                loop.run_until_complete(self.main())
+            finally:
+                _close_loop(loop)
+        finally:
+            _running.listener = None
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}(routes_count={len(self.routes)})"
+
+
+class _EventTask(asyncio.Task):  # type: ignore[type-arg]
+    """The task of one event. Tasks are made directly (not with ``loop.create_task``) to keep
+    dispatch cheap; no done-callback is needed because the event's coroutine does its own
+    bookkeeping, except when it is cancelled before its first step, which ``cancel`` covers."""
+
+    __slots__ = ("_event",)
+    _event: Event[Any]
+
+    def cancel(self, msg: Any = None) -> bool:
+        event = self._event
+        if event._state is PENDING and not self.done():
+            # The coroutine will be closed without running a line: end the event here.
+            event._finish(CANCELLED)
+            event.listener._event_task_ended(event)
+        return super().cancel(msg)
+
+
+def _retrieve_exception(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Close a loop ``run()`` used, as ``asyncio.run()`` does: nothing is left pending."""
+    try:
+        pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.run_until_complete(loop.shutdown_default_executor())
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+
+
+def get_current_running_listener() -> Listener[Any]:
+    """Return the listener running in this thread; raise :class:`ListenerNotFound` if none."""
+    listener: Listener[Any] | None = getattr(_running, "listener", None)
+    if listener is None:
+        raise ListenerNotFound(f"no listener is running in thread {threading.get_ident()}")
+    return listener

@@ -1,0 +1,210 @@
+"""Routes and the route table.
+
+A route path is literal text with ``{name}`` or ``{name:convertor}`` parameters, for example
+``"GET:/user/{username}"`` or ``"order:{id:int}:created"``. Paths are compiled once, when the
+route is registered.
+
+The table finds the route for an event path without trying every route: routes are indexed by
+their literal prefix (the text before the first parameter), so only the routes whose prefix
+starts the event path are tried, and among those the first registered one that matches wins,
+as in 1.2. The cost of a lookup depends on how many distinct prefix lengths there are, not on
+how many routes there are.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from typing import Any, Callable, Dict, Iterator, MutableMapping, Pattern, Tuple
+
+from ._types import CoroFunc, PathParams
+from .convertors import CONVERTOR_TYPES, Convertor
+from .errors import EventNotFound, RouteError
+from .injection import Hook
+
+PARAM_REGEX = re.compile(r"{([a-zA-Z_]\w*)(:[a-zA-Z_]\w*)?}")
+
+
+def compile_path(path: str) -> Tuple[Pattern[str], Dict[str, Convertor]]:
+    """Compile a route path into an anchored regex and the convertor of each parameter.
+
+    >>> regex, convertors = compile_path("/user/{id:int}")
+    >>> regex.match("/user/42").groupdict()
+    {'id': '42'}
+
+    Raises :class:`RouteError` for an unknown convertor or a parameter used twice.
+    """
+    idx = 0
+    path_regex = "^"
+    convertors: Dict[str, Convertor] = {}
+    for match in PARAM_REGEX.finditer(path):
+        param_name, convertor_type = match.groups("str")
+        convertor_type = convertor_type.lstrip(":")
+        if convertor_type not in CONVERTOR_TYPES:
+            raise RouteError(f"unknown path convertor {convertor_type!r} in route {path!r}")
+        if param_name in convertors:
+            raise RouteError(f"path parameter {param_name!r} is used twice in route {path!r}")
+        convertor = CONVERTOR_TYPES[convertor_type]
+        path_regex += re.escape(path[idx : match.start()])
+        path_regex += f"(?P<{param_name}>{convertor.regex})"
+        convertors[param_name] = convertor
+        idx = match.end()
+    # \Z, not $: "$" also matches before a trailing newline.
+    path_regex += re.escape(path[idx:]) + r"\Z"
+    return re.compile(path_regex), convertors
+
+
+class Route:
+    """A handler bound to a path. ``opts`` keeps the extra options given to ``on_event``.
+
+    Raises :class:`RouteError` if the path does not compile, ``TypeError`` if ``fn`` is not an
+    ``async def`` function or one of its parameters cannot be injected.
+    """
+
+    def __init__(self, path: str, fn: CoroFunc, opts: Dict[str, Any] | None = None) -> None:
+        self.name: str = fn.__name__
+        self.path = path
+        self.fn = fn
+        self.path_regex, self.convertors = compile_path(path)
+        self.opts: Dict[str, Any] = opts or {}
+        self.hook = Hook(fn)
+        self._invoke = self.hook._invoke
+        first_param = PARAM_REGEX.search(path)
+        self.literal_prefix = path if first_param is None else path[: first_param.start()]
+        self._is_static = first_param is None
+        # Only non-str convertors need a call per match.
+        self._converting: Tuple[Tuple[str, Callable[[str], Any]], ...] = tuple(
+            (name, conv.convert) for name, conv in self.convertors.items() if conv.convert is not str
+        )
+
+    def match(self, path: str) -> PathParams | None:
+        """Return the converted path parameters if ``path`` matches this route, else ``None``."""
+        raw = self.match_raw(path)
+        return None if raw is None else self.convert(raw)
+
+    def match_raw(self, path: str) -> Dict[str, str] | None:
+        """Return the parameters' matched text if ``path`` matches, else ``None``.
+
+        A convertor that raises ``ValueError`` on the matched text makes the route not match.
+        """
+        if self._is_static:
+            return {} if path == self.path else None
+        found = self.path_regex.match(path)
+        if found is None:
+            return None
+        raw = found.groupdict()
+        if self._converting:
+            try:
+                self.convert(raw)
+            except ValueError:
+                return None
+        return raw
+
+    def convert(self, raw: Dict[str, str]) -> PathParams:
+        """Return a new dict of the converted values of ``raw`` (from :meth:`match_raw`)."""
+        params: PathParams = dict(raw)
+        for name, convert in self._converting:
+            params[name] = convert(params[name])
+        return params
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}(path={self.path!r}, name={self.name!r}, opts={self.opts})"
+
+
+# (registration order, route) pairs that share one literal prefix, in registration order.
+_Candidates = Tuple[Tuple[int, Route], ...]
+
+
+class RouteTable(MutableMapping[str, Route]):
+    """The routes of a listener, keyed by handler name, in registration order.
+
+    It behaves as the ``dict`` that 1.2 exposed as ``listener.routes``; any change rebuilds the
+    prefix index on the next lookup. The latest ``cache_size`` distinct event paths are
+    remembered with their route, so a path seen again skips the search (its parameters are
+    still converted anew for every event).
+    """
+
+    cache_size = 4096
+
+    def __init__(self) -> None:
+        self._routes: Dict[str, Route] = {}
+        # (prefix length, {prefix: candidates}), longest prefixes first; None when stale.
+        self._index: Tuple[Tuple[int, Dict[str, _Candidates]], ...] | None = None
+        # event path -> (route, raw params), or None when no route matches.
+        self._cache: Dict[str, Tuple[Route, Dict[str, str]] | None] = {}
+
+    def __getitem__(self, name: str) -> Route:
+        return self._routes[name]
+
+    def __setitem__(self, name: str, route: Route) -> None:
+        self._routes[name] = route
+        self._index = None
+        self._cache.clear()
+
+    def __delitem__(self, name: str) -> None:
+        del self._routes[name]
+        self._index = None
+        self._cache.clear()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._routes)
+
+    def __len__(self) -> int:
+        return len(self._routes)
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}({list(self._routes.values())})"
+
+    def _build_index(self) -> Tuple[Tuple[int, Dict[str, _Candidates]], ...]:
+        by_length: Dict[int, Dict[str, list[Tuple[int, Route]]]] = {}
+        for order, route in enumerate(self._routes.values()):
+            prefix = route.literal_prefix
+            by_length.setdefault(len(prefix), {}).setdefault(prefix, []).append((order, route))
+        # Longest prefixes first: they are the most specific, so the first match found there
+        # usually has the lowest order and lets the shorter buckets stop at once.
+        self._index = tuple(
+            (length, {prefix: tuple(cands) for prefix, cands in by_length[length].items()})
+            for length in sorted(by_length, reverse=True)
+        )
+        return self._index
+
+    def match(self, path: str) -> Tuple[Route, PathParams]:
+        """Return the first registered route matching ``path`` and its converted parameters.
+
+        Raises :class:`EventNotFound` when no route matches.
+        """
+        try:
+            found = self._cache[path]
+        except KeyError:
+            found = self._search(path)
+            if len(self._cache) >= self.cache_size:
+                self._cache.clear()
+            self._cache[path] = found
+        if found is None:
+            raise EventNotFound(f"no route matches event path {path!r}")
+        route, raw = found
+        params = dict(raw)
+        for name, convert in route._converting:
+            params[name] = convert(params[name])
+        return route, params
+
+    def _search(self, path: str) -> Tuple[Route, Dict[str, str]] | None:
+        index = self._index if self._index is not None else self._build_index()
+        size = len(path)
+        best_order = sys.maxsize
+        best: Tuple[Route, Dict[str, str]] | None = None
+        for length, table in index:
+            if length > size:
+                continue
+            candidates = table.get(path[:length])
+            if candidates is None:
+                continue
+            for order, route in candidates:
+                if order >= best_order:
+                    break
+                raw = route.match_raw(path)
+                if raw is not None:
+                    best_order = order
+                    best = (route, raw)
+                    break
+        return best
