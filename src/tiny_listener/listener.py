@@ -69,10 +69,11 @@ class Listener(Generic[CTXType]):
         self._cid_prefix = str(uuid.uuid4())[:24]
         self._cid_counter = itertools.count()
 
-        # Every task this listener starts: event tasks by event (drained at shutdown), and
-        # background tasks from ``spawn`` (cancelled at shutdown).
+        # Every task this listener starts: event tasks by event and ``spawn(drain=True)`` tasks
+        # (both drained at shutdown), and other ``spawn`` tasks (cancelled at shutdown).
         self._event_tasks: Dict[Event[Any], asyncio.Task[Any]] = {}
         self._background_tasks: set[asyncio.Task[Any]] = set()
+        self._drain_tasks: set[asyncio.Task[Any]] = set()
 
         self._stop_requested: asyncio.Event | None = None
         self._force_requested: asyncio.Event | None = None
@@ -282,12 +283,12 @@ class Listener(Generic[CTXType]):
             if outcome is not DONE or event._auto_done:
                 event._finish(outcome)
             del self._event_tasks[event]
-            if self._drained is not None and not self._event_tasks:
+            if self._drained is not None and not self._event_tasks and not self._drain_tasks:
                 self._drained.set()
 
     def _event_task_ended(self, event: Event[Any]) -> None:
         del self._event_tasks[event]
-        if self._drained is not None and not self._event_tasks:
+        if self._drained is not None and not self._event_tasks and not self._drain_tasks:
             self._drained.set()
 
     async def _handle_error(self, event: Event[Any], params: PathParams, exc: Exception) -> None:
@@ -319,21 +320,28 @@ class Listener(Generic[CTXType]):
             extra=fields,
         )
 
-    def spawn(self, coro: Coroutine[Any, Any, Any], *, name: str | None = None) -> asyncio.Task[Any]:
-        """Run ``coro`` as a background task owned by this listener (cancelled at shutdown).
+    def spawn(
+        self, coro: Coroutine[Any, Any, Any], *, name: str | None = None, drain: bool = False
+    ) -> asyncio.Task[Any]:
+        """Run ``coro`` as a task owned by this listener and return the task.
 
-        Its failure is logged; use it for work that is not an event (connection handlers,
-        consumers, timers).
+        Use it for work that is not an event: connection handlers, consumer loops, timers,
+        acknowledging a message once its event is done. With ``drain=False`` the task is
+        cancelled at shutdown; with ``drain=True`` shutdown waits for it as for an in-flight
+        event (up to ``shutdown_timeout``). A failure of the task is logged.
         """
         task = asyncio.get_running_loop().create_task(coro, name=name)
-        self._background_tasks.add(task)
+        (self._drain_tasks if drain else self._background_tasks).add(task)
         task.add_done_callback(self._on_background_task_done)
         return task
 
     def _on_background_task_done(self, task: asyncio.Task[Any]) -> None:
         self._background_tasks.discard(task)
+        self._drain_tasks.discard(task)
+        if self._drained is not None and not self._event_tasks and not self._drain_tasks:
+            self._drained.set()
         if not task.cancelled() and task.exception() is not None:
-            logger.error("background task %s failed", task.get_name(), exc_info=task.exception())
+            logger.error("task %s failed", task.get_name(), exc_info=task.exception())
 
     # ------------------------------------------------------------------ running
 
@@ -424,8 +432,8 @@ class Listener(Generic[CTXType]):
             except Exception:
                 logger.exception("shutdown hook %s failed", getattr(fn, "__qualname__", fn))
         # 3. Let in-flight events finish, up to the deadline or a forcing second signal.
-        if self._event_tasks:
-            count = len(self._event_tasks)
+        if self._event_tasks or self._drain_tasks:
+            count = len(self._event_tasks) + len(self._drain_tasks)
             logger.info("waiting up to %.1fs for %d in-flight event(s)", self.shutdown_timeout, count)
             self._drained = asyncio.Event()
             try:
@@ -433,10 +441,11 @@ class Listener(Generic[CTXType]):
             finally:
                 self._drained = None
         # 4. Cancel what is left, and only what this listener started.
-        leftovers = [*self._event_tasks.values(), *self._background_tasks]
+        leftovers = [*self._event_tasks.values(), *self._drain_tasks, *self._background_tasks]
         if leftovers:
-            if self._event_tasks:
-                logger.warning("cancelling %d event(s) still running at shutdown", len(self._event_tasks))
+            if self._event_tasks or self._drain_tasks:
+                late = len(self._event_tasks) + len(self._drain_tasks)
+                logger.warning("cancelling %d event(s) still running at shutdown", late)
             for task in leftovers:
                 task.cancel()
             await asyncio.wait(leftovers)

@@ -1,0 +1,61 @@
+"""Codecs turn event data into message bytes and back, for the broker listeners.
+
+JSON is the default. A codec is any object with ``encode(data) -> bytes`` and
+``decode(payload) -> data``; ``decode`` raises :class:`DecodeError` for a payload it cannot
+read, so that listeners can dead-letter the message with the reason instead of losing it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .errors import ListenerError
+
+try:
+    from typing import Protocol
+except ImportError:  # pragma: no cover - Python < 3.8 is not supported anyway
+    Protocol = object  # type: ignore[assignment]
+
+
+class DecodeError(ListenerError, ValueError):
+    """A message payload cannot be decoded by the listener's codec."""
+
+
+class Codec(Protocol):
+    """What a codec provides."""
+
+    def encode(self, data: Any) -> bytes: ...
+
+    def decode(self, payload: bytes) -> Any: ...
+
+
+class JsonCodec:
+    """UTF-8 JSON. ``decode`` raises :class:`DecodeError` for invalid JSON or UTF-8."""
+
+    content_type = "application/json"
+
+    def encode(self, data: Any) -> bytes:
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+
+    def decode(self, payload: bytes) -> Any:
+        try:
+            return json.loads(payload)
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise DecodeError(f"payload is not valid JSON: {exc}") from exc
+
+
+class RawCodec:
+    """Bytes in, bytes out: the payload is the data."""
+
+    content_type = "application/octet-stream"
+
+    def encode(self, data: Any) -> bytes:
+        if isinstance(data, str):
+            return data.encode()
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"RawCodec encodes bytes or str, not {type(data).__name__}")
+        return bytes(data)
+
+    def decode(self, payload: bytes) -> Any:
+        return bytes(payload)
