@@ -12,7 +12,7 @@ import itertools
 import logging
 import threading
 import uuid
-from typing import Any, Callable, Coroutine, Dict, Generic, List, Tuple, Type, TypeVar, Union
+from typing import Any, Callable, Coroutine, Dict, Generic, List, Protocol, Tuple, Type, TypeVar, Union
 
 from ._types import CoroFunc, EventData, PathParams
 from .context import Context
@@ -33,6 +33,14 @@ from .signals import SignalHandlers
 logger = logging.getLogger("tiny_listener")
 
 CTXType = TypeVar("CTXType", bound=Context)
+
+class EventObserver(Protocol):
+    """Sees every event start and end; see :meth:`Listener.add_event_observer`."""
+
+    def event_started(self, event: Event[Any]) -> None: ...
+
+    def event_ended(self, event: Event[Any]) -> None: ...
+
 
 # The listener running in each thread: one at most (DuplicateListener otherwise).
 _running = threading.local()
@@ -64,6 +72,7 @@ class Listener(Generic[CTXType]):
         self._middleware_after_event: List[Hook] = []
         self._error_handlers: List[Tuple[Type[BaseException], Hook]] = []
         self._context_cls: Type[Context] = Context
+        self._observers: Tuple[EventObserver, ...] = ()
 
         # Anonymous cids look like UUIDs but cost a counter increment, not os.urandom.
         self._cid_prefix = str(uuid.uuid4())[:24]
@@ -120,6 +129,20 @@ class Listener(Generic[CTXType]):
             return fn
 
         return decorator
+
+    def add_event_observer(self, observer: EventObserver) -> None:
+        """Call ``observer.event_started(event)`` when an event's task starts and
+        ``observer.event_ended(event)`` when it ends (``event.state`` and ``event.error`` say
+        how), synchronously and in the event's task. Observers see every event and never
+        handle errors; metrics and tracing middlewares are built on them."""
+        self._observers = (*self._observers, observer)
+
+    def remove_event_observer(self, observer: EventObserver) -> bool:
+        """Stop calling ``observer``; return False if it was not registered."""
+        if observer not in self._observers:
+            return False
+        self._observers = tuple(o for o in self._observers if o is not observer)
+        return True
 
     def add_startup_callback(self, fn: CoroFunc) -> None:
         self._startup.append(check_coro_func(fn))
@@ -260,6 +283,9 @@ class Listener(Generic[CTXType]):
         event._start()
         invoke = event._route._invoke
         outcome = FAILED
+        observers = self._observers
+        for observer in observers:
+            observer.event_started(event)
         try:
             try:
                 for hook in self._middleware_before_event:
@@ -282,6 +308,8 @@ class Listener(Generic[CTXType]):
         finally:
             if outcome is not DONE or event._auto_done:
                 event._finish(outcome)
+            for observer in observers:
+                observer.event_ended(event)
             del self._event_tasks[event]
             if self._drained is not None and not self._event_tasks and not self._drain_tasks:
                 self._drained.set()
