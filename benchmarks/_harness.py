@@ -37,8 +37,12 @@ def median_ratio(samples: Dict[str, List[float]], ours: str, baseline: str) -> f
 
 def report(name: str, figures: Dict[str, Any]) -> None:
     """Print the figures readably, then as one JSON line (``run_all.py`` collects those)."""
-    figures = {"benchmark": name, "tiny_listener": tiny_listener_version(), "python": platform.python_version(),
-               **figures}
+    figures = {
+        "benchmark": name,
+        "tiny_listener": tiny_listener_version(),
+        "python": platform.python_version(),
+        **figures,
+    }
     for key, value in figures.items():
         text = f"{value:.3f}" if isinstance(value, float) else str(value)
         print(f"  {key:<42} {text}")

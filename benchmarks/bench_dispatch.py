@@ -72,7 +72,7 @@ def main() -> None:
 
         samples: dict[str, List[float]] = {"bare": [], "tiny_listener": []}
         cases: dict[str, Callable[[], Any]] = {"bare": bare_case, "tiny_listener": ours_case}
-        for name, case in cases.items():  # warm-up
+        for case in cases.values():  # warm-up
             await case()
         for _ in range(rounds):
             for name, case in cases.items():

@@ -106,7 +106,9 @@ def main() -> None:
 @click.option("--port", type=int, default=None, help="Port to listen on, for listeners that have one.")
 @click.option("--shutdown-timeout", type=float, default=None, help="Seconds to wait for in-flight events at shutdown.")
 @click.argument("app")
-def run(app_dir: str, log_level: str, host: str | None, port: int | None, shutdown_timeout: float | None, app: str) -> None:
+def run(
+    app_dir: str, log_level: str, host: str | None, port: int | None, shutdown_timeout: float | None, app: str
+) -> None:
     """Run the listener APP (MODULE:ATTR) until Ctrl-C or SIGTERM."""
     configure_logging(log_level)
     listener = load_listener(app, app_dir)
@@ -114,5 +116,3 @@ def run(app_dir: str, log_level: str, host: str | None, port: int | None, shutdo
     if shutdown_timeout is not None:
         listener.shutdown_timeout = shutdown_timeout
     listener.run()
-
-

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 class _EventWaiter:
     """A ``wait_events_done`` call: how many more events of ``route`` must end."""
 
-    __slots__ = ("route", "missing", "future")
+    __slots__ = ("future", "missing", "route")
 
     def __init__(self, route: Route, missing: int, future: asyncio.Future[None]) -> None:
         self.route = route
@@ -40,8 +40,18 @@ class Context:
     """
 
     # __dict__ stays: 1.2 let users set their own attributes on a context.
-    __slots__ = ("cid", "_cache", "scope", "events", "_listener", "_anonymous", "_in_flight", "_event_waiters",
-                 "__dict__", "__weakref__")
+    __slots__ = (
+        "__dict__",
+        "__weakref__",
+        "_anonymous",
+        "_cache",
+        "_event_waiters",
+        "_in_flight",
+        "_listener",
+        "cid",
+        "events",
+        "scope",
+    )
 
     def __init__(self, listener: Listener[Any], cid: str, scope: Scope | None = None) -> None:
         self.cid = cid

@@ -24,7 +24,7 @@ class Event(Generic[CTXType]):
     what the handler returned and ``error`` the exception it raised, if any.
     """
 
-    __slots__ = ("data", "error", "path", "params", "_route", "_ctx", "_state", "_auto_done", "_result", "_waiters")
+    __slots__ = ("_auto_done", "_ctx", "_result", "_route", "_state", "_waiters", "data", "error", "params", "path")
 
     def __init__(
         self,
@@ -137,7 +137,7 @@ class Event(Generic[CTXType]):
         ``asyncio.TimeoutError`` when ``timeout`` seconds pass first.
         """
         route = self.listener.get_route(event_name)
-        return await self._ctx.wait_events_done(route, n, timeout)
+        return await self.ctx.wait_events_done(route, n, timeout)
 
     async def __call__(self, params: PathParams | None = None) -> Any:
         """Run the handler with injected parameters and return (and keep) its result."""
@@ -146,4 +146,3 @@ class Event(Generic[CTXType]):
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}(path={self.path!r}, route={self._route!r}, state={self._state.value})"
-

@@ -39,7 +39,8 @@ Invoker = Callable[["Event[Any]", PathParams], Awaitable[Any]]
 
 def check_coro_func(fn: Callable[..., Any]) -> CoroFunc:
     """Return ``fn`` if it is an ``async def`` function; raise ``TypeError`` otherwise."""
-    if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None)):
+    # An object whose __call__ is async counts too (as with 1.2, which used asyncio.iscoroutinefunction).
+    if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None)):  # noqa: B004
         return fn
     name = getattr(fn, "__qualname__", repr(fn))
     raise TypeError(

@@ -12,7 +12,7 @@ import itertools
 import logging
 import threading
 import uuid
-from typing import Any, Callable, Coroutine, Dict, Generic, List, Protocol, Tuple, Type, TypeVar, Union
+from typing import Any, Awaitable, Callable, Coroutine, Dict, Generic, List, Protocol, Tuple, Type, TypeVar, Union
 
 from ._types import CoroFunc, EventData, PathParams
 from .context import Context
@@ -33,6 +33,7 @@ from .signals import SignalHandlers
 logger = logging.getLogger("tiny_listener")
 
 CTXType = TypeVar("CTXType", bound=Context)
+
 
 class EventObserver(Protocol):
     """Sees every event start and end; see :meth:`Listener.add_event_observer`."""
@@ -478,7 +479,7 @@ class Listener(Generic[CTXType]):
                 task.cancel()
             await asyncio.wait(leftovers)
 
-    async def _unless_forced(self, coro: Coroutine[Any, Any, Any], timeout: float | None = None) -> None:
+    async def _unless_forced(self, coro: Awaitable[Any], timeout: float | None = None) -> None:
         """Await ``coro`` until it ends, ``timeout`` passes or a forced stop is requested."""
         assert self._force_requested is not None
         work = asyncio.ensure_future(coro)

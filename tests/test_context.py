@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+import asyncio
+import gc
+from typing import Any
+
+import pytest
+
+from tiny_listener import Context, ContextAlreadyExists, ContextNotFound, Event, Listener
+
+
+class App(Listener):  # type: ignore[type-arg]
+    async def listen(self) -> None:
+        await self.wait_for_shutdown()
+
+
+async def test_new_ctx_and_get_ctx() -> None:
+    app = App()
+    ctx = app.new_ctx("a", scope={"k": 1})
+    assert app.get_ctx("a") is ctx and ctx.scope == {"k": 1} and ctx.listener is app
+    with pytest.raises(ContextAlreadyExists):
+        app.new_ctx("a")
+    with pytest.raises(ContextNotFound):
+        app.get_ctx("b")
+
+
+async def test_anonymous_context_is_found_right_after_new_ctx_and_released_after_its_events() -> None:
+    app = App()
+
+    @app.on_event("x")
+    async def handler(ctx: Context) -> str:
+        assert ctx.is_alive
+        return ctx.cid
+
+    ctx = app.new_ctx(scope={"request": 1})
+    assert app.get_ctx(ctx.cid) is ctx and ctx.is_alive
+    assert await ctx.trigger_event("x") == ctx.cid
+    assert ctx.cid not in app.ctxs and not ctx.is_alive
+    # Used again, it is registered again while it runs events.
+    assert await ctx.trigger_event("x") == ctx.cid
+    assert app.ctxs == {}
+
+
+async def test_anonymous_contexts_are_unique_and_freed() -> None:
+    app = App()
+
+    @app.on_event("x")
+    async def handler(ctx: Context) -> str:
+        return ctx.cid
+
+    cids = [await app.trigger_event("x") for _ in range(100)]
+    assert len(set(cids)) == 100 and app.ctxs == {}
+    gc.collect()
+    assert not [obj for obj in gc.get_objects() if isinstance(obj, Context)]
+
+
+async def test_named_context_lives_until_drop() -> None:
+    app = App()
+
+    @app.on_event("x")
+    async def handler() -> None: ...
+
+    await app.trigger_event("x", cid="session")
+    ctx = app.get_ctx("session")
+    assert ctx.is_alive and ctx.drop() and not ctx.is_alive
+    assert ctx.drop() is False
+
+
+async def test_context_dropped_while_its_event_runs_stays_usable_by_the_event() -> None:
+    app = App()
+    gate = asyncio.Event()
+
+    @app.on_event("x")
+    async def handler(event: Event) -> str:
+        await gate.wait()
+        return event.ctx.cid
+
+    task = app.trigger_event("x", cid="s")
+    await asyncio.sleep(0)
+    app.get_ctx("s").drop()
+    gc.collect()
+    gate.set()
+    assert await task == "s"
+
+
+async def test_event_history_is_bounded() -> None:
+    app = App(max_event_history=10)
+
+    @app.on_event("x")
+    async def handler() -> None: ...
+
+    for _ in range(1000):
+        await app.trigger_event("x", cid="long")
+    history = app.get_ctx("long").events[app.get_route("handler")]
+    assert 10 <= len(history) <= 13
+    assert all(event.is_done for event in history)
+
+
+async def test_context_subclass_and_free_attributes() -> None:
+    class Session(Context):
+        def greet(self) -> str:
+            return f"hi {self.cid}"
+
+    app = App()
+    app.set_context_cls(Session)
+    ctx: Any = app.new_ctx("u")
+    ctx.user = "bob"  # 1.2 allowed free attributes on contexts
+    assert isinstance(ctx, Session) and ctx.greet() == "hi u" and ctx.user == "bob"
+    with pytest.raises(TypeError):
+        app.set_context_cls(dict)  # type: ignore[arg-type]

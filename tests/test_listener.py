@@ -1,0 +1,356 @@
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import signal
+import threading
+from typing import Any
+
+import pytest
+
+from tiny_listener import (
+    DuplicateListener,
+    Event,
+    EventAlreadyExists,
+    EventNotFound,
+    Listener,
+    ListenerNotFound,
+    Param,
+    get_current_running_listener,
+)
+
+
+class App(Listener):  # type: ignore[type-arg]
+    async def listen(self) -> None:
+        await self.wait_for_shutdown()
+
+
+async def test_trigger_event_returns_the_handler_result_and_raises_not_found_synchronously() -> None:
+    app = App()
+
+    @app.on_event("GET:/user/{name}", method="GET")
+    async def hello(name: Param) -> str:
+        return f"Hello, {name}!"
+
+    assert await app.trigger_event("GET:/user/bob") == "Hello, bob!"
+    assert app.get_route("hello").opts == {"method": "GET"}
+    with pytest.raises(EventNotFound):
+        app.trigger_event("POST:/nothing")
+
+
+def test_duplicate_handler_name_and_removal() -> None:
+    app = App()
+
+    @app.on_event("a")
+    async def handler() -> None: ...
+
+    with pytest.raises(EventAlreadyExists):
+        app.add_on_event_hook(handler, "b")
+    assert app.remove_on_event_hook(handler) is True
+    assert app.remove_on_event_hook("handler") is False
+
+
+async def test_hooks_run_around_the_handler() -> None:
+    app = App()
+    calls: list[str] = []
+
+    @app.before_event
+    async def before(event: Event, name: Param) -> None:
+        calls.append(f"before {event.path} {name}")
+
+    @app.after_event
+    async def after(event: Event) -> None:
+        calls.append(f"after {event.result}")
+
+    @app.on_event("x/{name}")
+    async def handler(name: Param) -> str:
+        calls.append("handler")
+        return name
+
+    assert await app.trigger_event("x/bob") == "bob"
+    assert calls == ["before x/bob bob", "handler", "after bob"]
+
+
+async def test_on_error_handles_matching_errors_only(caplog: pytest.LogCaptureFixture) -> None:
+    app = App()
+    handled: list[BaseException | None] = []
+
+    @app.on_error(KeyError)
+    async def on_key_error(event: Event) -> None:
+        handled.append(event.error)
+
+    @app.on_event("key")
+    async def key() -> None:
+        raise KeyError("k")
+
+    @app.on_event("value")
+    async def value() -> None:
+        raise ValueError("v")
+
+    assert await app.trigger_event("key") is None
+    assert isinstance(handled[0], KeyError)
+    assert not caplog.records
+    with pytest.raises(ValueError):
+        await app.trigger_event("value")
+
+
+async def test_unhandled_error_is_logged_once_with_path_handler_and_cid(caplog: pytest.LogCaptureFixture) -> None:
+    app = App()
+
+    @app.on_event("pay/{order}")
+    async def pay(order: Param) -> None:
+        raise RuntimeError("card declined")
+
+    task = app.trigger_event("pay/42", cid="session-7")
+    with pytest.raises(RuntimeError):
+        await task
+    records = [r for r in caplog.records if r.name == "tiny_listener"]
+    assert len(records) == 1
+    record = records[0]
+    assert record.levelno == logging.ERROR
+    message = record.getMessage()
+    assert "'pay/42'" in message and "pay" in message and "session-7" in message
+    assert record.exc_info is not None and record.exc_info[0] is RuntimeError
+    assert (record.event_path, record.handler, record.cid) == ("pay/42", "pay", "session-7")  # type: ignore[attr-defined]
+
+
+async def test_unawaited_failing_task_never_reports_exception_never_retrieved(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = App()
+    loop = asyncio.get_running_loop()
+    loop_errors: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _loop, context: loop_errors.append(context))
+
+    @app.on_event("x")
+    async def handler() -> None:
+        raise RuntimeError("nobody awaits me")
+
+    task = app.trigger_event("x")
+    await asyncio.wait([task])
+    del task
+    for _ in range(3):
+        await asyncio.sleep(0)
+    gc.collect()
+    assert loop_errors == []
+    assert len([r for r in caplog.records if r.name == "tiny_listener"]) == 1
+
+
+async def test_handler_timeout() -> None:
+    app = App()
+
+    @app.on_event("slow")
+    async def slow() -> None:
+        await asyncio.Event().wait()
+
+    with pytest.raises(asyncio.TimeoutError):
+        await app.trigger_event("slow", timeout=0.01)
+
+
+def run_in_thread(app: Listener) -> tuple[threading.Thread, list[BaseException]]:  # type: ignore[type-arg]
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            app.run()
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    return thread, errors
+
+
+def test_run_in_a_thread_without_signals_and_stop() -> None:
+    app = App()
+    started = threading.Event()
+    stopped: list[str] = []
+
+    @app.startup
+    async def up() -> None:
+        started.set()
+
+    @app.shutdown
+    async def down() -> None:
+        stopped.append("down")
+
+    thread, errors = run_in_thread(app)
+    assert started.wait(10)
+    app.stop()
+    thread.join(10)
+    assert not thread.is_alive() and errors == [] and stopped == ["down"]
+
+
+def test_run_after_an_earlier_asyncio_run_in_the_same_thread() -> None:
+    async def nothing() -> None: ...
+
+    asyncio.run(nothing())
+    app = App()
+
+    @app.startup
+    async def stop_soon() -> None:
+        await app.graceful_shutdown()
+
+    app.run()  # 1.2 failed here with "There is no current event loop"
+
+
+def test_get_current_running_listener_and_duplicate_listener() -> None:
+    app = App()
+    seen: list[Any] = []
+
+    @app.startup
+    async def check() -> None:
+        seen.append(get_current_running_listener())
+        try:
+            App().run()
+        except DuplicateListener as exc:
+            seen.append(exc)
+        await app.graceful_shutdown()
+
+    with pytest.raises(ListenerNotFound):
+        get_current_running_listener()
+    app.run()
+    assert seen[0] is app and isinstance(seen[1], DuplicateListener)
+    with pytest.raises(ListenerNotFound):
+        get_current_running_listener()
+
+
+def test_listen_failure_is_raised_by_run_after_shutdown_hooks() -> None:
+    class Broken(Listener):  # type: ignore[type-arg]
+        async def listen(self) -> None:
+            raise ConnectionError("no broker")
+
+    app = Broken()
+    calls: list[str] = []
+
+    @app.shutdown
+    async def down() -> None:
+        calls.append("down")
+
+    with pytest.raises(ConnectionError):
+        app.run()
+    assert calls == ["down"]
+
+
+def test_shutdown_stops_listen_runs_hooks_then_drains_in_flight_events() -> None:
+    order: list[str] = []
+
+    class Server(Listener):  # type: ignore[type-arg]
+        async def listen(self) -> None:
+            try:
+                self.trigger_event("work")
+                await asyncio.Event().wait()
+            finally:
+                order.append("listen stopped")
+
+    app = Server(shutdown_timeout=10)
+    release = asyncio.Event()
+
+    @app.on_event("work")
+    async def work() -> None:
+        app.stop()
+        await release.wait()
+        order.append("event finished")
+
+    @app.shutdown
+    async def down() -> None:
+        order.append("shutdown hook")
+        release.set()
+
+    app.run()
+    assert order == ["listen stopped", "shutdown hook", "event finished"]
+
+
+def test_shutdown_deadline_cancels_only_the_listeners_own_tasks() -> None:
+    cancelled: list[str] = []
+    foreign: list[asyncio.Task[None]] = []
+
+    async def forever(name: str) -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.append(name)
+            raise
+
+    class Server(Listener):  # type: ignore[type-arg]
+        async def listen(self) -> None:
+            self.trigger_event("stuck")
+            self.spawn(forever("spawned"))
+            foreign.append(asyncio.get_running_loop().create_task(forever("foreign")))
+            self.stop()
+
+    app = Server(shutdown_timeout=0.05)
+
+    @app.on_event("stuck")
+    async def stuck() -> None:
+        await forever("event")
+
+    @app.shutdown
+    async def down() -> None:
+        assert not foreign[0].done()
+
+    app.run()
+    # The shutdown cancelled the event and the spawned task; the foreign task was left to the
+    # loop's final clean-up (as asyncio.run does), after the listener had finished.
+    assert cancelled[:2] == ["event", "spawned"] or cancelled[:2] == ["spawned", "event"]
+    assert cancelled[2:] == ["foreign"]
+
+
+def test_second_stop_request_forces_shutdown() -> None:
+    class Server(Listener):  # type: ignore[type-arg]
+        async def listen(self) -> None:
+            self.trigger_event("stuck")
+
+    app = Server(shutdown_timeout=60)
+    outcome: list[str] = []
+
+    @app.on_event("stuck")
+    async def stuck() -> None:
+        app.stop()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            outcome.append("cancelled")
+            raise
+
+    @app.shutdown
+    async def force() -> None:
+        app.stop()  # the second request, as a second Ctrl-C
+
+    app.run()
+    assert outcome == ["cancelled"]
+
+
+def test_signal_handlers_are_restored_after_run() -> None:
+    def previous(signum: int, frame: Any) -> None: ...
+
+    old = signal.signal(signal.SIGTERM, previous)
+    try:
+        app = App()
+
+        @app.startup
+        async def stop() -> None:
+            assert signal.getsignal(signal.SIGTERM) is not previous
+            signal.raise_signal(signal.SIGTERM)
+
+        app.run()
+        assert signal.getsignal(signal.SIGTERM) is previous
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def test_spawned_drain_task_is_awaited_at_shutdown() -> None:
+    finished: list[str] = []
+
+    class Server(Listener):  # type: ignore[type-arg]
+        async def listen(self) -> None:
+            async def ack_later() -> None:
+                await asyncio.sleep(0.01)
+                finished.append("acked")
+
+            self.spawn(ack_later(), drain=True)
+            self.stop()
+
+    Server(shutdown_timeout=10).run()
+    assert finished == ["acked"]

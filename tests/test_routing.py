@@ -1,0 +1,181 @@
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from tiny_listener import (
+    Convertor,
+    EventNotFound,
+    Listener,
+    Route,
+    RouteError,
+    compile_path,
+    register_convertor,
+)
+
+
+async def handler() -> None:
+    pass
+
+
+def make_route(path: str) -> Route:
+    return Route(path, handler)
+
+
+@pytest.mark.parametrize(
+    ("path", "event_path", "expected"),
+    [
+        ("/user/{name}", "/user/bob", {"name": "bob"}),
+        ("/user/{id:int}", "/user/42", {"id": 42}),
+        ("/v/{x:float}", "/v/1.5", {"x": 1.5}),
+        ("/v/{x:float}", "/v/3", {"x": 3.0}),
+        ("/files/{p:path}", "/files/a/b/c.txt", {"p": "a/b/c.txt"}),
+        (
+            "/u/{u:uuid}",
+            "/u/0b4c9d3c-1c9e-4a34-9f5e-0b1c2d3e4f50",
+            {"u": uuid.UUID("0b4c9d3c-1c9e-4a34-9f5e-0b1c2d3e4f50")},
+        ),
+        ("order:{id:int}:created", "order:7:created", {"id": 7}),
+        ("static/path", "static/path", {}),
+    ],
+)
+def test_route_matches_and_converts(path: str, event_path: str, expected: dict[str, object]) -> None:
+    assert make_route(path).match(event_path) == expected
+
+
+@pytest.mark.parametrize(
+    ("path", "event_path"),
+    [
+        ("/v/{x:float}", "/v/1x5"),  # 1.2 matched this (unescaped dot), then float() raised
+        ("/user/{id:int}", "/user/abc"),
+        ("/user/{name}", "/user/a/b"),
+        ("/user/{id:int}", "/user/5\n"),  # "$" would match before a trailing newline
+        ("static/path", "static/path/"),
+        ("/u/{u:uuid}", "/u/not-a-uuid"),
+    ],
+)
+def test_route_rejects(path: str, event_path: str) -> None:
+    assert make_route(path).match(event_path) is None
+
+
+def test_unknown_convertor_is_a_route_error() -> None:
+    with pytest.raises(RouteError, match="unknown path convertor 'nope'"):
+        compile_path("/x/{a:nope}")
+
+
+def test_parameter_used_twice_is_a_route_error() -> None:
+    with pytest.raises(RouteError, match="used twice"):
+        compile_path("/{a}/{a}")
+
+
+def test_compile_path_returns_regex_and_convertors() -> None:
+    regex, convertors = compile_path("/user/{id:int}")
+    match = regex.match("/user/42")
+    assert match is not None and match.groupdict() == {"id": "42"}
+    assert set(convertors) == {"id"}
+
+
+def test_register_convertor_is_usable_in_new_routes() -> None:
+    register_convertor("hexbyte", Convertor(r"[0-9a-f]{2}", lambda text: int(text, 16)))
+    assert make_route("/color/{r:hexbyte}").match("/color/ff") == {"r": 255}
+    assert make_route("/color/{r:hexbyte}").match("/color/fff") is None
+
+
+@pytest.mark.parametrize(
+    ("name", "regex", "error"),
+    [("not valid", "x", "not an identifier"), ("bad", "(", "invalid regex"), ("grp", "(a)", "non-capturing")],
+)
+def test_register_convertor_rejects_bad_input(name: str, regex: str, error: str) -> None:
+    with pytest.raises(RouteError, match=error):
+        register_convertor(name, Convertor(regex, str))
+
+
+def test_convertor_raising_value_error_means_no_match() -> None:
+    register_convertor("even", Convertor(r"[0-9]+", lambda text: int(text) if int(text) % 2 == 0 else int("x")))
+    app: Listener[object] = Listener()  # type: ignore[type-var]
+
+    @app.on_event("/n/{n:even}")
+    async def even() -> None: ...
+
+    @app.on_event("/n/{n}")
+    async def other() -> None: ...
+
+    assert app.match_route("/n/4")[0].name == "even"
+    assert app.match_route("/n/3")[0].name == "other"
+
+
+def build_app(*paths: str) -> Listener:  # type: ignore[type-arg]
+    app: Listener = Listener()  # type: ignore[type-arg]
+    for i, path in enumerate(paths):
+
+        async def fn() -> None: ...
+
+        fn.__name__ = f"h{i}"
+        app.add_on_event_hook(fn, path)
+    return app
+
+
+def test_first_registered_route_wins_across_prefixes() -> None:
+    app = build_app("{_:path}", "GET:/user/{name}")
+    route, params = app.match_route("GET:/user/bob")
+    assert route.name == "h0" and params == {"_": "GET:/user/bob"}
+
+
+def test_longer_prefix_registered_first_wins_over_catch_all() -> None:
+    app = build_app("GET:/user/{name}", "GET:/throw", "{_:path}")
+    assert app.match_route("GET:/user/bob") == (app.routes["h0"], {"name": "bob"})
+    assert app.match_route("GET:/throw")[0].name == "h1"
+    assert app.match_route("POST:/x")[0].name == "h2"
+
+
+def test_order_is_kept_among_routes_with_different_prefix_lengths() -> None:
+    app = build_app("a{x}", "ab{x}", "abc{x}")
+    assert app.match_route("abcd")[0].name == "h0"
+    app.remove_on_event_hook("h0")
+    assert app.match_route("abcd")[0].name == "h1"
+
+
+def test_no_match_raises_event_not_found() -> None:
+    app = build_app("GET:/user/{name}")
+    with pytest.raises(EventNotFound, match="no route matches event path 'GET:/nope'"):
+        app.match_route("GET:/nope")
+    with pytest.raises(EventNotFound):  # cached miss still raises
+        app.match_route("GET:/nope")
+
+
+def test_route_table_changes_invalidate_cached_lookups() -> None:
+    app = build_app("x/{a}")
+    assert app.match_route("x/1")[0].name == "h0"
+
+    async def newer() -> None: ...
+
+    app.add_on_event_hook(newer, "x/1")
+    assert app.match_route("x/1")[0].name == "h0"  # still first registered
+    del app.routes["h0"]
+    assert app.match_route("x/1")[0].name == "newer"
+
+
+def test_params_are_a_new_dict_for_every_match() -> None:
+    app = build_app("x/{a:int}")
+    _, first = app.match_route("x/1")
+    first["a"] = 99
+    assert app.match_route("x/1")[1] == {"a": 1}
+
+
+def test_many_routes_match_last_and_none() -> None:
+    app = build_app(*(f"GET:/api/resource{i}/{{id:int}}" for i in range(10_000)))
+    route, params = app.match_route("GET:/api/resource9999/5")
+    assert route.name == "h9999" and params == {"id": 5}
+    with pytest.raises(EventNotFound):
+        app.match_route("GET:/api/nothing/5")
+
+
+def test_routes_mapping_behaves_like_the_1_2_dict() -> None:
+    app = build_app("a", "b")
+    assert list(app.routes) == ["h0", "h1"]
+    assert len(app.routes) == 2
+    assert "h0" in app.routes
+    assert app.get_route("h1").path == "b"
+    with pytest.raises(EventNotFound):
+        app.get_route("missing")
