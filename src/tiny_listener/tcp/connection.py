@@ -1,0 +1,251 @@
+"""One TCP connection: bytes in, frames queued, one event per frame, replies out.
+
+The protocol object only moves bytes (the framer parses them) and keeps the connection's
+state; a worker task, spawned with ``drain=True`` so that shutdown waits for it, runs the
+frames' events in order. A Protocol rather than ``asyncio.StreamReader``: a stream cannot be
+told to stop reading while keeping the frames it already buffered (``feed_eof`` followed by a
+flow-control resume trips "feed_data after feed_eof"), and graceful shutdown needs exactly that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from typing import TYPE_CHECKING, Any, Deque, Set
+
+from ..codecs import DecodeError
+from ..errors import EventNotFound
+from .framing import Framer
+
+if TYPE_CHECKING:
+    from .context import TCPContext
+    from .listener import TCPListener
+
+logger = logging.getLogger("tiny_listener.tcp")
+
+# Reading pauses once this many frames wait for their event, and resumes at half of it.
+MAX_QUEUED_FRAMES = 256
+
+
+def format_address(address: Any) -> str:
+    """Return ``host:port`` for an IPv4 address tuple, ``[host]:port`` for IPv6."""
+    if isinstance(address, tuple) and len(address) >= 2:
+        host, port = address[0], address[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return str(address)
+
+
+class Connection(asyncio.Protocol):
+    """A client connection of a :class:`~tiny_listener.tcp.TCPListener`; its context is
+    ``ctx`` (cid ``host:port``), made when the connection opens and dropped when it ends."""
+
+    def __init__(self, listener: TCPListener, framer: Framer) -> None:
+        self.listener = listener
+        self.framer = framer
+        self.ctx: TCPContext | None = None
+        self.peer = ""
+        self._transport: asyncio.Transport | None = None
+        self._loop = asyncio.get_running_loop()
+        self._frames: Deque[bytes] = collections.deque()
+        self._wakeup: asyncio.Future[None] | None = None
+        self._in_flight: Set[asyncio.Task[Any]] = set()
+        self._reading_paused = False
+        self._stop_reading = False  # no more frames will be read: EOF, shutdown, idle, error
+        self._lost = False
+        self._write_paused = False
+        self._drain_waiters: Deque[asyncio.Future[None]] = collections.deque()
+        self._last_activity = self._loop.time()
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._worker: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------ protocol callbacks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        self.peer = format_address(transport.get_extra_info("peername"))
+        listener = self.listener
+        if not listener._admit(self):
+            logger.warning(
+                "refusing connection from %s: max_connections=%d reached", self.peer, listener.max_connections
+            )
+            self._lost = True
+            transport.abort()
+            return
+        self.ctx = listener._new_connection_ctx(self)
+        self._worker = listener.spawn(self._work(), drain=True, name=f"tcp connection {self.ctx.cid}")
+        if listener.idle_timeout is not None:
+            self._idle_timer = self._loop.call_at(self._last_activity + listener.idle_timeout, self._check_idle)
+        logger.debug("connection from %s", self.peer)
+
+    def data_received(self, data: bytes) -> None:
+        if self._stop_reading:
+            return  # reading is paused; this is what the transport had already read
+        self._last_activity = self._loop.time()
+        frames = self.framer.feed(data)
+        if frames:
+            self._frames.extend(frames)
+            if len(self._frames) >= MAX_QUEUED_FRAMES and not self._reading_paused:
+                self._reading_paused = True
+                self._transport.pause_reading()  # type: ignore[union-attr]
+            self._wake()
+        if self.framer.error is not None:
+            logger.warning("closing connection %s: %s", self.peer, self.framer.error)
+            self.stop_reading()
+
+    def eof_received(self) -> bool:
+        # Keep the write side open: the frames already read still get their replies.
+        self.stop_reading()
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        self._stop_reading = True
+        if exc is not None:
+            logger.debug("connection %s lost: %r", self.peer, exc)
+        while self._drain_waiters:
+            waiter = self._drain_waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(ConnectionResetError(f"connection {self.peer} closed"))
+        self._wake()
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        while self._drain_waiters:
+            waiter = self._drain_waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # ------------------------------------------------------------------ used by the context
+
+    def send(self, payload: bytes) -> None:
+        """Frame ``payload`` and queue it for sending; dropped with a debug log line if the
+        connection is already closed (the client is gone, nobody can receive it)."""
+        frame = self.framer.encode(payload)
+        if self._lost or self._transport is None or self._transport.is_closing():
+            logger.debug("not sending %d bytes to %s: the connection is closed", len(payload), self.peer)
+            return
+        self._transport.write(frame)
+
+    async def drain(self) -> None:
+        """Return once the send buffer is below its high-water mark.
+
+        Raises ``ConnectionResetError`` if the connection closed meanwhile.
+        """
+        if self._lost:
+            raise ConnectionResetError(f"connection {self.peer} closed")
+        if not self._write_paused:
+            return
+        waiter = self._loop.create_future()
+        self._drain_waiters.append(waiter)
+        await waiter
+
+    def stop_reading(self) -> None:
+        """Read no more frames; the queued ones still run, then the connection closes."""
+        if self._stop_reading:
+            return
+        self._stop_reading = True
+        if self._transport is not None and not self._transport.is_closing() and not self._reading_paused:
+            self._reading_paused = True
+            self._transport.pause_reading()
+        self._wake()
+
+    @property
+    def in_flight(self) -> int:
+        """Frames received and not yet handled (queued or running)."""
+        return len(self._frames) + len(self._in_flight)
+
+    # ------------------------------------------------------------------ worker
+
+    def _wake(self) -> None:
+        waiter = self._wakeup
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _work(self) -> None:
+        frames = self._frames
+        max_in_flight = self.listener.max_in_flight
+        try:
+            while True:
+                if not frames:
+                    if self._stop_reading or self._lost:
+                        break
+                    self._wakeup = self._loop.create_future()
+                    await self._wakeup
+                    self._wakeup = None
+                    continue
+                frame = frames.popleft()
+                if self._reading_paused and not self._stop_reading and len(frames) <= MAX_QUEUED_FRAMES // 2:
+                    self._reading_paused = False
+                    self._transport.resume_reading()  # type: ignore[union-attr]
+                task = self._dispatch(frame)
+                if task is None:
+                    continue
+                if max_in_flight == 1:
+                    await asyncio.wait([task])
+                    _retrieve(task)
+                else:
+                    self._in_flight.add(task)
+                    task.add_done_callback(self._event_done)
+                    if len(self._in_flight) >= max_in_flight:
+                        await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
+            if self._in_flight:
+                await asyncio.wait(self._in_flight)
+        finally:
+            self._close()
+
+    def _dispatch(self, frame: bytes) -> asyncio.Task[Any] | None:
+        listener = self.listener
+        ctx = self.ctx
+        assert ctx is not None
+        try:
+            path = listener.event_path(frame)
+            data = listener.frame_data(frame)
+        except DecodeError as exc:
+            logger.warning("cannot decode frame %r from %s (%s); skipped", frame[:200], self.peer, exc)
+            return None
+        except Exception:
+            logger.exception("cannot read frame %r from %s; skipped", frame[:200], self.peer)
+            return None
+        try:
+            return ctx.trigger_event(path, data=data)
+        except EventNotFound:
+            logger.warning("no route matches frame %r from %s; skipped", path[:200], self.peer)
+            return None
+
+    def _event_done(self, task: asyncio.Task[Any]) -> None:
+        self._in_flight.discard(task)
+        _retrieve(task)
+
+    def _check_idle(self) -> None:
+        timeout = self.listener.idle_timeout
+        if timeout is None or self._stop_reading:
+            return
+        now = self._loop.time()
+        deadline = self._last_activity + timeout
+        if now >= deadline and not self.in_flight:
+            logger.info("closing connection %s: idle for %.1fs", self.peer, timeout)
+            self.stop_reading()
+            return
+        # Busy handling frames counts as activity: look again a full timeout later.
+        self._idle_timer = self._loop.call_at(deadline if now < deadline else now + timeout, self._check_idle)
+
+    def _close(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.close()  # sends what is buffered, then closes
+        if self.ctx is not None:
+            self.ctx.drop()
+        self.listener._forget(self)
+        logger.debug("connection %s closed", self.peer)
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    # The core already logged a handler's failure; the connection goes on.
+    if not task.cancelled():
+        task.exception()
