@@ -1,0 +1,85 @@
+"""AMQP message headers the listener reads and writes, named once.
+
+A message's event path is its ``x-event-path`` header, or else its routing key (so that
+messages published to a topic exchange by any client work). ``x-attempt`` counts deliveries
+that failed before, and goes up by one on every retry. Dead-lettered messages say why.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Mapping
+
+EVENT_PATH = "x-event-path"
+ATTEMPT = "x-attempt"
+LAST_ERROR = "x-last-error"
+DEAD_LETTER_REASON = "x-dead-letter-reason"
+ORIGINAL_EXCHANGE = "x-original-exchange"
+ORIGINAL_ROUTING_KEY = "x-original-routing-key"
+
+# Error texts go into headers, which RabbitMQ keeps in memory: bound them.
+MAX_ERROR_TEXT = 1000
+
+
+def event_path(headers: Mapping[str, Any] | None, routing_key: str | None) -> str:
+    """Return the event path of a message: its ``x-event-path`` header, else its routing key."""
+    if headers:
+        path = headers.get(EVENT_PATH)
+        if isinstance(path, bytes):
+            return path.decode("utf-8", "replace")
+        if isinstance(path, str):
+            return path
+    return routing_key or ""
+
+
+def attempt(headers: Mapping[str, Any] | None) -> int:
+    """Return the delivery attempt of a message, 1 for the first (no or bad header)."""
+    value = (headers or {}).get(ATTEMPT)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    return 1
+
+
+def error_text(error: BaseException) -> str:
+    """Return ``repr(error)``, shortened to fit in a header."""
+    text = repr(error)
+    return text if len(text) <= MAX_ERROR_TEXT else text[: MAX_ERROR_TEXT - 3] + "..."
+
+
+def retry_headers(
+    headers: Mapping[str, Any] | None,
+    path: str,
+    next_attempt: int,
+    error: BaseException,
+    exchange: str | None,
+    routing_key: str | None,
+) -> Dict[str, Any]:
+    """Return the headers of the copy of a failed message sent to wait for its retry: the
+    event path travels in a header because the copy comes back with another routing key."""
+    return {
+        **(headers or {}),
+        EVENT_PATH: path,
+        ATTEMPT: next_attempt,
+        LAST_ERROR: error_text(error),
+        ORIGINAL_EXCHANGE: (headers or {}).get(ORIGINAL_EXCHANGE, exchange or ""),
+        ORIGINAL_ROUTING_KEY: (headers or {}).get(ORIGINAL_ROUTING_KEY, routing_key or ""),
+    }
+
+
+def dead_letter_headers(
+    headers: Mapping[str, Any] | None,
+    path: str,
+    reason: str,
+    error: BaseException,
+    exchange: str | None,
+    routing_key: str | None,
+) -> Dict[str, Any]:
+    """Return the headers of a dead-lettered message: the original ones, plus its event path,
+    why it was dead-lettered, the error and where it was first published."""
+    return {
+        **(headers or {}),
+        EVENT_PATH: path,
+        DEAD_LETTER_REASON: reason,
+        LAST_ERROR: error_text(error),
+        ORIGINAL_EXCHANGE: (headers or {}).get(ORIGINAL_EXCHANGE, exchange or ""),
+        ORIGINAL_ROUTING_KEY: (headers or {}).get(ORIGINAL_ROUTING_KEY, routing_key or ""),
+    }
