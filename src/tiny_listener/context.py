@@ -48,6 +48,7 @@ class Context:
         "_event_waiters",
         "_in_flight",
         "_listener",
+        "_released",
         "cid",
         "events",
         "scope",
@@ -60,6 +61,7 @@ class Context:
         self.events: DefaultDict[Route, List[Event[Any]]] = defaultdict(list)
         self._listener = listener
         self._anonymous = False
+        self._released = False
         self._in_flight = 0
         # One ``_EventWaiter`` per pending ``wait_events_done`` call.
         self._event_waiters: List[_EventWaiter] | None = None
@@ -132,22 +134,24 @@ class Context:
         return ended[-n:] if n > 0 else []
 
     def _event_dispatched(self, event: Event[Any]) -> None:
-        history = self.events[event.route]
+        history = self.events[event._route]
         history.append(event)
-        keep = self._listener.max_event_history
-        if len(history) > keep + (keep >> 2):
-            del history[:-keep]
+        if len(history) > self._listener._history_trim_at:
+            del history[: -self._listener.max_event_history]
         self._in_flight += 1
-        if self._anonymous and self._in_flight == 1:
-            # Re-register a released anonymous context that runs events again.
+        if self._released:
+            # A released anonymous context runs events again: it is registered while it does.
+            self._released = False
             self._listener.ctxs.setdefault(self.cid, self)
 
     def _event_ended(self, event: Event[Any]) -> None:
         if self._event_waiters:
-            self._wake_waiters(event.route)
+            self._wake_waiters(event._route)
         self._in_flight -= 1
-        if self._in_flight == 0 and self._anonymous and self._listener.ctxs.get(self.cid) is self:
-            del self._listener.ctxs[self.cid]
+        if self._in_flight == 0 and self._anonymous:
+            self._released = True
+            # Anonymous cids are unique to this listener: whatever holds the key is this context.
+            self._listener.ctxs.pop(self.cid, None)
 
     def _wake_waiters(self, route: Route) -> None:
         for waiter in self._event_waiters or ():

@@ -31,7 +31,6 @@ class Event(Generic[CTXType]):
         ctx: CTXType,
         route: Route,
         data: EventData | None = None,
-        *,
         path: str | None = None,
         params: PathParams | None = None,
     ) -> None:
