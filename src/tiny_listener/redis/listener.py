@@ -1,0 +1,449 @@
+"""RedisStreamListener: workers in a Redis Streams consumer group, at-least-once.
+
+Every worker process joins the group and reads with XREADGROUP no more messages than it has
+free in-flight slots. A message is acknowledged (XACK) only after its handler succeeded; a
+failing handler is retried with backoff, then the message is moved to a dead-letter stream
+and acknowledged in one transaction. Messages left pending by a consumer that died are
+claimed (XAUTOCLAIM) once idle for ``claim_idle`` seconds; the ones this process is still
+handling are kept fresh so that live work is not claimed away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Awaitable, Callable, Dict, Hashable, Iterable, Iterator, List, Sequence, Tuple, TypeVar, Union
+
+from .._types import EventData, PathParams
+from ..backoff import backoff_delays, retry_delay
+from ..codecs import Codec
+from ..context import Context
+from ..errors import EventNotFound
+from ..listener import Listener
+from ..optional import require
+from ._acks import AckBatcher
+from ._config import DEFAULT_DEAD_LETTER, DEFAULT_GROUP, DEFAULT_URL, OrderKey, RedisStreamConfig
+from ._flow import InFlightLimit, KeyedLocks
+from ._message import Fields, UndeliverableMessage, dead_letter_fields, decode_event
+
+logger = logging.getLogger("tiny_listener.redis")
+
+CTXType = TypeVar("CTXType", bound=Context)
+T = TypeVar("T")
+
+READ_BLOCK_MS = 1000
+"""How long one XREADGROUP waits for new messages; shutdown cancels it sooner."""
+MAX_RECONNECT_DELAY = 10.0
+
+_OrderKeyOf = Callable[[str, PathParams, EventData], Union[Hashable, None]]
+
+
+class RedisStreamListener(Listener[CTXType]):
+    """Handle the events published to Redis ``streams`` as one consumer of ``group``.
+
+    Start as many processes as wanted, on as many machines: each message is handled by one of
+    them, at least once. See :class:`RedisStreamConfig` for every parameter. A handler sees the
+    message in ``event.ctx.scope``: ``stream``, ``message_id``, ``attempt`` (1 for the first
+    run) and ``fields``; ``app.redis`` is the listener's Redis client while it runs.
+    """
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        *,
+        streams: Union[str, Sequence[str]] = ("events",),
+        group: str = DEFAULT_GROUP,
+        consumer: str | None = None,
+        codec: Codec | None = None,
+        max_in_flight: int = 100,
+        max_retries: int = 3,
+        retry_backoff: float = 0.5,
+        dead_letter: str = DEFAULT_DEAD_LETTER,
+        claim_idle: float = 30.0,
+        reconnect_backoff: float = 0.2,
+        order_by: Union[str, OrderKey, None] = None,
+        max_event_history: int | None = None,
+        shutdown_timeout: float | None = None,
+    ) -> None:
+        super().__init__(max_event_history=max_event_history, shutdown_timeout=shutdown_timeout)
+        optional: Dict[str, Any] = {}
+        if consumer is not None:
+            optional["consumer"] = consumer
+        if codec is not None:
+            optional["codec"] = codec
+        self.config = RedisStreamConfig(
+            url=url,
+            streams=(streams,) if isinstance(streams, str) else tuple(streams),
+            group=group,
+            max_in_flight=max_in_flight,
+            max_retries=max_retries,
+            retry_backoff=retry_backoff,
+            dead_letter=dead_letter,
+            claim_idle=claim_idle,
+            reconnect_backoff=reconnect_backoff,
+            order_by=order_by,
+            **optional,
+        )
+        self._order_key = _order_key_function(order_by)
+        self._slots = InFlightLimit(max_in_flight)
+        self._key_locks = KeyedLocks()
+        # (stream, message id) -> loop time it was last delivered to or refreshed by this consumer.
+        self._in_flight: Dict[Tuple[str, bytes], float] = {}
+        self._client: Any = None
+        self._acks: AckBatcher | None = None
+        self._stopping: asyncio.Event | None = None
+        self._connection_errors: Tuple[type[BaseException], ...] = (OSError,)
+        self._response_error: type[Exception] = Exception
+
+    # ------------------------------------------------------------------ public
+
+    @property
+    def consumer(self) -> str:
+        """This process's consumer name in the group."""
+        return self.config.consumer
+
+    @property
+    def redis(self) -> Any:
+        """The ``redis.asyncio.Redis`` client of the running listener (for idempotency keys and
+        the like); raises ``RuntimeError`` when the listener is not running."""
+        if self._client is None:
+            raise RuntimeError(f"{self!r} is not running: it has no Redis client")
+        return self._client
+
+    @property
+    def in_flight(self) -> int:
+        """How many messages this process is handling (read and not yet acknowledged)."""
+        return self._slots.in_flight
+
+    async def listen(self) -> None:
+        """Join the group and read until shutdown; reconnects with backoff when Redis is away."""
+        redis_asyncio = require("redis.asyncio", extra="redis")
+        redis_exceptions = require("redis.exceptions", extra="redis")
+        self._connection_errors = (redis_exceptions.ConnectionError, redis_exceptions.TimeoutError, OSError)
+        self._response_error = redis_exceptions.ResponseError
+        client = redis_asyncio.from_url(self.config.url, socket_keepalive=True)
+        self._client = client
+        self._stopping = asyncio.Event()
+        self._acks = AckBatcher(self._send_acks, lambda coro: self.spawn(coro, drain=True))
+        # Not drained: cancelled after in-flight messages were acknowledged, it closes the client.
+        self.spawn(self._close_at_exit(client), name="redis-client-closer")
+        claimer: asyncio.Task[None] | None = None
+        try:
+            await self._ensure_groups_reconnecting()
+            claimer = self.spawn(self._claim_loop(), name="redis-claimer")
+            logger.info(
+                "consumer %s of group %r reading %s at %s",
+                self.consumer, self.config.group, ", ".join(self.config.streams), self.config.url,
+            )
+            await self._read_loop()
+        finally:
+            # Stop intake: no more reads or claims; in-flight messages finish and are acknowledged.
+            self._stopping.set()
+            if claimer is not None:
+                claimer.cancel()
+
+    # ------------------------------------------------------------------ reading
+
+    async def _read_loop(self) -> None:
+        config = self.config
+        stream_count = len(config.streams)
+        names = {stream.encode(): stream for stream in config.streams}
+        # "0" first: a consumer restarted under the same name gets its own pending messages back.
+        cursors: Dict[str, Union[bytes, str]] = {stream: b"0" for stream in config.streams}
+        failures: Iterator[float] | None = None
+        while True:
+            await self._slots.wait_free(stream_count)
+            try:
+                reply = await self._client.xreadgroup(
+                    config.group, config.consumer, cursors, count=self._slots.free // stream_count, block=READ_BLOCK_MS
+                )
+            except self._connection_errors as exc:
+                failures = failures or backoff_delays(config.reconnect_backoff, MAX_RECONNECT_DELAY)
+                await self._wait_before_reconnect("read", exc, failures)
+                continue
+            except self._response_error as exc:
+                if not _is_missing_group(exc):
+                    raise
+                logger.warning("consumer group %r is gone (Redis restarted without its data?): creating it again",
+                               config.group)
+                await self._ensure_groups_reconnecting()
+                cursors = {stream: b">" for stream in config.streams}
+                continue
+            if failures is not None:
+                logger.info("reconnected to Redis at %s", config.url)
+                failures = None
+            for raw_stream, entries in _stream_entries(reply):
+                stream = names[raw_stream]
+                if cursors[stream] != b">":
+                    cursors[stream] = entries[-1][0] if entries else b">"
+                for message_id, fields in entries:
+                    if fields:
+                        self._start(stream, message_id, fields, previous_deliveries=0)
+                    else:  # deleted from the stream while pending: nothing left to handle
+                        self._forget(stream, message_id)
+
+    def _start(self, stream: str, message_id: bytes, fields: Fields, previous_deliveries: int) -> None:
+        key = (stream, message_id)
+        if key in self._in_flight:  # claimed back while this process still handles it
+            return
+        self._slots.take()
+        self._in_flight[key] = asyncio.get_running_loop().time()
+        self.spawn(self._handle_message(stream, message_id, fields, previous_deliveries), drain=True)
+
+    def _forget(self, stream: str, message_id: bytes) -> None:
+        self.spawn(self._with_reconnect("acknowledge a deleted message",
+                                        lambda: self._client.xack(stream, self.config.group, message_id)))
+
+    # ------------------------------------------------------------------ handling
+
+    async def _handle_message(self, stream: str, message_id: bytes, fields: Fields, previous: int) -> None:
+        try:
+            await self._deliver(stream, message_id, fields, previous)
+        finally:
+            del self._in_flight[(stream, message_id)]
+            self._slots.release()
+
+    async def _deliver(self, stream: str, message_id: bytes, fields: Fields, previous: int) -> None:
+        path = None
+        try:
+            path, data = decode_event(fields, self.config.codec)
+            _, params = self.match_route(path)
+        except UndeliverableMessage as exc:
+            await self._dead_letter(stream, message_id, fields, str(exc), None, 0)
+            return
+        except EventNotFound:
+            await self._dead_letter(stream, message_id, fields, f"no route matches event path {path!r}", None, 0)
+            return
+        if previous > self.config.max_retries:
+            reason = f"delivered {previous} times without being acknowledged (its consumers stopped or died)"
+            await self._dead_letter(stream, message_id, fields, reason, None, previous)
+            return
+        key = self._order_key(path, params, data) if self._order_key is not None else None
+        if key is None:
+            await self._run_with_retries(stream, message_id, fields, path, data, previous)
+        else:
+            async with self._key_locks.hold(key):
+                await self._run_with_retries(stream, message_id, fields, path, data, previous)
+
+    async def _run_with_retries(
+        self, stream: str, message_id: bytes, fields: Fields, path: str, data: EventData, previous: int
+    ) -> None:
+        assert self._acks is not None
+        max_retries = self.config.max_retries
+        attempt = previous
+        while True:
+            attempt += 1
+            ctx = self.new_ctx(scope={"stream": stream, "message_id": message_id, "attempt": attempt, "fields": fields})
+            try:
+                await ctx.trigger_event(path, data=data)
+            except EventNotFound:  # the route was removed since the message was read
+                ctx.drop()
+                await self._dead_letter(stream, message_id, fields, f"no route matches event path {path!r}", None,
+                                        attempt - 1)
+                return
+            except Exception as exc:  # the core has logged it with the event's path and handler
+                if attempt > max_retries:
+                    reason = f"handler failed {attempt} time(s), the last with {type(exc).__name__}"
+                    await self._dead_letter(stream, message_id, fields, reason, exc, attempt)
+                    return
+                delay = retry_delay(attempt - previous, initial=self.config.retry_backoff)
+                logger.warning("event %r (message %s of %r) failed on attempt %d of %d: retrying in %.2fs",
+                               path, message_id.decode(), stream, attempt, max_retries + 1, delay)
+                if await self._stopping_within(delay):
+                    logger.info("shutting down: message %s of %r stays pending for another consumer",
+                                message_id.decode(), stream)
+                    return
+                continue
+            await self._acks.ack(stream, message_id)
+            return
+
+    async def _stopping_within(self, delay: float) -> bool:
+        """Wait ``delay`` seconds; return True at once if the listener starts shutting down."""
+        assert self._stopping is not None
+        try:
+            await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+    async def _dead_letter(
+        self, stream: str, message_id: bytes, fields: Fields, reason: str, error: BaseException | None, attempts: int
+    ) -> None:
+        config = self.config
+        target = config.dead_letter_stream(stream)
+        entry = dead_letter_fields(fields, reason=reason, error=error, stream=stream, message_id=message_id,
+                                   group=config.group, consumer=config.consumer, attempts=attempts)
+
+        async def move() -> None:
+            # One transaction: the message is never both lost and acknowledged.
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.xadd(target, entry)
+                pipe.xack(stream, config.group, message_id)
+                await pipe.execute()
+
+        await self._with_reconnect("dead-letter a message", move)
+        logger.warning("message %s of %r dead-lettered to %r: %s", message_id.decode(), stream, target, reason)
+
+    async def _send_acks(self, ids: Dict[str, List[bytes]]) -> None:
+        group = self.config.group
+
+        async def send() -> None:
+            if len(ids) == 1:
+                [(stream, message_ids)] = ids.items()
+                await self._client.xack(stream, group, *message_ids)
+                return
+            async with self._client.pipeline(transaction=False) as pipe:
+                for stream, message_ids in ids.items():
+                    pipe.xack(stream, group, *message_ids)
+                await pipe.execute()
+
+        await self._with_reconnect("acknowledge messages", send)
+
+    # ------------------------------------------------------------------ crash recovery
+
+    async def _claim_loop(self) -> None:
+        """Every quarter of ``claim_idle``: refresh this process's in-flight messages, then claim
+        messages other consumers left pending longer than ``claim_idle``."""
+        config = self.config
+        cursors: Dict[str, Union[bytes, str]] = {stream: b"0-0" for stream in config.streams}
+        while True:
+            await asyncio.sleep(config.claim_idle / 4)  # a timer, not synchronisation
+            try:
+                await self._refresh_in_flight()
+                for stream in config.streams:
+                    cursors[stream] = await self._claim_abandoned(stream, cursors[stream])
+            except self._connection_errors:
+                continue  # the read loop reports the outage and reconnects
+            except self._response_error as exc:
+                if not _is_missing_group(exc):
+                    logger.exception("claiming abandoned messages failed")
+            except Exception:
+                logger.exception("claiming abandoned messages failed")
+
+    async def _refresh_in_flight(self) -> None:
+        """Reset the idle time of messages handled here for a while, so no one claims them."""
+        now = asyncio.get_running_loop().time()
+        stale_before = now - self.config.claim_idle / 2
+        stale: Dict[str, List[bytes]] = {}
+        for (stream, message_id), refreshed in self._in_flight.items():
+            if refreshed <= stale_before:
+                stale.setdefault(stream, []).append(message_id)
+        for stream, message_ids in stale.items():
+            await self._client.xclaim(stream, self.config.group, self.consumer, 0, message_ids, justid=True)
+            for message_id in message_ids:
+                if (stream, message_id) in self._in_flight:
+                    self._in_flight[(stream, message_id)] = now
+
+    async def _claim_abandoned(self, stream: str, cursor: Union[bytes, str]) -> Union[bytes, str]:
+        """Claim idle messages of ``stream`` while slots are free; return where to go on next time."""
+        config = self.config
+        assert self._stopping is not None
+        while self._slots.free > 0 and not self._stopping.is_set():
+            reply = await self._client.xautoclaim(stream, config.group, config.consumer,
+                                                  min_idle_time=int(config.claim_idle * 1000),
+                                                  start_id=cursor, count=self._slots.free)
+            cursor, entries = reply[0], reply[1]
+            if entries:
+                deliveries = await self._delivery_counts(stream, [message_id for message_id, _ in entries])
+                claimed = 0
+                for message_id, fields in entries:
+                    if not fields:
+                        self._forget(stream, message_id)
+                        continue
+                    claimed += 1
+                    self._start(stream, message_id, fields, max(deliveries.get(message_id, 1) - 1, 0))
+                logger.info("claimed %d message(s) of %r left pending by a stopped or dead consumer", claimed, stream)
+            if cursor in (b"0-0", "0-0"):
+                break
+        return cursor
+
+    async def _delivery_counts(self, stream: str, message_ids: List[bytes]) -> Dict[bytes, int]:
+        """Return how many times each message was delivered (this claim included)."""
+        pending = await self._client.xpending_range(
+            stream, self.config.group, min=min(message_ids), max=max(message_ids),
+            count=len(message_ids) + self._slots.limit, consumername=self.consumer,
+        )
+        return {entry["message_id"]: int(entry["times_delivered"]) for entry in pending}
+
+    # ------------------------------------------------------------------ connection
+
+    async def _ensure_groups_reconnecting(self) -> None:
+        await self._with_reconnect("create the consumer group", self._ensure_groups, announce=True)
+
+    async def _ensure_groups(self) -> None:
+        """Create the group on every stream (and the stream) unless it exists. A new group starts
+        at the beginning of the stream: events published before the first worker started count."""
+        for stream in self.config.streams:
+            try:
+                await self._client.xgroup_create(stream, self.config.group, id="0", mkstream=True)
+            except self._response_error as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    async def _with_reconnect(
+        self, what: str, operation: Callable[[], Awaitable[T]], announce: bool = False
+    ) -> T:
+        """Run ``operation`` until it gets through, waiting with backoff while Redis is away."""
+        failures: Iterator[float] | None = None
+        while True:
+            try:
+                result = await operation()
+            except self._connection_errors as exc:
+                failures = failures or backoff_delays(self.config.reconnect_backoff, MAX_RECONNECT_DELAY)
+                await self._wait_before_reconnect(what, exc, failures)
+                continue
+            if failures is not None and announce:
+                logger.info("reconnected to Redis at %s", self.config.url)
+            return result
+
+    async def _wait_before_reconnect(self, what: str, exc: BaseException, delays: Iterator[float]) -> None:
+        delay = next(delays)
+        logger.warning("Redis at %s is unreachable (could not %s: %s); retrying in %.2fs",
+                       self.config.url, what, exc or type(exc).__name__, delay)
+        await asyncio.sleep(delay)
+
+    async def _close_at_exit(self, client: Any) -> None:
+        try:
+            await asyncio.get_running_loop().create_future()  # until cancelled, last, at shutdown
+        finally:
+            if self._client is client:
+                self._client = None
+            await client.aclose()
+
+
+def _is_missing_group(exc: BaseException) -> bool:
+    return str(exc).startswith("NOGROUP")
+
+
+def _stream_entries(reply: Any) -> Iterable[Tuple[bytes, List[Tuple[bytes, Fields]]]]:
+    """The ``(stream, entries)`` pairs of an XREADGROUP reply (RESP2: the client is ours)."""
+    return reply or ()
+
+
+def _order_key_function(order_by: Union[str, OrderKey, None]) -> _OrderKeyOf | None:
+    """Turn ``order_by`` into ``(path, params, data) -> hashable key or None``."""
+    if order_by is None:
+        return None
+    if callable(order_by):
+        by_function = order_by
+
+        def from_function(path: str, params: PathParams, data: EventData) -> Hashable | None:
+            return _hashable(by_function(path, data))
+
+        return from_function
+    name = order_by
+
+    def from_name(path: str, params: PathParams, data: EventData) -> Hashable | None:
+        if name in params:
+            return _hashable(params[name])
+        return _hashable(data.get(name))
+
+    return from_name
+
+
+def _hashable(key: Any) -> Hashable | None:
+    try:
+        hash(key)
+    except TypeError:
+        return repr(key)
+    return key  # type: ignore[no-any-return]
