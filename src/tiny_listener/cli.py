@@ -6,17 +6,24 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
-from typing import Any, List
+from typing import Any, Dict, List
 
 import click
 
 from . import __version__
+from .devtools.logs import log_events, use_json_format
+from .devtools.oneshot import render_result, run_one_event
+from .devtools.routes import format_json, format_table, route_rows
+from .errors import EventNotFound
 from .importer import ImportFromStringError, import_from_string
 from .listener import Listener
+from .optional import MissingExtraError
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+LOG_FORMATS = ("text", "json")
 
 
 class DefaultGroup(click.Group):
@@ -99,20 +106,132 @@ def main() -> None:
     """tiny-listener: run an event listener given as MODULE:ATTR (for example http_web:app)."""
 
 
+log_format_option = click.option(
+    "--log-format",
+    type=click.Choice(LOG_FORMATS),
+    default="text",
+    show_default=True,
+    help="text: LEVEL: message lines; json: one JSON object per line, with the structured fields.",
+)
+
+
 @main.command()
 @app_dir_option
 @log_level_option
+@log_format_option
 @click.option("--host", default=None, help="Address to listen on, for listeners that have one.")
 @click.option("--port", type=int, default=None, help="Port to listen on, for listeners that have one.")
 @click.option("--shutdown-timeout", type=float, default=None, help="Seconds to wait for in-flight events at shutdown.")
+@click.option("--reload", is_flag=True, help="Restart when a .py file under --app-dir changes (extra: reload).")
 @click.argument("app")
 def run(
-    app_dir: str, log_level: str, host: str | None, port: int | None, shutdown_timeout: float | None, app: str
+    app_dir: str,
+    log_level: str,
+    log_format: str,
+    host: str | None,
+    port: int | None,
+    shutdown_timeout: float | None,
+    reload: bool,
+    app: str,
 ) -> None:
     """Run the listener APP (MODULE:ATTR) until Ctrl-C or SIGTERM."""
+    if reload:
+        configure_logging(log_level)
+        if log_format == "json":
+            use_json_format()
+        try:
+            from .devtools.reload import run_with_reload
+
+            serve_args = (app, app_dir, log_level, log_format, host, port, shutdown_timeout)
+            run_with_reload(app_dir, serve_in_child, serve_args)
+        except MissingExtraError as exc:
+            raise click.ClickException(str(exc)) from None
+        return
+    serve(app, app_dir, log_level, log_format, host, port, shutdown_timeout)
+
+
+def serve(
+    app: str,
+    app_dir: str,
+    log_level: str,
+    log_format: str,
+    host: str | None,
+    port: int | None,
+    shutdown_timeout: float | None,
+) -> None:
+    """Configure logging, import APP and run it: the body of ``run``, also run by ``--reload``
+    in its child process. With ``--log-level debug`` each event is logged (see devtools.logs)."""
     configure_logging(log_level)
+    if log_format == "json":
+        use_json_format()
     listener = load_listener(app, app_dir)
     apply_network_options(listener, host, port)
     if shutdown_timeout is not None:
         listener.shutdown_timeout = shutdown_timeout
+    log_events(listener)
     listener.run()
+
+
+def serve_in_child(*args: Any) -> None:
+    """:func:`serve` in a ``--reload`` child process: a usage error exits it with its message,
+    as it would the command, instead of a multiprocessing traceback."""
+    try:
+        serve(*args)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+
+
+@main.command()
+@app_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array instead of a table.")
+@click.argument("app")
+def routes(app_dir: str, as_json: bool, app: str) -> None:
+    """Print the route table of APP (MODULE:ATTR).
+
+    Routes are listed in match order: an event runs the first route that matches its path.
+    """
+    listener = load_listener(app, app_dir)
+    rows = route_rows(listener)
+    click.echo(format_json(rows) if as_json else format_table(rows))
+
+
+@main.command()
+@app_dir_option
+@log_level_option
+@click.option("--data", "data_json", default=None, help="The event data, a JSON object.")
+@click.option("--cid", default=None, help="Context id to run the event in (default: a new anonymous context).")
+@click.option("--timeout", type=float, default=None, help="Seconds the handler may take.")
+@click.argument("app")
+@click.argument("path")
+def trigger(
+    app_dir: str, log_level: str, data_json: str | None, cid: str | None, timeout: float | None, app: str, path: str
+) -> None:
+    """Run one event PATH through APP (MODULE:ATTR) and print its result.
+
+    Runs the startup hooks, the event and the shutdown hooks, not listen(). Prints the
+    handler's result as JSON (its repr if it is not serialisable); exits 1 on error.
+    """
+    data = parse_event_data(data_json)
+    configure_logging(log_level)
+    listener = load_listener(app, app_dir)
+    try:
+        result = run_one_event(listener, path, data=data, cid=cid, timeout=timeout)
+    except EventNotFound as exc:
+        raise click.ClickException(str(exc)) from None
+    except Exception as exc:
+        raise click.ClickException(f"event {path!r} failed: {exc!r}") from None
+    click.echo(render_result(result))
+
+
+def parse_event_data(data_json: str | None) -> Dict[str, Any] | None:
+    """Return ``--data`` decoded; raise ``click.BadParameter`` unless it is a JSON object."""
+    if data_json is None:
+        return None
+    try:
+        data = json.loads(data_json)
+    except ValueError as exc:
+        raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--data") from None
+    if not isinstance(data, dict):
+        raise click.BadParameter(f"must be a JSON object, not {type(data).__name__}", param_hint="--data")
+    return data
