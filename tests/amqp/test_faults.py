@@ -1,0 +1,137 @@
+"""AMQPListener when things go wrong: RabbitMQ closes the connection, a consumer process is
+killed in the middle of an event. Nothing may be lost."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import signal
+import sys
+import uuid
+from pathlib import Path
+from typing import Any, Iterator, List
+
+import pytest
+
+from tiny_listener import Event, Param
+
+from .conftest import Names, aio_pika, message_count, running
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class LogWatch(logging.Handler):
+    """Sets an asyncio event when a record containing ``text`` is logged."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+        self.seen = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.seen.set()
+
+
+@pytest.fixture
+def lost_connection_log() -> Iterator[LogWatch]:
+    watch = LogWatch("lost")
+    logger = logging.getLogger("tiny_listener.amqp")
+    logger.addHandler(watch)
+    yield watch
+    logger.removeHandler(watch)
+
+
+async def rabbitmqctl(*args: str) -> str:
+    """Run rabbitmqctl and return its output; skip the test if it cannot be used here."""
+    if shutil.which("rabbitmqctl") is None:
+        pytest.skip("rabbitmqctl is not installed")
+    process = await asyncio.create_subprocess_exec(
+        "rabbitmqctl", "-q", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    if process.returncode != 0:
+        pytest.skip(f"rabbitmqctl cannot manage the local node: {err.decode(errors='replace').strip()}")
+    return out.decode()
+
+
+async def close_connection_named(name: str) -> None:
+    """Have RabbitMQ close the client connection called ``name``."""
+    listing = await rabbitmqctl("list_connections", "pid", "client_properties", "--no-table-headers")
+    pids = [line.split()[0] for line in listing.splitlines() if name in line]
+    assert len(pids) == 1, listing
+    await rabbitmqctl("close_connection", pids[0], "closed by tiny-listener fault test")
+
+
+async def test_reconnects_after_the_server_closes_the_connection(
+    names: Names, channel: Any, lost_connection_log: LogWatch
+) -> None:
+    connection_name = f"tl-fault-{uuid.uuid4().hex[:8]}"
+    app = names.app(connection_name=connection_name, reconnect_backoff=0.05, max_in_flight=4)
+    handled: List[int] = []
+    first_started = asyncio.Event()
+    release_first = asyncio.Event()
+    all_handled = asyncio.Event()
+    total = 20
+
+    @app.on_event("job:{n:int}")
+    async def job(n: Param) -> None:
+        if n == 0:
+            first_started.set()
+            await release_first.wait()
+        handled.append(n)
+        if set(handled) == set(range(total)) and handled.count(0) == 2:
+            all_handled.set()
+
+    async with running(app):
+        await app.publish("job:0", {})
+        await asyncio.wait_for(first_started.wait(), 10)
+        await close_connection_named(connection_name)
+        await asyncio.wait_for(lost_connection_log.seen.wait(), 20)
+        # Job 0 finishes now, on a closed channel: its ack cannot reach RabbitMQ, which
+        # has requeued it, so it must run again after the reconnect.
+        release_first.set()
+        for n in range(1, total):
+            body = b"{}"
+            await channel.default_exchange.publish(
+                aio_pika.Message(body, headers={"x-event-path": f"job:{n}"}), routing_key=app.queue
+            )
+        await asyncio.wait_for(all_handled.wait(), 30)
+    assert sorted(set(handled)) == list(range(total))
+    assert handled.count(0) == 2
+    assert await message_count(channel, app.queue) == 0
+
+
+async def test_message_of_a_killed_consumer_is_handled_by_another(names: Names, channel: Any) -> None:
+    queue = names.queue()
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.amqp._worker", queue, cwd=ROOT, stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        assert worker.stdout is not None
+        assert (await asyncio.wait_for(worker.stdout.readline(), 30)).strip() == b"consuming"
+        app = names.app(queue=queue)
+        handled: List[Any] = []
+        done = asyncio.Event()
+
+        @app.on_event("order:{id}")
+        async def order(event: Event, id: Param) -> None:
+            handled.append((id, event.ctx.scope["message"].redelivered))
+            done.set()
+
+        # The worker is the only consumer: it gets the message, then dies in its handler.
+        await channel.default_exchange.publish(
+            aio_pika.Message(b"{}", headers={"x-event-path": "order:9"}), routing_key=queue, mandatory=True
+        )
+        assert (await asyncio.wait_for(worker.stdout.readline(), 30)).strip() == b"started order:9"
+        worker.send_signal(signal.SIGKILL)
+        await asyncio.wait_for(worker.wait(), 30)
+        async with running(app):
+            await asyncio.wait_for(done.wait(), 30)
+        assert handled == [("9", True)]
+        assert await message_count(channel, queue) == 0
+    finally:
+        if worker.returncode is None:
+            worker.kill()
+            await worker.wait()
