@@ -1,0 +1,287 @@
+"""The server side of one HTTP/1.1 connection, sans-IO, on h11.
+
+:class:`ServerConnection` is fed the bytes a client sent (``receive_data``), hands out what
+they mean (``next_event``: a request head, body chunks, the end of a body, a protocol failure,
+the client closing) and turns responses into bytes to send (``start_response``, ``send_body``,
+``end_response``, ``reject``). It never touches a socket: the asyncio transport in
+:mod:`tiny_listener.http.server` only moves bytes in and out, and tests drive this class
+directly.
+
+On top of h11 it enforces the :class:`~tiny_listener.http.limits.Limits` (431, 413), refuses a
+request that carries both ``Content-Length`` and ``Transfer-Encoding`` (a request smuggling
+attempt: 400 and close), answers HEAD without a body, and decides after each response whether
+the connection is kept (``finish_cycle``), skipping a request body the handler did not read.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import TYPE_CHECKING, Any, List, NamedTuple, Sequence, Tuple, Union
+
+from ..optional import require
+from .limits import Limits
+
+if TYPE_CHECKING:
+    import h11
+else:
+    h11 = require("h11", extra="http")
+
+RawHeaders = Sequence[Tuple[bytes, bytes]]
+"""Header (name, value) pairs; names are lower-case in requests h11 parsed."""
+
+
+class _Signal(enum.Enum):
+    NEED_DATA = "need data"
+    PAUSED = "paused"
+    BODY_END = "body end"
+    CLIENT_CLOSED = "client closed"
+
+
+NEED_DATA = _Signal.NEED_DATA
+"""``next_event()``: every buffered byte is used; feed more with ``receive_data``."""
+PAUSED = _Signal.PAUSED
+"""``next_event()``: the current request is read; answer it before the next one is parsed."""
+BODY_END = _Signal.BODY_END
+"""``next_event()``: the current request body is complete."""
+CLIENT_CLOSED = _Signal.CLIENT_CLOSED
+"""``next_event()``: the client closed its side of the connection."""
+
+
+class RequestHead(NamedTuple):
+    """A request line and headers. ``target`` is the raw request target (path and query)."""
+
+    method: str
+    target: str
+    http_version: str
+    headers: RawHeaders
+    expects_continue: bool
+
+
+class BodyChunk(NamedTuple):
+    """Some bytes of the current request body."""
+
+    data: bytes
+
+
+class ProtocolFailure(NamedTuple):
+    """The client broke the protocol or a limit: answer ``reject(status_code)``, then close."""
+
+    status_code: int
+    reason: str
+
+
+class Cycle(enum.Enum):
+    """What ``finish_cycle()`` decided once a response was sent."""
+
+    KEEP_ALIVE = "keep-alive"
+    """Ready for the next request on this connection."""
+    DRAIN = "drain"
+    """The rest of the request body is skipped first, then the next request is read."""
+    CLOSE = "close"
+    """Close the connection."""
+
+
+ConnectionEvent = Union[RequestHead, BodyChunk, ProtocolFailure, _Signal]
+
+_REASONS = {
+    100: b"Continue", 200: b"OK", 201: b"Created", 202: b"Accepted", 204: b"No Content",
+    301: b"Moved Permanently", 302: b"Found", 303: b"See Other", 304: b"Not Modified",
+    307: b"Temporary Redirect", 308: b"Permanent Redirect", 400: b"Bad Request", 401: b"Unauthorized",
+    403: b"Forbidden", 404: b"Not Found", 405: b"Method Not Allowed", 408: b"Request Timeout",
+    409: b"Conflict", 413: b"Content Too Large", 415: b"Unsupported Media Type", 422: b"Unprocessable Content",
+    429: b"Too Many Requests", 431: b"Request Header Fields Too Large", 500: b"Internal Server Error",
+    501: b"Not Implemented", 502: b"Bad Gateway", 503: b"Service Unavailable", 504: b"Gateway Timeout",
+}
+
+
+def reason_phrase(status_code: int) -> bytes:
+    """Return the standard reason phrase of ``status_code`` (empty if unknown)."""
+    return _REASONS.get(status_code, b"")
+
+
+class ServerConnection:
+    """One HTTP/1.1 connection seen from the server; see the module docstring."""
+
+    def __init__(self, limits: Limits | None = None) -> None:
+        self.limits = limits or Limits()
+        # h11's own limit covers an incomplete head; a complete one is measured in next_event.
+        self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=self.limits.max_header_bytes)
+        self._received_since_head = 0
+        self._body_size = 0
+        self._head_request = False
+        self._continue_pending = False
+        self._skipping_body = False
+        self._close_requested = False
+        self._failed = False
+
+    # ------------------------------------------------------------------ input
+
+    def receive_data(self, data: bytes) -> None:
+        """Buffer bytes from the client; ``b""`` means the client closed its side."""
+        self._received_since_head += len(data)
+        self._h11.receive_data(data)
+
+    @property
+    def buffered_bytes(self) -> int:
+        """How many received bytes are not parsed yet."""
+        return len(self._h11.trailing_data[0])
+
+    @property
+    def awaiting_request(self) -> bool:
+        """True between requests: no request is being read or answered."""
+        return self._h11.their_state is h11.IDLE and self._h11.our_state is h11.IDLE and not self._failed
+
+    def next_event(self) -> ConnectionEvent:
+        """Return the next thing the client said, or ``NEED_DATA`` / ``PAUSED``.
+
+        A :class:`ProtocolFailure` is final: answer it with :meth:`reject` and close.
+        """
+        conn = self._h11
+        while True:
+            try:
+                event = conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                return self._fail(exc.error_status_hint, str(exc))
+            kind = type(event)
+            if kind is h11.Data:
+                self._body_size += len(event.data)  # type: ignore[union-attr]
+                self._continue_pending = False
+                if self._body_size > self.limits.max_body_bytes:
+                    return self._fail(413, f"request body is over {self.limits.max_body_bytes} bytes")
+                if self._skipping_body:
+                    continue
+                return BodyChunk(event.data)  # type: ignore[union-attr]
+            if kind is h11.Request:
+                return self._request_head(event)  # type: ignore[arg-type]
+            if kind is h11.EndOfMessage:
+                if self._skipping_body:
+                    self._skipping_body = False
+                    self._start_next_cycle()
+                    continue
+                return BODY_END
+            if event is h11.NEED_DATA:
+                return NEED_DATA
+            if event is h11.PAUSED:
+                return PAUSED
+            # h11.ConnectionClosed: the only event left for a server.
+            return CLIENT_CLOSED
+
+    def _request_head(self, request: h11.Request) -> ConnectionEvent:
+        headers = request.headers
+        target = request.target
+        if self._received_since_head > self.limits.max_header_bytes:
+            # Bytes of later pipelined requests may be counted: measure this head exactly.
+            size = len(target) + sum(len(name) + len(value) + 4 for name, value in headers)
+            if size > self.limits.max_header_bytes:
+                return self._fail(431, f"request headers are over {self.limits.max_header_bytes} bytes")
+        self._received_since_head = self.buffered_bytes
+        content_length = None
+        chunked = False
+        for name, value in headers:
+            if name == b"content-length":
+                content_length = int(value)  # h11 checked it is a number
+            elif name == b"transfer-encoding":
+                chunked = True
+        if chunked and content_length is not None:
+            # RFC 9112 6.1: a request smuggling attempt; h11 would trust Transfer-Encoding.
+            return self._fail(400, "request has both Content-Length and Transfer-Encoding")
+        if content_length is not None and content_length > self.limits.max_body_bytes:
+            return self._fail(413, f"request body is over {self.limits.max_body_bytes} bytes")
+        method = request.method
+        self._head_request = method == b"HEAD"
+        self._body_size = 0
+        expects_continue = self._h11.client_is_waiting_for_100_continue
+        self._continue_pending = expects_continue
+        return RequestHead(
+            method.decode("ascii"),
+            target.decode("ascii"),
+            request.http_version.decode("ascii"),
+            headers,
+            expects_continue,
+        )
+
+    def _fail(self, status_code: int, reason: str) -> ProtocolFailure:
+        self._failed = True
+        return ProtocolFailure(status_code, reason)
+
+    # ------------------------------------------------------------------ output
+
+    def request_close(self) -> None:
+        """Close after the current response, and say so in it if it has not started."""
+        self._close_requested = True
+
+    @property
+    def close_requested(self) -> bool:
+        return self._close_requested
+
+    def send_continue(self) -> bytes:
+        """Return ``100 Continue`` if the client waits for it before sending the body, else ``b""``."""
+        if not self._continue_pending or self._h11.our_state is not h11.SEND_RESPONSE:
+            return b""
+        self._continue_pending = False
+        return self._h11.send(h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")) or b""
+
+    def start_response(self, status_code: int, headers: List[Tuple[bytes, bytes]]) -> bytes:
+        """Return the status line and headers. Raises ``h11.LocalProtocolError`` if a response
+        was already started or the headers are invalid."""
+        if self._close_requested:
+            headers.append((b"connection", b"close"))
+        response = h11.Response(status_code=status_code, headers=headers, reason=_REASONS.get(status_code, b""))
+        return self._h11.send(response) or b""
+
+    def send_body(self, data: bytes) -> bytes:
+        """Return ``data`` framed for the wire (chunked if the length was not given); nothing for HEAD."""
+        if self._head_request or not data:
+            return b""
+        return self._h11.send(h11.Data(data=data)) or b""
+
+    def end_response(self) -> bytes:
+        """Return the end of the response (the last chunk, if chunked)."""
+        return self._h11.send(h11.EndOfMessage()) or b""
+
+    def respond(self, status_code: int, headers: List[Tuple[bytes, bytes]], body: bytes) -> bytes:
+        """Return a whole response: head, body (none for HEAD) and end."""
+        return self.start_response(status_code, headers) + self.send_body(body) + self.end_response()
+
+    @property
+    def response_started(self) -> bool:
+        return self._h11.our_state is not h11.IDLE and self._h11.our_state is not h11.SEND_RESPONSE
+
+    def reject(self, status_code: int, message: str = "") -> bytes:
+        """Return a short error response that closes the connection, or ``b""`` if a response
+        has already started (the connection can then only be closed)."""
+        if self.response_started or self._h11.our_state is h11.ERROR:
+            return b""
+        body = (message or reason_phrase(status_code).decode()).encode()
+        headers: List[Tuple[bytes, bytes]] = [
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"),
+        ]
+        self._close_requested = True
+        try:
+            return self.respond(status_code, headers, body)
+        except h11.LocalProtocolError:
+            return b""
+
+    def finish_cycle(self) -> Cycle:
+        """Once a response has ended: decide whether the connection is kept, and if it is,
+        get ready to parse the next request."""
+        conn = self._h11
+        if self._close_requested or self._failed or conn.our_state is not h11.DONE:
+            return Cycle.CLOSE
+        their_state: Any = conn.their_state
+        if their_state is h11.DONE:
+            self._start_next_cycle()
+            return Cycle.KEEP_ALIVE
+        if their_state is h11.SEND_BODY and not self._continue_pending:
+            self._skipping_body = True
+            return Cycle.DRAIN
+        # The client waits for "100 Continue" that will never come: it may or may not send the
+        # body, so the connection cannot be reused safely.
+        return Cycle.CLOSE
+
+    def _start_next_cycle(self) -> None:
+        self._h11.start_next_cycle()
+        self._head_request = False
+        self._continue_pending = False

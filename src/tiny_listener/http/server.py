@@ -1,0 +1,376 @@
+"""The asyncio side of the HTTP listener: one :class:`HTTPConnection` per socket.
+
+It only moves bytes between the transport and the sans-IO
+:class:`~tiny_listener.http.protocol.ServerConnection`, starts one event per request, and
+applies flow control and timeouts:
+
+- reading stops while a handler has not taken ``limits.max_body_buffer`` bytes of body, or
+  while pipelined requests pile up behind the one being answered;
+- writing a streamed response waits while the socket's send buffer is full (``drain``);
+- an idle keep-alive connection is closed after ``limits.keep_alive_timeout``; a request
+  head not complete ``limits.header_timeout`` after its first byte gets ``408`` and a close.
+
+Requests on one connection are answered one at a time, in order: h11 parses the next
+pipelined request only once the current response has ended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any, List, Tuple
+from urllib.parse import unquote
+
+from ..errors import EventNotFound
+from .protocol import (
+    BODY_END,
+    NEED_DATA,
+    PAUSED,
+    BodyChunk,
+    Cycle,
+    ProtocolFailure,
+    RequestHead,
+    ServerConnection,
+)
+from .responses import StreamingResponse
+
+if TYPE_CHECKING:
+    from .context import HTTPContext
+    from .listener import HTTPListener
+
+logger = logging.getLogger("tiny_listener.http")
+access_logger = logging.getLogger("tiny_listener.http.access")
+
+# Response progress of a context (``HTTPContext._response_state``).
+NOT_STARTED, STARTED, SENT = 0, 1, 2
+
+
+class ResponseAlreadyStarted(RuntimeError):
+    """A response was sent for a request that already has one."""
+
+
+class HTTPConnection(asyncio.Protocol):
+    """One client connection; see the module docstring."""
+
+    def __init__(self, listener: HTTPListener) -> None:
+        self.listener = listener
+        self.limits = listener.limits
+        self.conn = ServerConnection(self.limits)
+        self.transport: asyncio.Transport | None = None
+        self.client: Tuple[str, int] | None = None
+        # The request being read or answered; the next one waits in h11's buffer.
+        self.current: HTTPContext | None = None
+        self._loop = asyncio.get_running_loop()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_is_header = False
+        self._reading_paused = False
+        self._write_paused = False
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._processing = False
+        self.closed = False
+
+    # ------------------------------------------------------------------ transport callbacks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple) and len(peer) >= 2:
+            self.client = (str(peer[0]), int(peer[1]))
+        self.listener._connections.add(self)
+        if self.listener.closing:
+            self._close()
+            return
+        self._arm_timer(header=False)
+
+    def data_received(self, data: bytes) -> None:
+        self.conn.receive_data(data)
+        self._process()
+
+    def eof_received(self) -> bool:
+        self.conn.receive_data(b"")
+        self._process()
+        # Keep our half open while a request is answered: a client may shut down its sending
+        # side right after the request and still read the response.
+        return self.current is not None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.listener._connections.discard(self)
+        self._cancel_timer()
+        if self.current is not None:
+            self.current._abort_body("the client disconnected")
+        self._wake_writer()
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._wake_writer()
+
+    def _wake_writer(self) -> None:
+        waiter = self._drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def drain(self) -> None:
+        """Return once the socket accepts more data (or is closed)."""
+        while self._write_paused and not self.closed:
+            self._drain_waiter = self._loop.create_future()
+            try:
+                await self._drain_waiter
+            finally:
+                self._drain_waiter = None
+
+    # ------------------------------------------------------------------ reading requests
+
+    def _process(self) -> None:
+        """Act on everything the client sent that can be acted on now."""
+        if self._processing or self.closed:
+            return
+        self._processing = True
+        try:
+            conn = self.conn
+            while True:
+                event = conn.next_event()
+                kind = type(event)
+                if kind is RequestHead:
+                    self._start_request(event)  # type: ignore[arg-type]
+                elif kind is BodyChunk:
+                    self._receive_body(event.data)  # type: ignore[union-attr]
+                elif event is BODY_END:
+                    if self.current is not None:
+                        self.current._finish_body()
+                elif event is NEED_DATA:
+                    if self.current is None:
+                        self._arm_timer(header=conn.buffered_bytes > 0)
+                    return
+                elif event is PAUSED:
+                    # Pipelined requests wait for the current response; don't buffer unboundedly.
+                    if conn.buffered_bytes > self.limits.max_body_buffer:
+                        self._pause_reading()
+                    return
+                elif kind is ProtocolFailure:
+                    self._fail(event)  # type: ignore[arg-type]
+                    return
+                else:  # the client closed its side
+                    if self.current is None:
+                        self._close()
+                    else:
+                        self.current._abort_body("the client closed the connection mid-request")
+                    return
+        finally:
+            self._processing = False
+
+    def _start_request(self, head: RequestHead) -> None:
+        self._cancel_timer()
+        path, _, query_string = head.target.partition("?")
+        if "%" in path:
+            path = unquote(path)
+        listener = self.listener
+        ctx = listener.new_ctx()
+        ctx._bind(self, head, path, query_string)
+        self.current = ctx
+        if listener.closing:
+            self.conn.request_close()
+        try:
+            task = listener._dispatch_request(ctx)
+        except EventNotFound:
+            ctx.drop()
+            status, headers, body = listener._no_route_response(ctx)
+            self.send_response(ctx, status, headers, body)
+            return
+        task.add_done_callback(ctx._handler_done)
+
+    def _receive_body(self, data: bytes) -> None:
+        ctx = self.current
+        if ctx is None:
+            return
+        channel = ctx._feed_body(data)
+        if channel.buffered > self.limits.max_body_buffer:
+            self._pause_reading()
+
+    def body_wanted(self) -> None:
+        """The handler waits for body bytes: send ``100 Continue`` if the client expects it."""
+        if not self.closed and self.transport is not None:
+            data = self.conn.send_continue()
+            if data:
+                self.transport.write(data)
+
+    def body_drained(self) -> None:
+        """The handler took body bytes: read the socket again once there is room."""
+        ctx = self.current
+        if self._reading_paused and (ctx is None or ctx.buffered_body_bytes <= self.limits.max_body_buffer // 2):
+            self._resume_reading()
+
+    def _fail(self, failure: ProtocolFailure) -> None:
+        ctx = self.current
+        logger.info("%s: %s (answered %d)", self._peer(), failure.reason, failure.status_code)
+        data = self.conn.reject(failure.status_code, failure.reason)
+        if ctx is not None:
+            ctx._abort_body(failure.reason)
+            if ctx._response_state == NOT_STARTED:
+                ctx._response_state = SENT
+                ctx.status_code = failure.status_code
+                self._log_access(ctx, failure.status_code)
+        if data and self.transport is not None and not self.closed:
+            self.transport.write(data)
+        self.current = None
+        self._close()
+
+    # ------------------------------------------------------------------ writing responses
+
+    def send_response(
+        self, ctx: HTTPContext, status_code: int, headers: List[Tuple[bytes, bytes]], body: bytes
+    ) -> None:
+        """Send a whole response to ``ctx``'s request; raises :class:`ResponseAlreadyStarted`."""
+        if ctx._response_state != NOT_STARTED:
+            raise ResponseAlreadyStarted(f"{ctx.method} {ctx.target} already has a response")
+        ctx._response_state = STARTED
+        ctx.status_code = status_code
+        if self.closed or ctx is not self.current:
+            ctx._response_state = SENT
+            return
+        data = self.conn.respond(status_code, headers, body)
+        ctx._response_state = SENT
+        self.transport.write(data)  # type: ignore[union-attr]
+        self._response_complete(ctx)
+
+    async def stream_response(self, ctx: HTTPContext, response: StreamingResponse) -> None:
+        """Send ``response``, chunk by chunk, waiting while the client reads slowly.
+
+        Stops early (closing the iterator) if the client disconnects; raises
+        :class:`ResponseAlreadyStarted`, or what the iterator raises.
+        """
+        if ctx._response_state != NOT_STARTED:
+            raise ResponseAlreadyStarted(f"{ctx.method} {ctx.target} already has a response")
+        ctx._response_state = STARTED
+        ctx.status_code = response.status_code
+        content: Any = response.content
+        try:
+            if self.closed or ctx is not self.current:
+                return
+            transport: Any = self.transport
+            conn = self.conn
+            transport.write(conn.start_response(response.status_code, response.head_items()))
+            if ctx.method != "HEAD":
+                if hasattr(content, "__aiter__"):
+                    async for chunk in content:
+                        if not self._write_chunk(chunk):
+                            return
+                        if self._write_paused:
+                            await self.drain()
+                else:
+                    for chunk in content:
+                        if not self._write_chunk(chunk):
+                            return
+                        if self._write_paused:
+                            await self.drain()
+            if self.closed:
+                return
+            transport.write(conn.end_response())
+            ctx._response_state = SENT
+            self._response_complete(ctx)
+        finally:
+            ctx._response_state = SENT
+            aclose = getattr(content, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    def _write_chunk(self, chunk: Any) -> bool:
+        if self.closed:
+            return False
+        data = chunk.encode() if isinstance(chunk, str) else bytes(chunk)
+        self.transport.write(self.conn.send_body(data))  # type: ignore[union-attr]
+        return True
+
+    def handler_done(self, ctx: HTTPContext, task: asyncio.Task[Any]) -> None:
+        """The request's event ended: answer 500 (or close) if it ended without a response."""
+        if task.cancelled():
+            failed = True
+        else:
+            failed = task.exception() is not None or ctx._response_state != SENT
+        if not failed or ctx is not self.current or self.closed:
+            return
+        if ctx._response_state == NOT_STARTED:
+            if task.cancelled():
+                # Cancelled at shutdown, past its deadline: say so, and take no more requests.
+                self.conn.request_close()
+                status, body = 503, b"Service Unavailable"
+            else:
+                status, body = 500, b"Internal Server Error"
+            headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]
+            self.send_response(ctx, status, headers, body)
+        else:
+            # Half a response is on the wire: only closing tells the client it is broken.
+            self.current = None
+            self._close()
+
+    def _response_complete(self, ctx: HTTPContext) -> None:
+        self._log_access(ctx, ctx.status_code or 0)
+        self.current = None
+        cycle = self.conn.finish_cycle()
+        if cycle is Cycle.CLOSE:
+            self._close()
+            return
+        if self._reading_paused:
+            self._resume_reading()
+        self._process()
+
+    def _log_access(self, ctx: HTTPContext, status_code: int) -> None:
+        if access_logger.isEnabledFor(logging.INFO):
+            access_logger.info(
+                '%s - "%s %s HTTP/%s" %d', self._peer(), ctx.method, ctx.target, ctx.http_version, status_code
+            )
+
+    def _peer(self) -> str:
+        return "-" if self.client is None else f"{self.client[0]}:{self.client[1]}"
+
+    # ------------------------------------------------------------------ timers, pausing, closing
+
+    def _arm_timer(self, header: bool) -> None:
+        if self._timer is not None:
+            if self._timer_is_header == header or self._timer_is_header:
+                return  # a running header deadline is never extended
+            self._timer.cancel()
+        delay = self.limits.header_timeout if header else self.limits.keep_alive_timeout
+        self._timer = self._loop.call_later(delay, self._on_timeout)
+        self._timer_is_header = header
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _on_timeout(self) -> None:
+        self._timer = None
+        if self.current is not None or self.closed:
+            return
+        if self._timer_is_header:
+            timeout = self.limits.header_timeout
+            logger.info("%s: request head not complete in %.1fs (answered 408)", self._peer(), timeout)
+            data = self.conn.reject(408)
+            if data:
+                self.transport.write(data)  # type: ignore[union-attr]
+        self._close()
+
+    def _pause_reading(self) -> None:
+        if not self._reading_paused and not self.closed and self.transport is not None:
+            self._reading_paused = True
+            self.transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if self._reading_paused and not self.closed and self.transport is not None:
+            self._reading_paused = False
+            self.transport.resume_reading()
+
+    def shutdown(self) -> None:
+        """The server is stopping: close now if idle, else once the current response is sent."""
+        self.conn.request_close()
+        if self.current is None:
+            self._close()
+
+    def _close(self) -> None:
+        self._cancel_timer()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
