@@ -38,7 +38,10 @@ class UndeliverableMessage(Exception):
 
 
 def encode_event(path: str, data: Any, codec: Codec) -> Fields:
-    """Return the fields of the stream entry for event ``path`` carrying ``data``."""
+    """Return the fields of the stream entry for event ``path`` carrying ``data`` (no ``data``
+    field when it is None: the event then carries empty data)."""
+    if data is None:
+        return {PATH_FIELD: path.encode()}
     return {PATH_FIELD: path.encode(), DATA_FIELD: codec.encode(data)}
 
 

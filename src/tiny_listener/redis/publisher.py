@@ -47,7 +47,7 @@ class RedisPublisher:
         Raises the codec's error if ``data`` cannot be encoded, and redis-py's errors
         (``redis.exceptions.ConnectionError``...) if Redis cannot be reached.
         """
-        fields = encode_event(path, {} if data is None else data, self.codec)
+        fields = encode_event(path, data, self.codec)
         entry_id: bytes = await self.client.xadd(stream, fields, maxlen=self.maxlen, approximate=True)
         return entry_id
 
@@ -68,7 +68,7 @@ class RedisPublisher:
     async def _send_chunk(self, stream: str, chunk: List[Tuple[str, Any]]) -> List[bytes]:
         async with self.client.pipeline(transaction=False) as pipe:
             for path, data in chunk:
-                pipe.xadd(stream, encode_event(path, {} if data is None else data, self.codec),
+                pipe.xadd(stream, encode_event(path, data, self.codec),
                           maxlen=self.maxlen, approximate=True)
             ids: List[bytes] = await pipe.execute()
         return ids
