@@ -5,13 +5,13 @@ Runs against this tiny-listener or 1.2 (``run_all.py`` runs it under both). Path
 1,000 distinct values, as user ids in a URL would; ``--unique`` makes every path new.
 
     python benchmarks/bench_dispatch.py
-"""
 
-from __future__ import annotations
+No ``from __future__ import annotations`` here: 1.2 cannot resolve string annotations.
+"""
 
 import asyncio
 import sys
-from typing import Any, Callable, List
+from typing import Any, Callable, Dict, List
 
 from _harness import interleaved, median_ratio, now, report, rounds_from_env
 
@@ -30,6 +30,9 @@ def make_app() -> Listener:  # type: ignore[type-arg]
 
     @app.on_event("user:{name}:{order:int}")
     async def handler(name: Param, order: Param, amount: Data) -> Any:
+        # Fails loudly if injection did not happen (as with string annotations on 1.2).
+        if not isinstance(order, int) or name is None:
+            raise AssertionError(f"injection failed: {name!r} {order!r}")
         return amount
 
     @app.on_event()
@@ -70,8 +73,8 @@ def main() -> None:
                 await app.trigger_event(path, data=data)
             return (now() - start) / BATCH
 
-        samples: dict[str, List[float]] = {"bare": [], "tiny_listener": []}
-        cases: dict[str, Callable[[], Any]] = {"bare": bare_case, "tiny_listener": ours_case}
+        samples: Dict[str, List[float]] = {"bare": [], "tiny_listener": []}
+        cases: Dict[str, Callable[[], Any]] = {"bare": bare_case, "tiny_listener": ours_case}
         for case in cases.values():  # warm-up
             await case()
         for _ in range(rounds):
