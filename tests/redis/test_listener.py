@@ -4,8 +4,7 @@ recovery, ordering, backpressure and shutdown."""
 from __future__ import annotations
 
 import asyncio
-import logging
-from typing import Any, Dict, List, Set
+from typing import Any, List
 
 import pytest
 

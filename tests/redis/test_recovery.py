@@ -131,7 +131,7 @@ async def test_graceful_shutdown_leaves_unfinished_messages_pending(
             raise RuntimeError("retried in 60 s, after the shutdown")
 
     async with RedisPublisher(redis_url) as publisher:
-        quick, stuck, failing = await publisher.publish_many(stream, [("quick", {}), ("stuck", {}), ("failing", {})])
+        _, stuck, failing = await publisher.publish_many(stream, [("quick", {}), ("stuck", {}), ("failing", {})])
     caplog.set_level(logging.INFO, "tiny_listener.redis")
     async with running(app):
         for event in started.values():

@@ -113,7 +113,7 @@ class RedisStreamListener(Listener[CTXType]):
     @property
     def in_flight(self) -> int:
         """How many messages this process is handling (read and not yet acknowledged)."""
-        return self._slots.in_flight
+        return len(self._in_flight)
 
     async def listen(self) -> None:
         """Join the group and read until shutdown; reconnects with backoff when Redis is away."""
@@ -127,10 +127,9 @@ class RedisStreamListener(Listener[CTXType]):
         self._acks = AckBatcher(self._send_acks, lambda coro: self.spawn(coro, drain=True))
         # Not drained: cancelled after in-flight messages were acknowledged, it closes the client.
         self.spawn(self._close_at_exit(client), name="redis-client-closer")
-        claimer: asyncio.Task[None] | None = None
+        refresher = self.spawn(self._refresh_loop(), name="redis-in-flight-refresher")
         try:
             await self._ensure_groups_reconnecting()
-            claimer = self.spawn(self._claim_loop(), name="redis-claimer")
             logger.info(
                 "consumer %s of group %r reading %s at %s",
                 self.consumer, self.config.group, ", ".join(self.config.streams), self.config.url,
@@ -139,23 +138,35 @@ class RedisStreamListener(Listener[CTXType]):
         finally:
             # Stop intake: no more reads or claims; in-flight messages finish and are acknowledged.
             self._stopping.set()
-            if claimer is not None:
-                claimer.cancel()
+            refresher.cancel()
 
     # ------------------------------------------------------------------ reading
 
     async def _read_loop(self) -> None:
+        """Read new messages, and every ``claim_idle / 4`` claim abandoned ones, never more than
+        there are free slots. One loop does both, so the two never count on the same slots."""
         config = self.config
+        loop = asyncio.get_running_loop()
         stream_count = len(config.streams)
         names = {stream.encode(): stream for stream in config.streams}
         # "0" first: a consumer restarted under the same name gets its own pending messages back.
         cursors: Dict[str, Union[bytes, str]] = {stream: b"0" for stream in config.streams}
+        claim_cursors: Dict[str, Union[bytes, str]] = {stream: b"0-0" for stream in config.streams}
+        claim_period = config.claim_idle / 4
+        next_claim = loop.time() + claim_period
         failures: Iterator[float] | None = None
         while True:
             await self._slots.wait_free(stream_count)
             try:
+                wait_ms = int((next_claim - loop.time()) * 1000)
+                if wait_ms <= 0:
+                    for stream in config.streams:
+                        claim_cursors[stream] = await self._claim_abandoned(stream, claim_cursors[stream])
+                    next_claim = loop.time() + claim_period
+                    continue
                 reply = await self._client.xreadgroup(
-                    config.group, config.consumer, cursors, count=self._slots.free // stream_count, block=READ_BLOCK_MS
+                    config.group, config.consumer, cursors, count=self._slots.free // stream_count,
+                    block=min(wait_ms, READ_BLOCK_MS),
                 )
             except self._connection_errors as exc:
                 failures = failures or backoff_delays(config.reconnect_backoff, MAX_RECONNECT_DELAY)
@@ -182,13 +193,15 @@ class RedisStreamListener(Listener[CTXType]):
                     else:  # deleted from the stream while pending: nothing left to handle
                         self._forget(stream, message_id)
 
-    def _start(self, stream: str, message_id: bytes, fields: Fields, previous_deliveries: int) -> None:
+    def _start(self, stream: str, message_id: bytes, fields: Fields, previous_deliveries: int) -> bool:
+        """Handle a message in a free slot; return False if this process handles it already."""
         key = (stream, message_id)
         if key in self._in_flight:  # claimed back while this process still handles it
-            return
+            return False
         self._slots.take()
         self._in_flight[key] = asyncio.get_running_loop().time()
         self.spawn(self._handle_message(stream, message_id, fields, previous_deliveries), drain=True)
+        return True
 
     def _forget(self, stream: str, message_id: bytes) -> None:
         self.spawn(self._with_reconnect("acknowledge a deleted message",
@@ -301,24 +314,18 @@ class RedisStreamListener(Listener[CTXType]):
 
     # ------------------------------------------------------------------ crash recovery
 
-    async def _claim_loop(self) -> None:
-        """Every quarter of ``claim_idle``: refresh this process's in-flight messages, then claim
-        messages other consumers left pending longer than ``claim_idle``."""
-        config = self.config
-        cursors: Dict[str, Union[bytes, str]] = {stream: b"0-0" for stream in config.streams}
+    async def _refresh_loop(self) -> None:
+        """Every ``claim_idle / 4``, keep the messages handled here for a while from being
+        claimed by other consumers, however long their handlers take."""
         while True:
-            await asyncio.sleep(config.claim_idle / 4)  # a timer, not synchronisation
+            await asyncio.sleep(self.config.claim_idle / 4)  # a timer, not synchronisation
             try:
                 await self._refresh_in_flight()
-                for stream in config.streams:
-                    cursors[stream] = await self._claim_abandoned(stream, cursors[stream])
             except self._connection_errors:
                 continue  # the read loop reports the outage and reconnects
             except self._response_error as exc:
                 if not _is_missing_group(exc):
-                    logger.exception("claiming abandoned messages failed")
-            except Exception:
-                logger.exception("claiming abandoned messages failed")
+                    logger.error("could not refresh in-flight messages: %s", exc)
 
     async def _refresh_in_flight(self) -> None:
         """Reset the idle time of messages handled here for a while, so no one claims them."""
@@ -337,8 +344,7 @@ class RedisStreamListener(Listener[CTXType]):
     async def _claim_abandoned(self, stream: str, cursor: Union[bytes, str]) -> Union[bytes, str]:
         """Claim idle messages of ``stream`` while slots are free; return where to go on next time."""
         config = self.config
-        assert self._stopping is not None
-        while self._slots.free > 0 and not self._stopping.is_set():
+        while self._slots.free > 0:
             reply = await self._client.xautoclaim(stream, config.group, config.consumer,
                                                   min_idle_time=int(config.claim_idle * 1000),
                                                   start_id=cursor, count=self._slots.free)
@@ -349,9 +355,8 @@ class RedisStreamListener(Listener[CTXType]):
                 for message_id, fields in entries:
                     if not fields:
                         self._forget(stream, message_id)
-                        continue
-                    claimed += 1
-                    self._start(stream, message_id, fields, max(deliveries.get(message_id, 1) - 1, 0))
+                    elif self._start(stream, message_id, fields, max(deliveries.get(message_id, 1) - 1, 0)):
+                        claimed += 1
                 logger.info("claimed %d message(s) of %r left pending by a stopped or dead consumer", claimed, stream)
             if cursor in (b"0-0", "0-0"):
                 break

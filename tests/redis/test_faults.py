@@ -1,0 +1,85 @@
+"""Redis going away under a running listener: a private redis-server, killed and restarted."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, List
+
+import pytest
+
+from tests.redis.conftest import LogWaiter, RedisServer, running
+from tiny_listener import Param
+from tiny_listener.redis import RedisPublisher, RedisStreamListener
+
+pytestmark = pytest.mark.broker
+
+
+async def publish_when_up(url: str, stream: str, path: str) -> None:
+    """Publish, retrying while the server is still starting (the publisher does not retry)."""
+    exceptions = pytest.importorskip("redis.exceptions")
+    for _ in range(100):
+        try:
+            async with RedisPublisher(url) as publisher:
+                await publisher.publish(stream, path)
+            return
+        except (exceptions.ConnectionError, OSError):
+            await asyncio.sleep(0.05)  # backoff for a server started by this test
+    raise AssertionError(f"could not publish to {url}")
+
+
+async def test_reconnects_and_recreates_its_group_after_redis_restarts(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "tiny_listener.redis")
+    app: RedisStreamListener[Any] = RedisStreamListener(
+        redis_server.url, streams=["orders"], group="billing", reconnect_backoff=0.05
+    )
+    handled: List[int] = []
+    got = [asyncio.Event(), asyncio.Event()]
+
+    @app.on_event("order:{n:int}")
+    async def order(n: Param) -> None:
+        handled.append(n)
+        got[n].set()
+
+    reconnected = LogWaiter("reconnected to Redis")
+    logging.getLogger("tiny_listener.redis").addHandler(reconnected)
+    try:
+        async with running(app):
+            await publish_when_up(redis_server.url, "orders", "order:0")
+            await got[0].wait()
+            redis_server.stop()  # SIGKILL: the stream and the group are gone with it (no persistence)
+            redis_server.start()
+            await reconnected.wait()
+            await publish_when_up(redis_server.url, "orders", "order:1")
+            await got[1].wait()
+    finally:
+        logging.getLogger("tiny_listener.redis").removeHandler(reconnected)
+    assert handled == [0, 1]
+    messages = [record.getMessage() for record in caplog.records]
+    assert any(message.startswith(f"Redis at {redis_server.url} is unreachable") for message in messages)
+    assert any("consumer group 'billing' is gone" in message for message in messages)
+
+
+async def test_waits_for_redis_at_startup(redis_server: RedisServer) -> None:
+    redis_server.stop()
+    app: RedisStreamListener[Any] = RedisStreamListener(
+        redis_server.url, streams=["orders"], group="billing", reconnect_backoff=0.05
+    )
+    got = asyncio.Event()
+
+    @app.on_event("order:{n:int}")
+    async def order(n: Param) -> None:
+        got.set()
+
+    unreachable = LogWaiter("is unreachable")
+    logging.getLogger("tiny_listener.redis").addHandler(unreachable)
+    try:
+        async with running(app):
+            await unreachable.wait()
+            redis_server.start()
+            await publish_when_up(redis_server.url, "orders", "order:1")
+            await got.wait()
+    finally:
+        logging.getLogger("tiny_listener.redis").removeHandler(unreachable)
