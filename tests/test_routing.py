@@ -10,6 +10,7 @@ from tiny_listener import (
     Listener,
     Route,
     RouteError,
+    RouteShadowedWarning,
     compile_path,
     register_convertor,
 )
@@ -117,7 +118,8 @@ def build_app(*paths: str) -> Listener:  # type: ignore[type-arg]
 
 
 def test_first_registered_route_wins_across_prefixes() -> None:
-    app = build_app("{_:path}", "GET:/user/{name}")
+    with pytest.warns(RouteShadowedWarning):
+        app = build_app("{_:path}", "GET:/user/{name}")
     route, params = app.match_route("GET:/user/bob")
     assert route.name == "h0" and params == {"_": "GET:/user/bob"}
 
@@ -150,7 +152,8 @@ def test_route_table_changes_invalidate_cached_lookups() -> None:
 
     async def newer() -> None: ...
 
-    app.add_on_event_hook(newer, "x/1")
+    with pytest.warns(RouteShadowedWarning):
+        app.add_on_event_hook(newer, "x/1")
     assert app.match_route("x/1")[0].name == "h0"  # still first registered
     del app.routes["h0"]
     assert app.match_route("x/1")[0].name == "newer"
@@ -179,3 +182,40 @@ def test_routes_mapping_behaves_like_the_1_2_dict() -> None:
     assert app.get_route("h1").path == "b"
     with pytest.raises(EventNotFound):
         app.get_route("missing")
+
+
+@pytest.mark.parametrize(
+    ("earlier", "later"),
+    [
+        ("{_:path}", "GET:/user/{name}"),
+        ("GET:/{rest:path}", "GET:/user/{name}/posts"),
+        ("GET:/user/{name}", "GET:/user/{id:int}"),
+        ("GET:/user/{name}", "GET:/user/me"),
+        ("v/{x:float}", "v/{x:int}"),
+        ("a/{x}", "a/{y}"),
+        ("same", "same"),
+    ],
+)
+def test_registering_a_route_that_can_never_match_warns_naming_both(earlier: str, later: str) -> None:
+    with pytest.warns(RouteShadowedWarning) as caught:
+        build_app(earlier, later)
+    message = str(caught[0].message)
+    assert repr(later) in message and repr(earlier) in message and "h0" in message and "h1" in message
+
+
+@pytest.mark.parametrize(
+    ("earlier", "later"),
+    [
+        ("GET:/user/{id:int}", "GET:/user/{name}"),
+        ("GET:/user/{name}", "GET:/user/{name}/posts"),
+        ("GET:/user/me", "GET:/user/{name}"),
+        ("GET:/{rest:path}", "POST:/x"),
+        ("a/{x:path}/b", "a/c/d"),
+    ],
+)
+def test_routes_that_can_still_match_do_not_warn(earlier: str, later: str) -> None:
+    build_app(earlier, later)  # warnings are errors in this test suite
+
+
+def test_the_seed_route_order_does_not_warn() -> None:
+    build_app("GET:/user/{username}", "GET:/throw", "{_:path}")

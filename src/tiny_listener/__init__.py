@@ -33,6 +33,7 @@ from .lifecycle import EventStateError as EventStateError
 from .listener import Listener as Listener
 from .listener import get_current_running_listener as get_current_running_listener
 from .routing import Route as Route
+from .routing import RouteShadowedWarning as RouteShadowedWarning
 from .routing import RouteTable as RouteTable
 from .routing import compile_path as compile_path
 from .signals import is_main_thread as is_main_thread
@@ -69,6 +70,7 @@ __all__ = (
     "register_convertor",
     "Route",
     "RouteError",
+    "RouteShadowedWarning",
     "RouteTable",
     "Scope",
 )

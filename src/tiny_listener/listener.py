@@ -12,6 +12,7 @@ import itertools
 import logging
 import threading
 import uuid
+import warnings
 from typing import Any, Awaitable, Callable, Coroutine, Dict, Generic, List, Protocol, Tuple, Type, TypeVar, Union
 
 from ._types import CoroFunc, EventData, PathParams
@@ -27,7 +28,7 @@ from .errors import (
 from .event import Event
 from .injection import Hook, check_coro_func
 from .lifecycle import CANCELLED, DONE, FAILED, PENDING
-from .routing import Route, RouteTable
+from .routing import Route, RouteShadowedWarning, RouteTable
 from .signals import SignalHandlers
 
 logger = logging.getLogger("tiny_listener")
@@ -118,6 +119,9 @@ class Listener(Generic[CTXType]):
         route = Route(path=path, fn=fn, opts=opts)
         if route.name in self.routes:
             raise EventAlreadyExists(f"a handler named {route.name!r} is already registered")
+        earlier = self.routes.shadowing(route)
+        if earlier is not None:
+            warnings.warn(RouteShadowedWarning(earlier, route), stacklevel=3)
         self.routes[route.name] = route
 
     def remove_on_event_hook(self, name: Union[str, Callable[..., Any]]) -> bool:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 import sys
-from typing import Any, Callable, Dict, Iterator, MutableMapping, Pattern, Tuple
+from typing import Any, Callable, Dict, Iterator, List, MutableMapping, Pattern, Tuple
 
 from ._types import CoroFunc, PathParams
 from .convertors import CONVERTOR_TYPES, Convertor
@@ -54,6 +54,47 @@ def compile_path(path: str) -> Tuple[Pattern[str], Dict[str, Convertor]]:
     return re.compile(path_regex), convertors
 
 
+def _shape(path: str) -> Tuple[str, ...]:
+    """Literal texts and convertor kinds, alternating: "GET:/u/{name}/{n:int}" ->
+    ("GET:/u/", "str", "/", "int", "")."""
+    pieces = PARAM_REGEX.split(path)  # literal, name, ":kind" or None, literal, ...
+    shape: List[str] = []
+    for i in range(0, len(pieces), 3):
+        shape.append(pieces[i])
+        if i + 2 < len(pieces):
+            shape.append((pieces[i + 2] or ":str")[1:])
+    return tuple(shape)
+
+
+# Convertor kinds whose every match another kind also matches: {kind: kinds that cover it}.
+_COVERED_BY = {"int": {"str", "float", "path"}, "float": {"str", "path"}, "uuid": {"str", "path"}, "str": {"path"}}
+
+
+def covers(earlier: Route, later: Route) -> bool:
+    """True if every path ``later`` matches is matched by ``earlier`` (which then always wins).
+
+    Decided on route shapes, conservatively: a static ``later`` is covered when ``earlier``
+    matches its text; otherwise ``earlier`` must be a literal prefix then one ``path``
+    parameter, or have the same literals as ``later`` with a convertor that covers each of
+    ``later``'s.
+    """
+    if later._is_static:
+        return earlier.match_raw(later.path) is not None
+    first = earlier.shape
+    if len(first) == 3 and first[1] == "path" and first[2] == "":
+        return later.literal_prefix.startswith(first[0])
+    second = later.shape
+    if len(first) != len(second):
+        return False
+    for i, (mine, theirs) in enumerate(zip(first, second)):
+        if i % 2 == 0:
+            if mine != theirs:
+                return False
+        elif mine != theirs and mine not in _COVERED_BY.get(theirs, ()):
+            return False
+    return True
+
+
 class Route:
     """A handler bound to a path. ``opts`` keeps the extra options given to ``on_event``.
 
@@ -72,6 +113,7 @@ class Route:
         first_param = PARAM_REGEX.search(path)
         self.literal_prefix = path if first_param is None else path[: first_param.start()]
         self._is_static = first_param is None
+        self.shape = _shape(path)
         # Only non-str convertors need a call per match.
         self._converting: Tuple[Tuple[str, Callable[[str], Any]], ...] = tuple(
             (name, conv.convert) for name, conv in self.convertors.items() if conv.convert is not str
@@ -112,24 +154,28 @@ class Route:
 
 
 # (registration order, route) pairs that share one literal prefix, in registration order.
-_Candidates = Tuple[Tuple[int, Route], ...]
+_Candidates = List[Tuple[int, Route]]
 
 
 class RouteTable(MutableMapping[str, Route]):
     """The routes of a listener, keyed by handler name, in registration order.
 
-    It behaves as the ``dict`` that 1.2 exposed as ``listener.routes``; any change rebuilds the
-    prefix index on the next lookup. The latest ``cache_size`` distinct event paths are
-    remembered with their route, so a path seen again skips the search (its parameters are
-    still converted anew for every event).
+    It behaves as the ``dict`` that 1.2 exposed as ``listener.routes``. Adding a route updates
+    the prefix index in place; removing or replacing one rebuilds it on the next lookup. The
+    latest ``cache_size`` distinct event paths are remembered with their route, so a path seen
+    again skips the search (its parameters are still converted anew for every event).
     """
 
     cache_size = 4096
 
     def __init__(self) -> None:
         self._routes: Dict[str, Route] = {}
-        # (prefix length, {prefix: candidates}), longest prefixes first; None when stale.
-        self._index: Tuple[Tuple[int, Dict[str, _Candidates]], ...] | None = None
+        # {prefix length: {prefix: candidates}}; None when stale (after a removal).
+        self._tables: Dict[int, Dict[str, _Candidates]] | None = {}
+        # The same tables as (length, table) pairs, longest prefixes first: they are the most
+        # specific, so the first match found there usually has the lowest order and lets the
+        # shorter buckets stop at once.
+        self._index: Tuple[Tuple[int, Dict[str, _Candidates]], ...] = ()
         # event path -> (route, raw params), or None when no route matches.
         self._cache: Dict[str, Tuple[Route, Dict[str, str]] | None] = {}
 
@@ -137,13 +183,17 @@ class RouteTable(MutableMapping[str, Route]):
         return self._routes[name]
 
     def __setitem__(self, name: str, route: Route) -> None:
+        replacing = name in self._routes
         self._routes[name] = route
-        self._index = None
         self._cache.clear()
+        if replacing:
+            self._tables = None
+        elif self._tables is not None:
+            self._index_route(len(self._routes) - 1, route)
 
     def __delitem__(self, name: str) -> None:
         del self._routes[name]
-        self._index = None
+        self._tables = None
         self._cache.clear()
 
     def __iter__(self) -> Iterator[str]:
@@ -155,18 +205,39 @@ class RouteTable(MutableMapping[str, Route]):
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({list(self._routes.values())})"
 
-    def _build_index(self) -> Tuple[Tuple[int, Dict[str, _Candidates]], ...]:
-        by_length: Dict[int, Dict[str, list[Tuple[int, Route]]]] = {}
-        for order, route in enumerate(self._routes.values()):
-            prefix = route.literal_prefix
-            by_length.setdefault(len(prefix), {}).setdefault(prefix, []).append((order, route))
-        # Longest prefixes first: they are the most specific, so the first match found there
-        # usually has the lowest order and lets the shorter buckets stop at once.
-        self._index = tuple(
-            (length, {prefix: tuple(cands) for prefix, cands in by_length[length].items()})
-            for length in sorted(by_length, reverse=True)
-        )
+    def _index_route(self, order: int, route: Route) -> None:
+        assert self._tables is not None
+        prefix = route.literal_prefix
+        table = self._tables.get(len(prefix))
+        if table is None:
+            table = self._tables[len(prefix)] = {}
+            self._index = tuple(sorted(self._tables.items(), reverse=True))
+        table.setdefault(prefix, []).append((order, route))
+
+    def _current_index(self) -> Tuple[Tuple[int, Dict[str, _Candidates]], ...]:
+        if self._tables is None:
+            self._tables = {}
+            self._index = ()
+            for order, route in enumerate(self._routes.values()):
+                self._index_route(order, route)
         return self._index
+
+    def shadowing(self, route: Route) -> Route | None:
+        """Return a registered route that matches every path ``route`` matches, if any: added
+        after it, ``route`` would never be chosen."""
+        if route._is_static:
+            found = self._search(route.path)
+            return None if found is None else found[0]
+        # Only routes whose literal prefix starts the new route's can cover it.
+        index = self._current_index()
+        prefix = route.literal_prefix
+        for length, table in index:
+            if length > len(prefix):
+                continue
+            for _, earlier in table.get(prefix[:length], ()):
+                if covers(earlier, route):
+                    return earlier
+        return None
 
     def match(self, path: str) -> Tuple[Route, PathParams]:
         """Return the first registered route matching ``path`` and its converted parameters.
@@ -189,7 +260,7 @@ class RouteTable(MutableMapping[str, Route]):
         return route, params
 
     def _search(self, path: str) -> Tuple[Route, Dict[str, str]] | None:
-        index = self._index if self._index is not None else self._build_index()
+        index = self._current_index()
         size = len(path)
         best_order = sys.maxsize
         best: Tuple[Route, Dict[str, str]] | None = None
@@ -208,3 +279,15 @@ class RouteTable(MutableMapping[str, Route]):
                     best = (route, raw)
                     break
         return best
+
+
+class RouteShadowedWarning(UserWarning):
+    """A route was registered after one that matches every path it matches: it never runs."""
+
+    def __init__(self, earlier: Route, later: Route) -> None:
+        self.earlier = earlier
+        self.later = later
+        super().__init__(
+            f"route {later.path!r} (handler {later.name}) can never match: {earlier.path!r} "
+            f"(handler {earlier.name}), registered before it, matches every path it matches"
+        )
