@@ -209,35 +209,37 @@ async def test_failures_and_unmatched_frames_are_logged_and_the_connection_goes_
     assert "no route matches frame 'nothing matches this'" in caplog.text
 
 
-async def test_frames_of_a_connection_run_in_order_or_concurrently_up_to_max_in_flight() -> None:
-    for max_in_flight, expected_peak in ((1, 1), (3, 3)):
-        app = TCPListener(max_in_flight=max_in_flight)
-        running_now = 0
-        peak = 0
-        order: List[str] = []
-        gate = asyncio.Event()
+@pytest.mark.parametrize(("max_in_flight", "expected_peak"), [(1, 1), (3, 3)])
+async def test_frames_of_a_connection_run_in_order_or_concurrently_up_to_max_in_flight(
+    max_in_flight: int, expected_peak: int
+) -> None:
+    app = TCPListener(max_in_flight=max_in_flight)
+    running_now = 0
+    peak = 0
+    order: List[str] = []
+    gate = asyncio.Event()
 
-        @app.on_event("job {n}")
-        async def job(ctx: TCPContext, n: Param) -> None:
-            nonlocal running_now, peak
-            running_now += 1
-            peak = max(peak, running_now)
-            if running_now == expected_peak:
-                gate.set()
-            await gate.wait()
-            running_now -= 1
-            order.append(n)
-            ctx.send(f"done {n}")
+    @app.on_event("job {n}")
+    async def job(ctx: TCPContext, n: Param) -> None:
+        nonlocal running_now, peak
+        running_now += 1
+        peak = max(peak, running_now)
+        if running_now == expected_peak:
+            gate.set()
+        await gate.wait()
+        running_now -= 1
+        order.append(n)
+        ctx.send(f"done {n}")
 
-        async with running(app):
-            reader, writer = await connect(app)
-            writer.write(b"".join(b"job %d\n" % i for i in range(6)))
-            lines = [await asyncio.wait_for(reader.readline(), 10) for _ in range(6)]
-            writer.close()
-        assert peak == expected_peak
-        assert sorted(lines) == sorted(b"done %d\n" % i for i in range(6))
-        if max_in_flight == 1:
-            assert order == [str(i) for i in range(6)]
+    async with running(app):
+        reader, writer = await connect(app)
+        writer.write(b"".join(b"job %d\n" % i for i in range(6)))
+        lines = [await asyncio.wait_for(reader.readline(), 10) for _ in range(6)]
+        writer.close()
+    assert peak == expected_peak
+    assert sorted(lines) == sorted(b"done %d\n" % i for i in range(6))
+    if max_in_flight == 1:
+        assert order == [str(i) for i in range(6)]
 
 
 async def test_graceful_shutdown_refuses_new_connections_finishes_in_flight_frames_and_closes() -> None:
