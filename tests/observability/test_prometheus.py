@@ -13,7 +13,6 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import free_port
 from tiny_listener import Listener, Param
 from tiny_listener.observability import RouteMetrics
 from tiny_listener.observability.prometheus import PrometheusExporter
@@ -114,18 +113,33 @@ async def test_start_http_server_serves_the_registry() -> None:
 
 async def test_serve_runs_the_server_while_the_app_runs() -> None:
     app = make_app()
-    port = free_port()
-    PrometheusExporter(RouteMetrics().install(app)).serve(app, port)
+    exporter = PrometheusExporter(RouteMetrics().install(app))
+    exporter.serve(app, port=0)
+    assert exporter.server is None
     main = asyncio.create_task(app.main())
     try:
         await app.listening.wait()
+        assert exporter.server is not None
+        port = exporter.server.port
         await run_events(app)
         check_figures(parse(await asyncio.to_thread(fetch, f"http://127.0.0.1:{port}/metrics")))
     finally:
         await app.graceful_shutdown()
         await main
+    assert exporter.server is None
     with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port), timeout=5):
         pass
+
+
+async def test_serve_on_a_taken_port_fails_the_startup() -> None:
+    app = make_app()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        PrometheusExporter(RouteMetrics().install(app)).serve(app, port=taken.getsockname()[1])
+        with pytest.raises(OSError):
+            await app.main()
+    assert not app.listening.is_set()
 
 
 def test_a_registry_refuses_the_same_metrics_twice() -> None:

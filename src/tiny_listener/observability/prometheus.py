@@ -116,6 +116,8 @@ class PrometheusExporter:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.collector = RouteMetricsCollector(metrics, namespace)
         self.registry.register(self.collector)
+        # The server started by serve(), while the app runs.
+        self.server: MetricsServer | None = None
 
     def generate_latest(self) -> bytes:
         """Return the registry's metrics in the Prometheus text format (``content_type``)."""
@@ -131,17 +133,18 @@ class PrometheusExporter:
         return MetricsServer(httpd, thread)
 
     def serve(self, app: Listener[Any], port: int, addr: str = "127.0.0.1") -> None:
-        """Serve the metrics while ``app`` runs: started by a startup hook, closed by a
-        shutdown hook. A port that cannot be bound makes the app's startup fail."""
-        server: List[MetricsServer] = []
+        """Serve the metrics while ``app`` runs: a startup hook starts the server (then in
+        ``self.server``; ``port=0`` picks a free port) and a shutdown hook closes it. A port
+        that cannot be bound makes the app's startup fail."""
 
         async def start_metrics_server() -> None:
-            server.append(self.start_http_server(port, addr))
+            self.server = self.start_http_server(port, addr)
 
         async def stop_metrics_server() -> None:
-            while server:
+            server, self.server = self.server, None
+            if server is not None:
                 # close() blocks up to the server's poll interval: keep the loop free meanwhile.
-                await asyncio.get_running_loop().run_in_executor(None, server.pop().close)
+                await asyncio.get_running_loop().run_in_executor(None, server.close)
 
         app.add_startup_callback(start_metrics_server)
         app.add_shutdown_callback(stop_metrics_server)
