@@ -150,7 +150,11 @@ class NATSListener(Listener[CTXType]):
             while True:
                 try:
                     nc = await nats.connect(
-                        self.url, allow_reconnect=False, connect_timeout=2, name=self.connection_name
+                        self.url,
+                        allow_reconnect=False,  # reconnecting is ours, with backoff and a log line
+                        connect_timeout=2,
+                        name=self.connection_name,
+                        error_cb=_log_client_error,
                     )
                     js = nc.jetstream()
                     subscription = await self._set_up(js)
@@ -368,3 +372,8 @@ class NATSListener(Listener[CTXType]):
 
     def _reconnect_delays(self) -> Iterator[float]:
         return backoff_delays(initial=self.reconnect_backoff, maximum=self.max_reconnect_delay)
+
+
+async def _log_client_error(error: Exception) -> None:
+    # nats-py reports a lost connection here first; the listener logs it once, as a warning.
+    logger.debug("nats client error: %r", error)

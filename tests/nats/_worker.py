@@ -1,0 +1,44 @@
+"""A listener process for the fault and scale-out tests.
+
+    python -m tests.nats._worker URL STREAM PREFIX ACK_WAIT MODE
+
+It consumes ``PREFIX.job.{n:int}`` through the durable consumer ``workers`` and prints
+``consuming`` once it does. MODE ``block``: prints ``started <n>`` and blocks in the handler
+forever (to be killed). MODE ``work``: prints ``handled <n>`` for every message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from tiny_listener import Param
+from tiny_listener.nats import NATSListener
+
+url, stream, prefix, ack_wait, mode = sys.argv[1:6]
+app: NATSListener = NATSListener(  # type: ignore[type-arg]
+    url, stream=stream, durable="workers", ack_wait=float(ack_wait), max_in_flight=8, retry_backoff=0.05
+)
+
+
+@app.on_event(prefix + ".job.{n:int}")
+async def job(n: Param) -> None:
+    if mode == "block":
+        print(f"started {n}", flush=True)
+        await asyncio.Event().wait()
+    # A little work, so that the messages spread over the workers.
+    await asyncio.sleep(0.002)
+    print(f"handled {n}", flush=True)
+
+
+@app.startup
+async def announce_when_consuming() -> None:
+    async def announce() -> None:
+        await app.wait_connected()
+        print("consuming", flush=True)
+
+    app.spawn(announce())
+
+
+if __name__ == "__main__":
+    app.run()

@@ -1,0 +1,179 @@
+"""NATSListener when things go wrong, and with several processes: the server restarts in the
+middle of a stream of messages, a consumer process is killed in the middle of an event, two
+processes share one durable consumer. Nothing may be lost."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from pathlib import Path
+from typing import Any, AsyncIterator, Iterator, List
+
+import pytest
+
+from tiny_listener import Param
+
+from .conftest import NatsServer, Streams, nats, pending, running
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class LogWatch(logging.Handler):
+    """Sets an asyncio event when a record containing ``text`` is logged."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+        self.seen = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.seen.set()
+
+
+@pytest.fixture
+def lost_connection_log() -> Iterator[LogWatch]:
+    watch = LogWatch("lost")
+    logger = logging.getLogger("tiny_listener.nats")
+    logger.addHandler(watch)
+    yield watch
+    logger.removeHandler(watch)
+
+
+class Worker:
+    """A listener process running ``tests.nats._worker``."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.lines: List[str] = []
+
+    async def next_line(self, timeout: float = 30) -> str:
+        assert self.process.stdout is not None
+        line = (await asyncio.wait_for(self.process.stdout.readline(), timeout)).decode().strip()
+        self.lines.append(line)
+        return line
+
+
+@pytest.fixture
+async def workers() -> AsyncIterator[Any]:
+    started: List[Worker] = []
+
+    async def start(*args: str) -> Worker:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tests.nats._worker", *args, cwd=ROOT, stdout=asyncio.subprocess.PIPE
+        )
+        worker = Worker(process)
+        started.append(worker)
+        assert await worker.next_line() == "consuming"
+        return worker
+
+    yield start
+    for worker in started:
+        if worker.process.returncode is None:
+            worker.process.kill()
+            await worker.process.wait()
+
+
+async def publish_jobs(url: str, prefix: str, numbers: range) -> None:
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        for n in numbers:
+            await js.publish(f"{prefix}.job.{n}", b"{}")
+    finally:
+        await nc.close()
+
+
+async def test_server_restart_in_the_middle_of_a_stream(
+    private_server: NatsServer, lost_connection_log: LogWatch
+) -> None:
+    streams = Streams(private_server.url)
+    p = streams.prefix
+    app = streams.app(reconnect_backoff=0.05, ack_wait=2)
+    handled: List[int] = []
+    five_started = asyncio.Event()
+    release_five = asyncio.Event()
+    first_batch_in = asyncio.Event()
+    everything = asyncio.Event()
+
+    @app.on_event(p + ".job.{n:int}")
+    async def job(n: Param) -> None:
+        if n == 5 and not release_five.is_set():
+            five_started.set()
+            await release_five.wait()
+        handled.append(n)
+        if len(set(handled) - {5}) == 19 and five_started.is_set():
+            first_batch_in.set()
+        if set(handled) == set(range(40)) and handled.count(5) >= 2:
+            everything.set()
+
+    async with running(app):
+        await publish_jobs(private_server.url, p, range(20))
+        await asyncio.wait_for(first_batch_in.wait(), 20)
+        await private_server.stop(kill=True)
+        await asyncio.wait_for(lost_connection_log.seen.wait(), 20)
+        # Job 5 ends while the server is down: its ack is lost, so it must come again.
+        release_five.set()
+        await private_server.start()
+        await asyncio.wait_for(app.wait_connected(), 30)
+        await publish_jobs(private_server.url, p, range(20, 40))
+        await asyncio.wait_for(everything.wait(), 30)
+    assert set(handled) == set(range(40))
+    assert handled.count(5) >= 2
+
+
+async def test_message_of_a_killed_consumer_is_redelivered_to_another(
+    streams: Streams, client: Any, workers: Any
+) -> None:
+    p = streams.prefix
+    stream = f"{p}_s"
+    streams.streams += [stream, f"{stream}_dead"]
+    worker = await workers("nats://127.0.0.1:4222", stream, p, "1", "block")
+    await publish_jobs("nats://127.0.0.1:4222", p, range(1))
+    assert await worker.next_line() == "started 0"
+    worker.process.kill()
+    await worker.process.wait()
+
+    app = streams.app(stream=stream, ack_wait=1)
+    got: List[Any] = []
+    done = asyncio.Event()
+
+    @app.on_event(p + ".job.{n:int}")
+    async def job(n: Param) -> None:
+        got.append(n)
+        done.set()
+
+    async with running(app):
+        await asyncio.wait_for(done.wait(), 30)  # after the worker's ack_wait of 1 s
+    assert got == [0]
+    assert await pending(client, stream, "workers") == 0
+
+
+async def test_two_processes_share_one_durable_consumer(streams: Streams, client: Any, workers: Any) -> None:
+    p = streams.prefix
+    stream = f"{p}_s"
+    streams.streams += [stream, f"{stream}_dead"]
+    first = await workers("nats://127.0.0.1:4222", stream, p, "30", "work")
+    second = await workers("nats://127.0.0.1:4222", stream, p, "30", "work")
+    total = 400
+    await publish_jobs("nats://127.0.0.1:4222", p, range(total))
+    by_worker: List[List[int]] = [[], []]
+
+    async def collect() -> None:
+        while sum(map(len, by_worker)) < total:
+            # Read both workers' output as it comes.
+            reads = {asyncio.ensure_future(w.next_line()): i for i, w in enumerate((first, second))}
+            done, others = await asyncio.wait(reads, return_when=asyncio.FIRST_COMPLETED)
+            for task in others:
+                task.cancel()
+            await asyncio.gather(*others, return_exceptions=True)
+            for task in done:
+                line = task.result()
+                assert line.startswith("handled "), line
+                by_worker[reads[task]].append(int(line.split()[1]))
+
+    await asyncio.wait_for(collect(), 60)
+    assert sorted(by_worker[0] + by_worker[1]) == list(range(total))  # each exactly once
+    assert by_worker[0] and by_worker[1], "both processes got a share"
+    assert await pending(client, stream, "workers") == 0
