@@ -70,3 +70,21 @@ def test_methods_need_a_running_client() -> None:
     client = BlockingTestClient(make_app())
     with pytest.raises(RuntimeError, match="not running"):
         client.trigger("GET:/user/bob")
+
+
+def test_blocking_http_client_speaks_http_to_the_app() -> None:
+    from tiny_listener.http import HTTPListener
+    from tiny_listener.testing import BlockingHTTPTestClient
+
+    app = HTTPListener()
+
+    @app.on_event("GET:/user/{username}")
+    async def hello(username: Param) -> str:
+        return f"Hello, {username}!"
+
+    with BlockingHTTPTestClient(app) as http:
+        assert http.base_url.startswith("http://127.0.0.1:")
+        response = http.get("/user/bob")
+        assert (response.status_code, response.text) == (200, "Hello, bob!")
+        assert http.head("/user/bob").body == b""
+    assert [r.handler for r in http.events] == ["hello", "hello"]

@@ -38,8 +38,27 @@ async def hello(username: Param):
     return f"Hello, {username}!"
 """
 
+WEB_APP = """
+from tiny_listener import Param
+from tiny_listener.http import HTTPListener
+
+web = HTTPListener()
+
+
+@web.on_event("GET:/user/{username}")
+async def hello(username: Param):
+    return f"Hello, {username}!"
+"""
+
 SYNC_TESTS = """
 from myapp import app
+from webapp import web
+
+
+def test_http(tl_http_client):
+    http = tl_http_client(web)
+    response = http.get("/user/bob")
+    assert (response.status_code, response.text) == (200, "Hello, bob!")
 
 
 def test_sync(tl_client):
@@ -57,6 +76,13 @@ ASYNC_TESTS = """
 import pytest
 
 from myapp import app
+from webapp import web
+
+
+@pytest.mark.asyncio
+async def test_http(tl_async_http_client):
+    http = await tl_async_http_client(web)
+    assert (await http.get("/user/ann")).text == "Hello, ann!"
 
 
 @pytest.mark.asyncio
@@ -75,6 +101,7 @@ def run_pytest(
     tmp_path: Path, tests: str, *options: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     (tmp_path / "myapp.py").write_text(APP)
+    (tmp_path / "webapp.py").write_text(WEB_APP)
     (tmp_path / "test_user.py").write_text(textwrap.dedent(tests))
     # An empty ini file makes tmp_path the rootdir, away from this project's configuration.
     (tmp_path / "pytest.ini").write_text("[pytest]\n")
@@ -91,7 +118,7 @@ def run_pytest(
 def test_tl_client_needs_no_async_plugin(tmp_path: Path) -> None:
     done = run_pytest(tmp_path, SYNC_TESTS, "-p", "no:asyncio", "-p", "no:anyio")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "2 passed" in done.stdout
+    assert "3 passed" in done.stdout
 
 
 @pytest.mark.parametrize("mode", ["strict", "auto"])
@@ -100,7 +127,7 @@ def test_tl_async_client_runs_on_the_pytest_asyncio_loop(tmp_path: Path, mode: s
         tmp_path, ASYNC_TESTS, "-o", f"asyncio_mode={mode}", "-o", "asyncio_default_fixture_loop_scope=function"
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "2 passed" in done.stdout
+    assert "3 passed" in done.stdout
 
 
 NEEDS_ASYNC_FIXTURE = """

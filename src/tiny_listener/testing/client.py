@@ -3,7 +3,8 @@
 The client runs the app's real ``main()``, with ``listen()`` replaced for the app instance by
 one that receives nothing, so startup hooks, shutdown hooks and the drain-then-cancel of
 in-flight events at exit are exactly those of production. Events come from the test instead:
-``await client.trigger(path)``.
+``await client.trigger(path)``. With ``listen=True`` the app's own ``listen()`` runs too, for
+clients that talk to the app through its transport (:class:`~tiny_listener.testing.http.HTTPTestClient`).
 """
 
 from __future__ import annotations
@@ -29,18 +30,31 @@ class TestClient:
     :attr:`events`, and on exit shuts the app down as production does: shutdown hooks, then
     in-flight events awaited up to the shutdown timeout, then cancelled.
 
-    ``shutdown_timeout`` replaces ``app.shutdown_timeout`` while the client runs. Signal
-    handlers are not installed, so Ctrl-C still interrupts the test run.
+    ``shutdown_timeout`` replaces ``app.shutdown_timeout`` while the client runs. With
+    ``listen=True`` the app's ``listen()`` runs after the startup hooks, as in production.
+    Signal handlers are not installed, so Ctrl-C still interrupts the test run.
     """
 
     __test__ = False  # not a pytest test class, despite its name
 
-    def __init__(self, app: Listener[Any], *, shutdown_timeout: float | None = None) -> None:
+    def __init__(self, app: Listener[Any], *, shutdown_timeout: float | None = None, listen: bool = False) -> None:
         self.app = app
         self.shutdown_timeout = shutdown_timeout
+        self.listen = listen
         self.recorder = EventRecorder()
         self._main: asyncio.Task[None] | None = None
         self._shadowed: Dict[str, Any] = {}
+
+    @property
+    def running(self) -> bool:
+        """True between a successful enter and the exit."""
+        return self._main is not None and not self._main.done()
+
+    async def wait_stopped(self) -> None:
+        """Return once the app's ``main()`` has ended (``listen()`` failed, or the exit);
+        raises what ``main()`` raised."""
+        if self._main is not None:
+            await asyncio.shield(self._main)
 
     @property
     def events(self) -> List[EventRecord]:
@@ -54,10 +68,13 @@ class TestClient:
             raise RuntimeError(f"{self.app!r} is already running in a TestClient")
         _running_apps.add(self.app)
         started = asyncio.Event()
+        app_listen = self.app.listen if self.listen else None
 
         async def listen_to_the_test() -> None:
             # main() calls listen() right after the startup hooks: they are done.
             started.set()
+            if app_listen is not None:
+                await app_listen()
 
         self._shadow("listen", listen_to_the_test)
         self._shadow("install_signal_handlers", _keep_signal_handlers)
