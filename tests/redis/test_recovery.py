@@ -75,7 +75,8 @@ async def test_message_delivered_too_often_is_dead_lettered_not_run(
     [letter] = await read_dead_letters(f"{stream}:dead", url=redis_url)
     assert ran == []
     assert letter.source_id == message_id
-    assert letter.reason == "delivered 1 times without being acknowledged (its consumers stopped or died)"
+    assert letter.reason == "redelivered-too-often"
+    assert letter.error == "delivered 1 times without being acknowledged: its consumers stopped or died"
     assert (await redis.xpending(stream, GROUP))["pending"] == 0
 
 

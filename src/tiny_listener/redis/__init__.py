@@ -16,7 +16,6 @@ from ._config import DEFAULT_URL as DEFAULT_URL
 from ._config import OrderKey as OrderKey
 from ._config import RedisStreamConfig as RedisStreamConfig
 from ._config import default_consumer_name as default_consumer_name
-from ._message import PAYLOAD_KEY as PAYLOAD_KEY
 from ._message import DeadLetter as DeadLetter
 from .dead_letters import read_dead_letters as read_dead_letters
 from .dead_letters import replay_dead_letters as replay_dead_letters
@@ -31,7 +30,6 @@ __all__ = (
     "DEFAULT_URL",
     "default_consumer_name",
     "OrderKey",
-    "PAYLOAD_KEY",
     "publish",
     "read_dead_letters",
     "RedisPublisher",

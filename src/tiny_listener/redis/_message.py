@@ -1,40 +1,53 @@
 """The stream message format, without any I/O.
 
 An event is a stream entry with two fields: ``path`` (UTF-8 text) and ``data`` (the event data
-encoded by the codec). A dead letter is the original entry's fields plus ``dead_letter_*``
-fields saying where it came from and why it was set aside.
+encoded by the codec; no ``data`` field means empty data). A dead letter is the original
+entry's fields plus the fields the other broker listeners use as dead-letter headers:
+``x-dead-letter-reason`` (a code of :mod:`tiny_listener.delivery`), ``x-last-error``,
+``x-attempt``, ``x-original-stream`` and ``x-original-id``, and who dead-lettered it when.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, Mapping, Union
+from typing import Any, Dict, Mapping, Tuple, Union
 
 from .._types import EventData
 from ..codecs import Codec, DecodeError
+from ..delivery import UNDECODABLE, data_to_payload, payload_to_data
 
 PATH_FIELD = b"path"
 DATA_FIELD = b"data"
-PAYLOAD_KEY = "payload"
-"""Data that is not a mapping (a JSON list, ``RawCodec`` bytes) reaches handlers as ``data["payload"]``."""
 
-DEAD_LETTER_PREFIX = b"dead_letter_"
-REASON_FIELD = b"dead_letter_reason"
-ERROR_FIELD = b"dead_letter_error"
-STREAM_FIELD = b"dead_letter_stream"
-ID_FIELD = b"dead_letter_id"
-GROUP_FIELD = b"dead_letter_group"
-CONSUMER_FIELD = b"dead_letter_consumer"
-ATTEMPTS_FIELD = b"dead_letter_attempts"
-TIME_FIELD = b"dead_letter_at"
+REASON_FIELD = b"x-dead-letter-reason"
+ERROR_FIELD = b"x-last-error"
+ATTEMPT_FIELD = b"x-attempt"
+STREAM_FIELD = b"x-original-stream"
+ID_FIELD = b"x-original-id"
+GROUP_FIELD = b"x-dead-letter-group"
+CONSUMER_FIELD = b"x-dead-letter-consumer"
+TIME_FIELD = b"x-dead-lettered-at"
+DEAD_LETTER_FIELDS = frozenset(
+    (REASON_FIELD, ERROR_FIELD, ATTEMPT_FIELD, STREAM_FIELD, ID_FIELD, GROUP_FIELD, CONSUMER_FIELD, TIME_FIELD)
+)
+
+REDELIVERED_TOO_OFTEN = "redelivered-too-often"
+"""Dead-letter reason: consumers kept stopping or dying while handling the message."""
+
+MAX_ERROR_TEXT = 1000
 
 Fields = Dict[bytes, bytes]
 FieldValue = Union[bytes, str, int, float]
 
 
 class UndeliverableMessage(Exception):
-    """A stream entry cannot become an event (no path, undecodable data); ``str()`` is the reason."""
+    """A stream entry cannot become an event; ``reason`` is a dead-letter reason code and
+    ``str()`` says why."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
 
 
 def encode_event(path: str, data: Any, codec: Codec) -> Fields:
@@ -42,40 +55,37 @@ def encode_event(path: str, data: Any, codec: Codec) -> Fields:
     field when it is None: the event then carries empty data)."""
     if data is None:
         return {PATH_FIELD: path.encode()}
-    return {PATH_FIELD: path.encode(), DATA_FIELD: codec.encode(data)}
+    return {PATH_FIELD: path.encode(), DATA_FIELD: data_to_payload(data, codec)}
 
 
-def decode_event(fields: Mapping[bytes, bytes], codec: Codec) -> tuple[str, EventData]:
-    """Return ``(path, data)`` of a stream entry.
+def decode_event(fields: Mapping[bytes, bytes], codec: Codec) -> Tuple[str, EventData]:
+    """Return ``(path, data)`` of a stream entry; data that is not a mapping arrives as
+    ``{"payload": value}``.
 
-    Raises :class:`UndeliverableMessage` with the reason when the entry has no ``path``, a path
-    that is not UTF-8, or a ``data`` field the codec cannot decode. An entry without ``data``
-    carries empty data.
+    Raises :class:`UndeliverableMessage` when the entry has no ``path``, a path that is not
+    UTF-8, or a ``data`` field the codec cannot decode.
     """
     raw_path = fields.get(PATH_FIELD)
     if raw_path is None:
-        raise UndeliverableMessage("message has no 'path' field")
+        raise UndeliverableMessage(UNDECODABLE, "message has no 'path' field")
     try:
         path = raw_path.decode()
     except UnicodeDecodeError:
-        raise UndeliverableMessage(f"message path is not UTF-8: {raw_path[:80]!r}") from None
+        raise UndeliverableMessage(UNDECODABLE, f"message path is not UTF-8: {raw_path[:80]!r}") from None
     payload = fields.get(DATA_FIELD)
     if payload is None:
         return path, {}
     try:
-        data = codec.decode(payload)
+        return path, payload_to_data(payload, codec)
     except DecodeError as exc:
-        raise UndeliverableMessage(f"data of event {path!r} cannot be decoded: {exc}") from None
-    if isinstance(data, dict):
-        return path, data
-    return path, {PAYLOAD_KEY: data}
+        raise UndeliverableMessage(UNDECODABLE, f"data of event {path!r} cannot be decoded: {exc}") from None
 
 
 def dead_letter_fields(
     original: Mapping[bytes, bytes],
     *,
     reason: str,
-    error: BaseException | None,
+    error: str,
     stream: str,
     message_id: bytes,
     group: str,
@@ -85,12 +95,12 @@ def dead_letter_fields(
     """Return the fields of the dead letter of ``original``: its fields, then why and whence."""
     fields: Dict[bytes, FieldValue] = dict(original)
     fields[REASON_FIELD] = reason
-    fields[ERROR_FIELD] = "" if error is None else repr(error)
+    fields[ERROR_FIELD] = error if len(error) <= MAX_ERROR_TEXT else error[: MAX_ERROR_TEXT - 3] + "..."
+    fields[ATTEMPT_FIELD] = attempts
     fields[STREAM_FIELD] = stream
     fields[ID_FIELD] = message_id
     fields[GROUP_FIELD] = group
     fields[CONSUMER_FIELD] = consumer
-    fields[ATTEMPTS_FIELD] = attempts
     fields[TIME_FIELD] = f"{time.time():.3f}"
     return fields
 
@@ -99,8 +109,10 @@ def dead_letter_fields(
 class DeadLetter:
     """One entry of a dead-letter stream, read back.
 
-    ``id`` is its id in the dead-letter stream, ``original`` the fields of the message as it was
-    published (what a replay publishes again), ``stream``/``source_id`` where it was read from.
+    ``id`` is its id in the dead-letter stream; ``original`` the fields of the message as it
+    was published (what a replay publishes again); ``reason`` a code (``no-route``,
+    ``undecodable``, ``handler-failed``, ``redelivered-too-often``) and ``error`` the details;
+    ``stream``/``source_id`` where it was read from; ``attempts`` how many times it was tried.
     """
 
     id: bytes
@@ -113,18 +125,17 @@ class DeadLetter:
 
     @property
     def path(self) -> str | None:
-        """The event path of the original message, if it had a readable one."""
+        """The event path of the original message, if it had one."""
         raw = self.original.get(PATH_FIELD)
         return raw.decode(errors="replace") if raw is not None else None
 
     @classmethod
     def from_entry(cls, entry_id: bytes, fields: Mapping[bytes, bytes]) -> DeadLetter:
         """Parse a dead-letter stream entry; fields it lacks read as empty."""
-        original = {key: value for key, value in fields.items() if not key.startswith(DEAD_LETTER_PREFIX)}
-        attempts = fields.get(ATTEMPTS_FIELD, b"0")
+        attempts = fields.get(ATTEMPT_FIELD, b"0")
         return cls(
             id=entry_id,
-            original=original,
+            original={key: value for key, value in fields.items() if key not in DEAD_LETTER_FIELDS},
             reason=fields.get(REASON_FIELD, b"").decode(errors="replace"),
             error=fields.get(ERROR_FIELD, b"").decode(errors="replace"),
             stream=fields.get(STREAM_FIELD, b"").decode(errors="replace"),

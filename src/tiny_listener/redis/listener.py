@@ -15,16 +15,17 @@ import logging
 from typing import Any, Awaitable, Callable, Dict, Hashable, Iterable, Iterator, List, Sequence, Tuple, TypeVar, Union
 
 from .._types import EventData, PathParams
-from ..backoff import backoff_delays, retry_delay
+from ..backoff import backoff_delays
 from ..codecs import Codec
 from ..context import Context
+from ..delivery import NO_ROUTE, DeadLetter, Retry, after_failure
 from ..errors import EventNotFound
 from ..listener import Listener
 from ..optional import require
 from ._acks import AckBatcher
 from ._config import DEFAULT_DEAD_LETTER, DEFAULT_GROUP, DEFAULT_URL, OrderKey, RedisStreamConfig
 from ._flow import InFlightLimit, KeyedLocks
-from ._message import Fields, UndeliverableMessage, dead_letter_fields, decode_event
+from ._message import REDELIVERED_TOO_OFTEN, Fields, UndeliverableMessage, dead_letter_fields, decode_event
 
 logger = logging.getLogger("tiny_listener.redis")
 
@@ -34,6 +35,7 @@ T = TypeVar("T")
 READ_BLOCK_MS = 1000
 """How long one XREADGROUP waits for new messages; shutdown cancels it sooner."""
 MAX_RECONNECT_DELAY = 10.0
+MAX_RETRY_DELAY = 30.0
 
 _OrderKeyOf = Callable[[str, PathParams, EventData], Union[Hashable, None]]
 
@@ -222,14 +224,14 @@ class RedisStreamListener(Listener[CTXType]):
             path, data = decode_event(fields, self.config.codec)
             _, params = self.match_route(path)
         except UndeliverableMessage as exc:
-            await self._dead_letter(stream, message_id, fields, str(exc), None, 0)
+            await self._dead_letter(stream, message_id, fields, exc.reason, str(exc), 0)
             return
         except EventNotFound:
-            await self._dead_letter(stream, message_id, fields, f"no route matches event path {path!r}", None, 0)
+            await self._dead_letter(stream, message_id, fields, NO_ROUTE, f"no route matches event path {path!r}", 0)
             return
         if previous > self.config.max_retries:
-            reason = f"delivered {previous} times without being acknowledged (its consumers stopped or died)"
-            await self._dead_letter(stream, message_id, fields, reason, None, previous)
+            detail = f"delivered {previous} times without being acknowledged: its consumers stopped or died"
+            await self._dead_letter(stream, message_id, fields, REDELIVERED_TOO_OFTEN, detail, previous)
             return
         key = self._order_key(path, params, data) if self._order_key is not None else None
         if key is None:
@@ -241,31 +243,33 @@ class RedisStreamListener(Listener[CTXType]):
     async def _run_with_retries(
         self, stream: str, message_id: bytes, fields: Fields, path: str, data: EventData, previous: int
     ) -> None:
+        """Run the event until its handler succeeds (then acknowledge it) or the retries are used
+        up (then dead-letter it). Earlier unacknowledged deliveries count as attempts."""
         assert self._acks is not None
-        max_retries = self.config.max_retries
-        attempt = previous
+        config = self.config
+        attempt = previous + 1
         while True:
-            attempt += 1
             ctx = self.new_ctx(scope={"stream": stream, "message_id": message_id, "attempt": attempt, "fields": fields})
             try:
                 await ctx.trigger_event(path, data=data)
             except EventNotFound:  # the route was removed since the message was read
                 ctx.drop()
-                await self._dead_letter(stream, message_id, fields, f"no route matches event path {path!r}", None,
-                                        attempt - 1)
+                detail = f"no route matches event path {path!r}"
+                await self._dead_letter(stream, message_id, fields, NO_ROUTE, detail, attempt - 1)
                 return
             except Exception as exc:  # the core has logged it with the event's path and handler
-                if attempt > max_retries:
-                    reason = f"handler failed {attempt} time(s), the last with {type(exc).__name__}"
-                    await self._dead_letter(stream, message_id, fields, reason, exc, attempt)
+                step = after_failure(attempt, config.max_retries, config.retry_backoff, MAX_RETRY_DELAY)
+                if isinstance(step, DeadLetter):
+                    await self._dead_letter(stream, message_id, fields, step.reason, repr(exc), attempt)
                     return
-                delay = retry_delay(attempt - previous, initial=self.config.retry_backoff)
+                assert isinstance(step, Retry)
                 logger.warning("event %r (message %s of %r) failed on attempt %d of %d: retrying in %.2fs",
-                               path, message_id.decode(), stream, attempt, max_retries + 1, delay)
-                if await self._stopping_within(delay):
+                               path, message_id.decode(), stream, attempt, config.max_retries + 1, step.delay)
+                if await self._stopping_within(step.delay):
                     logger.info("shutting down: message %s of %r stays pending for another consumer",
                                 message_id.decode(), stream)
                     return
+                attempt = step.attempt
                 continue
             await self._acks.ack(stream, message_id)
             return
@@ -280,8 +284,9 @@ class RedisStreamListener(Listener[CTXType]):
         return True
 
     async def _dead_letter(
-        self, stream: str, message_id: bytes, fields: Fields, reason: str, error: BaseException | None, attempts: int
+        self, stream: str, message_id: bytes, fields: Fields, reason: str, error: str, attempts: int
     ) -> None:
+        """Move the message to its dead-letter stream and acknowledge it, in one transaction."""
         config = self.config
         target = config.dead_letter_stream(stream)
         entry = dead_letter_fields(fields, reason=reason, error=error, stream=stream, message_id=message_id,
@@ -295,7 +300,8 @@ class RedisStreamListener(Listener[CTXType]):
                 await pipe.execute()
 
         await self._with_reconnect("dead-letter a message", move)
-        logger.warning("message %s of %r dead-lettered to %r: %s", message_id.decode(), stream, target, reason)
+        logger.warning("message %s of %r dead-lettered to %r (%s): %s", message_id.decode(), stream, target, reason,
+                       error)
 
     async def _send_acks(self, ids: Dict[str, List[bytes]]) -> None:
         group = self.config.group
