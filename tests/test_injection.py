@@ -17,6 +17,7 @@ from tiny_listener import (
     PathParamsError,
     depend,
 )
+from tiny_listener.testing import TestClient
 
 
 class App(Listener[Context]):
@@ -194,9 +195,10 @@ async def test_dependency_overrides_apply_to_nested_dependencies() -> None:
         return "fake-db"
 
     app.dependency_overrides[get_db] = fake_db
-    assert await app.trigger_event("x") == "repo(fake-db)"
-    app.dependency_overrides.clear()
-    assert await app.trigger_event("x") == "repo(real-db)"
+    async with TestClient(app) as client:
+        assert await client.trigger("x") == "repo(fake-db)"
+        app.dependency_overrides.clear()
+        assert await client.trigger("x") == "repo(real-db)"
 
 
 async def test_string_annotations_are_resolved_in_the_handler_module() -> None:

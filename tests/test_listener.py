@@ -19,6 +19,7 @@ from tiny_listener import (
     Param,
     get_current_running_listener,
 )
+from tiny_listener.testing import TestClient
 
 
 class App(Listener):  # type: ignore[type-arg]
@@ -68,8 +69,10 @@ async def test_hooks_run_around_the_handler() -> None:
         calls.append("handler")
         return name
 
-    assert await app.trigger_event("x/bob") == "bob"
+    async with TestClient(app) as client:
+        assert await client.trigger("x/bob") == "bob"
     assert calls == ["before x/bob bob", "handler", "after bob"]
+    assert [(r.path, r.params, r.result) for r in client.events] == [("x/bob", {"name": "bob"}, "bob")]
 
 
 async def test_on_error_handles_matching_errors_only(caplog: pytest.LogCaptureFixture) -> None:
