@@ -176,3 +176,30 @@ async def test_replayed_dead_letters_are_handled_once_the_cause_is_fixed(
     async with running(app):
         await both.wait()
     assert sorted(handled) == [1, 2]
+
+
+async def test_consumer_restarted_under_its_name_takes_its_pending_messages_back_at_once(
+    redis_url: str, names: StreamNames, redis: Any
+) -> None:
+    stream = names()
+    async with RedisPublisher(redis_url) as publisher:
+        await publisher.publish_many(stream, [(f"job:{n}", None) for n in range(4)])
+    await redis.xgroup_create(stream, GROUP, id="0")
+    await redis.xreadgroup(GROUP, "worker-a", {stream: ">"}, count=3)  # then "worker-a" crashed
+    # claim_idle of an hour: only re-reading its own pending entries can bring these back.
+    app: RedisStreamListener[Any] = RedisStreamListener(
+        redis_url, streams=[stream], group=GROUP, consumer="worker-a", claim_idle=3600
+    )
+    handled: List[int] = []
+    all_done = asyncio.Event()
+
+    @app.on_event("job:{n:int}")
+    async def job(n: Param) -> None:
+        handled.append(n)
+        if len(handled) == 4:
+            all_done.set()
+
+    async with running(app):
+        await all_done.wait()
+    assert handled == [0, 1, 2, 3]
+    assert (await redis.xpending(stream, GROUP))["pending"] == 0
