@@ -248,18 +248,22 @@ def test_shutdown_stops_listen_runs_hooks_then_drains_in_flight_events() -> None
                 order.append("listen stopped")
 
     app = Server(shutdown_timeout=10)
-    release = asyncio.Event()
+    release: list[asyncio.Event] = []
+
+    @app.startup
+    async def up() -> None:
+        release.append(asyncio.Event())  # made in the running loop (Python 3.9 binds at creation)
 
     @app.on_event("work")
     async def work() -> None:
         app.stop()
-        await release.wait()
+        await release[0].wait()
         order.append("event finished")
 
     @app.shutdown
     async def down() -> None:
         order.append("shutdown hook")
-        release.set()
+        release[0].set()
 
     app.run()
     assert order == ["listen stopped", "shutdown hook", "event finished"]
