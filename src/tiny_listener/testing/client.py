@@ -45,11 +45,6 @@ class TestClient:
         self._main: asyncio.Task[None] | None = None
         self._shadowed: Dict[str, Any] = {}
 
-    @property
-    def running(self) -> bool:
-        """True between a successful enter and the exit."""
-        return self._main is not None and not self._main.done()
-
     async def wait_stopped(self) -> None:
         """Return once the app's ``main()`` has ended (``listen()`` failed, or the exit);
         raises what ``main()`` raised."""
