@@ -231,9 +231,12 @@ class NATSListener(Listener[CTXType]):
         """Fetch messages while there are free slots, until the connection is lost."""
         nats = require("nats", extra="nats")
         slot_freed = self._slot_freed = asyncio.Event()
+        # Pull again once half the slots are free: a pull per freed slot would cost a round
+        # trip per message.
+        refill_at = max(1, self.max_in_flight // 2)
         while not nc.is_closed:
             free = self.max_in_flight - len(self._message_tasks)
-            if free <= 0:
+            if free < refill_at:
                 slot_freed.clear()
                 await slot_freed.wait()
                 continue
@@ -323,12 +326,18 @@ class NATSListener(Listener[CTXType]):
     async def _await_with_progress(self, task: asyncio.Task[Any], message: Msg) -> None:
         """Await ``task``; while it runs longer than half of ``ack_wait``, tell JetStream the
         message is in progress so that it is not redelivered to another consumer."""
-        while True:
-            done, _ = await asyncio.wait({task}, timeout=self.ack_wait / 2)
-            if done:
-                task.result()
-                return
-            await self._settle(message.in_progress(), message.subject, "extend")
+        timer = asyncio.get_running_loop().call_later(self.ack_wait / 2, self._report_progress, message, task)
+        try:
+            await task
+        finally:
+            timer.cancel()
+
+    def _report_progress(self, message: Msg, task: asyncio.Task[Any]) -> None:
+        # A timer, not a task per message: most handlers end long before it fires.
+        if task.done():
+            return
+        self.spawn(self._settle(message.in_progress(), message.subject, "extend"), name="nats-in-progress")
+        asyncio.get_running_loop().call_later(self.ack_wait / 2, self._report_progress, message, task)
 
     async def _dead_letter(self, message: Msg, path: str, reason: str, error: Exception) -> None:
         nats = require("nats", extra="nats")
