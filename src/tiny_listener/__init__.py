@@ -31,11 +31,11 @@ from .injection import depend as depend
 from .lifecycle import EventState as EventState
 from .lifecycle import EventStateError as EventStateError
 from .listener import Listener as Listener
-from .listener import get_current_running_listener as get_current_running_listener
 from .routing import Route as Route
 from .routing import RouteShadowedWarning as RouteShadowedWarning
 from .routing import RouteTable as RouteTable
 from .routing import compile_path as compile_path
+from .running import get_current_running_listener as get_current_running_listener
 from .signals import is_main_thread as is_main_thread
 
 __all__ = (

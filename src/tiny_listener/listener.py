@@ -13,7 +13,7 @@ import logging
 import threading
 import uuid
 import warnings
-from typing import Any, Awaitable, Callable, Coroutine, Dict, Generic, List, Protocol, Tuple, Type, TypeVar, Union
+from typing import Any, Callable, Coroutine, Dict, Generic, List, Protocol, Tuple, Type, TypeVar, Union
 
 from ._types import CoroFunc, EventData, PathParams
 from .context import Context
@@ -27,9 +27,10 @@ from .errors import (
 )
 from .event import Event
 from .injection import Hook, check_coro_func
-from .lifecycle import CANCELLED, DONE, FAILED, PENDING
+from .lifecycle import CANCELLED, DONE, FAILED
 from .routing import Route, RouteShadowedWarning, RouteTable
-from .signals import SignalHandlers
+from .running import Runtime, close_loop, running_listeners
+from .tasks import EventTask, OwnedTasks, retrieve_exception
 
 logger = logging.getLogger("tiny_listener")
 
@@ -42,10 +43,6 @@ class EventObserver(Protocol):
     def event_started(self, event: Event[Any]) -> None: ...
 
     def event_ended(self, event: Event[Any]) -> None: ...
-
-
-# The listener running in each thread: one at most (DuplicateListener otherwise).
-_running = threading.local()
 
 
 class Listener(Generic[CTXType]):
@@ -83,18 +80,8 @@ class Listener(Generic[CTXType]):
         self._cid_prefix = uuid.uuid4().hex[:16] + "-"
         self._cid_counter = itertools.count()
 
-        # Every task this listener starts: event tasks by event and ``spawn(drain=True)`` tasks
-        # (both drained at shutdown), and other ``spawn`` tasks (cancelled at shutdown).
-        self._event_tasks: Dict[Event[Any], asyncio.Task[Any]] = {}
-        self._background_tasks: set[asyncio.Task[Any]] = set()
-        self._drain_tasks: set[asyncio.Task[Any]] = set()
-
-        self._stop_requested: asyncio.Event | None = None
-        self._force_requested: asyncio.Event | None = None
-        self._drained: asyncio.Event | None = None
-        self._listen_error: BaseException | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._signals = SignalHandlers(self._on_signal)
+        self._tasks = OwnedTasks()
+        self._runtime = Runtime()
 
     # ------------------------------------------------------------------ registration
 
@@ -281,9 +268,12 @@ class Listener(Generic[CTXType]):
     ) -> asyncio.Task[Any]:
         event: Event[Any] = Event(ctx, route, data, path, params)
         ctx._event_dispatched(event)
-        task = _EventTask(self._run_event(event, ctx, params, timeout), loop=asyncio.get_running_loop())
+        # Registered in OwnedTasks.events here, inline: one call less on the per-event path.
+        tasks = self._tasks
+        task = EventTask(self._run_event(event, ctx, params, timeout), loop=asyncio.get_running_loop())
         task._event = event
-        self._event_tasks[event] = task
+        task._owner = tasks
+        tasks.events[event] = task
         return task
 
     async def _run_event(self, event: Event[Any], ctx: Context, params: PathParams, timeout: float | None) -> Any:
@@ -323,14 +313,11 @@ class Listener(Generic[CTXType]):
             if observers:
                 for observer in observers:
                     observer.event_ended(event)
-            del self._event_tasks[event]
-            if self._drained is not None and not self._event_tasks and not self._drain_tasks:
-                self._drained.set()
-
-    def _event_task_ended(self, event: Event[Any]) -> None:
-        del self._event_tasks[event]
-        if self._drained is not None and not self._event_tasks and not self._drain_tasks:
-            self._drained.set()
+            # OwnedTasks.event_ended, inlined but for the rare draining case.
+            tasks = self._tasks
+            del tasks.events[event]
+            if tasks.drained is not None:
+                tasks.check_drained()
 
     async def _handle_error(self, event: Event[Any], params: PathParams, exc: Exception) -> None:
         """Run the matching ``on_error`` handlers; log and re-raise if none takes ``exc``."""
@@ -346,7 +333,7 @@ class Listener(Generic[CTXType]):
             # and nobody awaiting it must not make asyncio log it a second time.
             current = asyncio.current_task()
             if current is not None:
-                current.add_done_callback(_retrieve_exception)
+                current.add_done_callback(retrieve_exception)
             raise
 
     def _log_failure(self, event: Event[Any], exc: BaseException) -> None:
@@ -371,18 +358,7 @@ class Listener(Generic[CTXType]):
         cancelled at shutdown; with ``drain=True`` shutdown waits for it as for an in-flight
         event (up to ``shutdown_timeout``). A failure of the task is logged.
         """
-        task = asyncio.get_running_loop().create_task(coro, name=name)
-        (self._drain_tasks if drain else self._background_tasks).add(task)
-        task.add_done_callback(self._on_background_task_done)
-        return task
-
-    def _on_background_task_done(self, task: asyncio.Task[Any]) -> None:
-        self._background_tasks.discard(task)
-        self._drain_tasks.discard(task)
-        if self._drained is not None and not self._event_tasks and not self._drain_tasks:
-            self._drained.set()
-        if not task.cancelled() and task.exception() is not None:
-            logger.error("task %s failed", task.get_name(), exc_info=task.exception())
+        return self._tasks.spawn(coro, name, drain)
 
     # ------------------------------------------------------------------ running
 
@@ -399,69 +375,53 @@ class Listener(Generic[CTXType]):
 
     def install_signal_handlers(self) -> None:
         """Make SIGINT/SIGTERM stop the listener (a second one forces); main thread only."""
-        self._signals.install(asyncio.get_running_loop())
-
-    def _on_signal(self, signum: int) -> None:
-        if self._stop_requested is not None and self._stop_requested.is_set():
-            logger.warning("second signal %d: forcing shutdown", signum)
-        else:
-            logger.info("signal %d received: shutting down (send it again to force)", signum)
-        self._request_stop()
-
-    def _request_stop(self) -> None:
-        """First call: graceful stop. Second call: force (skip waiting for in-flight events)."""
-        if self._stop_requested is None or self._force_requested is None:
-            return
-        if self._stop_requested.is_set():
-            self._force_requested.set()
-        self._stop_requested.set()
+        self._runtime.signals.install(asyncio.get_running_loop())
 
     async def graceful_shutdown(self, sig: int | None = None) -> None:
         """Ask the running listener to stop, as a signal does; a second call forces."""
-        self._request_stop()
+        self._runtime.request_stop()
 
     def stop(self) -> None:
-        """Ask the running listener to stop; safe to call from any thread."""
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._request_stop)
+        """Ask the running listener to stop, as a signal does; safe to call from any thread."""
+        self._runtime.request_stop_threadsafe()
 
     async def wait_for_shutdown(self) -> None:
         """Return once the listener has been asked to stop (for ``listen()`` loops)."""
-        if self._stop_requested is None:
+        stop_requested = self._runtime.stop_requested
+        if stop_requested is None:
             raise ListenerNotFound(f"{self!r} is not running")
-        await self._stop_requested.wait()
+        await stop_requested.wait()
 
     async def main(self) -> None:
         """Run startup hooks and ``listen()``, wait for a stop request, then shut down.
 
         Re-raises the exception ``listen()`` failed with, after shutting down.
         """
-        self._loop = asyncio.get_running_loop()
-        self._stop_requested = asyncio.Event()
-        self._force_requested = asyncio.Event()
-        self._listen_error = None
+        runtime = self._runtime
+        runtime.start()
         self.install_signal_handlers()
         try:
             for fn in self._startup:
                 await fn()
-            listen_task = self._loop.create_task(self.listen(), name=f"{type(self).__name__}.listen")
+            listen_task = asyncio.get_running_loop().create_task(self.listen(), name=f"{type(self).__name__}.listen")
             listen_task.add_done_callback(self._on_listen_done)
-            await self._stop_requested.wait()
+            assert runtime.stop_requested is not None
+            await runtime.stop_requested.wait()
             await self._shut_down(listen_task)
         finally:
-            self._signals.restore()
-            self._loop = None
-        if self._listen_error is not None:
-            raise self._listen_error
+            runtime.finish()
+        if runtime.listen_error is not None:
+            raise runtime.listen_error
 
     def _on_listen_done(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
-            self._listen_error = task.exception()
-            logger.error("listen() failed: %r", self._listen_error, exc_info=self._listen_error)
-            self._request_stop()
+            self._runtime.listen_error = error = task.exception()
+            logger.error("listen() failed: %r", error, exc_info=error)
+            self._runtime.request_stop()
 
     async def _shut_down(self, listen_task: asyncio.Task[None]) -> None:
+        """The shutdown sequence; every step of it is here, in order."""
+        runtime, tasks = self._runtime, self._tasks
         # 1. Stop intake: listen() may own a server or a consumer loop.
         if not listen_task.done():
             listen_task.cancel()
@@ -469,42 +429,17 @@ class Listener(Generic[CTXType]):
         # 2. Shutdown hooks: listeners written for 1.2 close their servers here.
         for fn in self._shutdown:
             try:
-                await self._unless_forced(fn())
+                await runtime.unless_forced(fn())
             except Exception:
                 logger.exception("shutdown hook %s failed", getattr(fn, "__qualname__", fn))
         # 3. Let in-flight events finish, up to the deadline or a forcing second signal.
-        if self._event_tasks or self._drain_tasks:
-            count = len(self._event_tasks) + len(self._drain_tasks)
-            logger.info("waiting up to %.1fs for %d in-flight event(s)", self.shutdown_timeout, count)
-            self._drained = asyncio.Event()
-            try:
-                await self._unless_forced(self._drained.wait(), timeout=self.shutdown_timeout)
-            finally:
-                self._drained = None
+        if tasks.in_flight:
+            logger.info("waiting up to %.1fs for %d in-flight event(s)", self.shutdown_timeout, tasks.in_flight)
+            await runtime.unless_forced(tasks.wait_drained(), timeout=self.shutdown_timeout)
         # 4. Cancel what is left, and only what this listener started.
-        leftovers = [*self._event_tasks.values(), *self._drain_tasks, *self._background_tasks]
-        if leftovers:
-            if self._event_tasks or self._drain_tasks:
-                late = len(self._event_tasks) + len(self._drain_tasks)
-                logger.warning("cancelling %d event(s) still running at shutdown", late)
-            for task in leftovers:
-                task.cancel()
-            await asyncio.wait(leftovers)
-
-    async def _unless_forced(self, coro: Awaitable[Any], timeout: float | None = None) -> None:
-        """Await ``coro`` until it ends, ``timeout`` passes or a forced stop is requested."""
-        assert self._force_requested is not None
-        work = asyncio.ensure_future(coro)
-        forced = asyncio.ensure_future(self._force_requested.wait())
-        try:
-            await asyncio.wait([work, forced], timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (work, forced):
-                if not task.done():
-                    task.cancel()
-            await asyncio.wait([work, forced])
-        if work.done() and not work.cancelled() and work.exception() is not None:
-            raise work.exception()  # type: ignore[misc]
+        if tasks.in_flight:
+            logger.warning("cancelling %d event(s) still running at shutdown", tasks.in_flight)
+        await tasks.cancel_all()
 
     def run(self) -> None:
         """Run the listener in this thread until it is stopped (signal, ``stop()``).
@@ -512,62 +447,18 @@ class Listener(Generic[CTXType]):
         Raises :class:`DuplicateListener` if this thread already runs a listener, and the
         exception ``listen()`` failed with, if it did.
         """
-        if getattr(_running, "listener", None) is not None:
-            raise DuplicateListener(f"thread {threading.get_ident()} already runs {_running.listener!r}")
-        _running.listener = self
+        current = getattr(running_listeners, "listener", None)
+        if current is not None:
+            raise DuplicateListener(f"thread {threading.get_ident()} already runs {current!r}")
+        running_listeners.listener = self
         try:
             loop = self.setup_event_loop()
             try:
                 loop.run_until_complete(self.main())
             finally:
-                _close_loop(loop)
+                close_loop(loop)
         finally:
-            _running.listener = None
+            running_listeners.listener = None
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}(routes_count={len(self.routes)})"
-
-
-class _EventTask(asyncio.Task):  # type: ignore[type-arg]
-    """The task of one event. Tasks are made directly (not with ``loop.create_task``) to keep
-    dispatch cheap; no done-callback is needed because the event's coroutine does its own
-    bookkeeping, except when it is cancelled before its first step, which ``cancel`` covers."""
-
-    __slots__ = ("_event",)
-    _event: Event[Any]
-
-    def cancel(self, msg: Any = None) -> bool:
-        event = self._event
-        if event._state is PENDING and not self.done():
-            # The coroutine will be closed without running a line: end the event here.
-            event._finish(CANCELLED)
-            event.listener._event_task_ended(event)
-        return super().cancel(msg)
-
-
-def _retrieve_exception(task: asyncio.Future[Any]) -> None:
-    if not task.cancelled():
-        task.exception()
-
-
-def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
-    """Close a loop ``run()`` used, as ``asyncio.run()`` does: nothing is left pending."""
-    try:
-        pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
-        for task in pending:
-            task.cancel()
-        if pending:
-            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        loop.run_until_complete(loop.shutdown_default_executor())
-    finally:
-        asyncio.set_event_loop(None)
-        loop.close()
-
-
-def get_current_running_listener() -> Listener[Any]:
-    """Return the listener running in this thread; raise :class:`ListenerNotFound` if none."""
-    listener: Listener[Any] | None = getattr(_running, "listener", None)
-    if listener is None:
-        raise ListenerNotFound(f"no listener is running in thread {threading.get_ident()}")
-    return listener

@@ -1,0 +1,106 @@
+"""Running a listener: its loop, stop and force requests, signals and the shutdown sequence."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from typing import TYPE_CHECKING, Any, Awaitable
+
+from .errors import ListenerNotFound
+from .signals import SignalHandlers
+
+if TYPE_CHECKING:
+    from .listener import Listener
+
+logger = logging.getLogger("tiny_listener")
+
+# The listener running in each thread: one at most (DuplicateListener otherwise).
+running_listeners = threading.local()
+
+
+def get_current_running_listener() -> Listener[Any]:
+    """Return the listener running in this thread; raise :class:`ListenerNotFound` if none."""
+    listener: Listener[Any] | None = getattr(running_listeners, "listener", None)
+    if listener is None:
+        raise ListenerNotFound(f"no listener is running in thread {threading.get_ident()}")
+    return listener
+
+
+class Runtime:
+    """The state of one ``main()`` run: the loop, the stop and force requests, the signals."""
+
+    def __init__(self) -> None:
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.stop_requested: asyncio.Event | None = None
+        self.force_requested: asyncio.Event | None = None
+        self.listen_error: BaseException | None = None
+        self.signals = SignalHandlers(self.on_signal)
+
+    def start(self) -> None:
+        """Bind to the running loop; call at the start of ``main()``."""
+        self.loop = asyncio.get_running_loop()
+        self.stop_requested = asyncio.Event()
+        self.force_requested = asyncio.Event()
+        self.listen_error = None
+
+    def finish(self) -> None:
+        """Restore the signal handlers and unbind; call at the end of ``main()``."""
+        self.signals.restore()
+        self.loop = None
+
+    def on_signal(self, signum: int) -> None:
+        if self.stop_requested is not None and self.stop_requested.is_set():
+            logger.warning("second signal %d: forcing shutdown", signum)
+        else:
+            logger.info("signal %d received: shutting down (send it again to force)", signum)
+        self.request_stop()
+
+    def request_stop(self) -> None:
+        """First call: graceful stop. Later calls: force (stop waiting for in-flight work)."""
+        if self.stop_requested is None or self.force_requested is None:
+            return
+        if self.stop_requested.is_set():
+            self.force_requested.set()
+        self.stop_requested.set()
+
+    def request_stop_threadsafe(self) -> None:
+        loop = self.loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self.request_stop)
+
+    async def unless_forced(self, work: Awaitable[Any], timeout: float | None = None) -> bool:
+        """Await ``work`` until it ends, ``timeout`` passes or a forced stop is requested.
+
+        Returns True if ``work`` ended; re-raises its exception.
+        """
+        assert self.force_requested is not None
+        task = asyncio.ensure_future(work)
+        forced = asyncio.ensure_future(self.force_requested.wait())
+        try:
+            await asyncio.wait([task, forced], timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for pending in (task, forced):
+                if not pending.done():
+                    pending.cancel()
+            await asyncio.wait([task, forced])
+        if task.cancelled():
+            return False
+        if task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
+        return True
+
+
+def close_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Close a loop ``run()`` used, as ``asyncio.run()`` does: nothing is left pending."""
+    try:
+        pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.run_until_complete(loop.shutdown_default_executor())
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
