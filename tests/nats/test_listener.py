@@ -239,3 +239,23 @@ async def test_unfinished_message_is_handed_back_at_shutdown(streams: Streams, c
     async with running(second):
         await asyncio.wait_for(again.wait(), 10)
     assert await pending(client, app.stream, app.durable) == 0
+
+
+async def test_slow_handler_keeps_its_message_past_ack_wait(streams: Streams, client: Any) -> None:
+    app = streams.app(ack_wait=1)
+    starts: List[int] = []
+    finished = asyncio.Event()
+
+    @app.on_event(streams.prefix + ".slow")
+    async def slow(event: Event) -> None:
+        starts.append(event.ctx.scope["attempt"])
+        # Work for 2.5 ack_waits: without progress acks JetStream would redeliver the
+        # message to this consumer after 1 s, starting a second run meanwhile.
+        await asyncio.sleep(2.5)
+        finished.set()
+
+    async with running(app):
+        await app.publish(f"{streams.prefix}.slow", {})
+        await asyncio.wait_for(finished.wait(), 20)
+    assert starts == [1]
+    assert await pending(client, app.stream, app.durable) == 0
