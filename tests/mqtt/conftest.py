@@ -4,6 +4,7 @@ private ``mosquitto`` for the tests that stop, restart or lose it."""
 from __future__ import annotations
 
 import asyncio
+import getpass
 import shutil
 import signal
 import subprocess
@@ -79,6 +80,8 @@ class MosquittoServer:
         self.config.write_text(
             f"listener {self.port} 127.0.0.1\n"
             "allow_anonymous true\n"
+            # Run as root, mosquitto would switch to user "mosquitto", who cannot write here.
+            f"user {getpass.getuser()}\n"
             "persistence true\n"
             f"persistence_location {workdir}/\n"
             "log_dest stderr\n"

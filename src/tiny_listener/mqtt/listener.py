@@ -374,15 +374,19 @@ class MQTTListener(Listener[Context]):
     def _ack(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
         if message.qos == 0:
             return
-        rc = client._client.ack(message.mid, message.qos)
-        if rc != 0:
-            logger.warning(
-                "could not acknowledge message %d on %r (connection lost, rc=%s): the broker redelivers it "
-                "if the session is persistent",
+        if client is not self._client:
+            # paho would queue the PUBACK on a dead connection without a word; the broker
+            # resends the message on the next connection of a persistent session instead.
+            logger.info(
+                "message %d on %r handled after its connection was lost: not acknowledged, the broker "
+                "redelivers it if the session is persistent",
                 message.mid,
                 message.topic.value,
-                rc,
             )
+            return
+        rc = client._client.ack(message.mid, message.qos)
+        if rc != 0:
+            logger.warning("could not acknowledge message %d on %r (rc=%s)", message.mid, message.topic.value, rc)
 
 
 async def _disconnect(client: aiomqtt.Client, mqtt: Any) -> None:

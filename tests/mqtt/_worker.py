@@ -1,0 +1,36 @@
+"""A listener process that the fault tests kill in the middle of an event.
+
+    python -m tests.mqtt._worker URL CLIENT_ID TOPIC_PREFIX
+
+It prints ``consuming`` once subscribed (persistent session ``CLIENT_ID``) and
+``started <topic>`` when a handler starts, then blocks in it forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from tiny_listener import Event
+from tiny_listener.mqtt import MQTTListener
+
+app = MQTTListener(sys.argv[1], client_id=sys.argv[2])
+
+
+@app.on_event(sys.argv[3] + "/{rest:path}")
+async def block_forever(event: Event) -> None:  # type: ignore[type-arg]
+    print(f"started {event.path}", flush=True)
+    await asyncio.Event().wait()
+
+
+@app.startup
+async def announce_when_consuming() -> None:
+    async def announce() -> None:
+        await app.wait_connected()
+        print("consuming", flush=True)
+
+    app.spawn(announce())
+
+
+if __name__ == "__main__":
+    app.run()
