@@ -135,3 +135,70 @@ async def test_message_of_a_killed_consumer_is_handled_by_another(names: Names, 
         if worker.returncode is None:
             worker.kill()
             await worker.wait()
+
+
+class Proxy:
+    """A loopback TCP proxy to RabbitMQ, opened on ``port`` only when ``start`` is called."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.server: asyncio.AbstractServer | None = None
+        self.pipes: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._connect, "127.0.0.1", self.port)
+
+    async def _connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", 5672)
+        for source, sink in ((reader, upstream_writer), (upstream_reader, writer)):
+            task = asyncio.ensure_future(self._pipe(source, sink))
+            self.pipes.add(task)
+            task.add_done_callback(self.pipes.discard)
+
+    @staticmethod
+    async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        try:
+            while data := await source.read(65536):
+                sink.write(data)
+                await sink.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            sink.close()
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+        for task in list(self.pipes):
+            task.cancel()
+        await asyncio.gather(*self.pipes, return_exceptions=True)
+
+
+async def test_keeps_retrying_until_the_broker_is_reachable(names: Names, channel: Any) -> None:
+    from tests.conftest import free_port
+
+    proxy = Proxy(free_port())
+    refused = LogWatch("retrying in")
+    logger = logging.getLogger("tiny_listener.amqp")
+    logger.addHandler(refused)
+    app = names.app(url=f"amqp://guest:guest@127.0.0.1:{proxy.port}/", reconnect_backoff=0.05)
+    handled = asyncio.Event()
+
+    @app.on_event("hello")
+    async def hello() -> None:
+        handled.set()
+
+    task = asyncio.create_task(app.main())
+    try:
+        await asyncio.wait_for(refused.seen.wait(), 20)  # nothing listens on the port yet
+        await proxy.start()
+        await asyncio.wait_for(app.wait_connected(), 20)
+        await app.publish("hello", {})
+        await asyncio.wait_for(handled.wait(), 10)
+    finally:
+        app.stop()
+        await asyncio.wait_for(task, 30)
+        logger.removeHandler(refused)
+        await proxy.close()
+    assert await message_count(channel, app.queue) == 0

@@ -177,3 +177,34 @@ async def test_two_processes_share_one_durable_consumer(streams: Streams, client
     assert sorted(by_worker[0] + by_worker[1]) == list(range(total))  # each exactly once
     assert by_worker[0] and by_worker[1], "both processes got a share"
     assert await pending(client, stream, "workers") == 0
+
+
+async def test_keeps_retrying_until_the_server_is_up(tmp_path: Path) -> None:
+    import shutil
+
+    if shutil.which("nats-server") is None:
+        pytest.skip("nats-server is not installed")
+    server = NatsServer(tmp_path / "jetstream")  # not started yet
+    refused = LogWatch("retrying in")
+    logger = logging.getLogger("tiny_listener.nats")
+    logger.addHandler(refused)
+    streams = Streams(server.url)
+    app = streams.app(reconnect_backoff=0.05)
+    handled = asyncio.Event()
+
+    @app.on_event(streams.prefix + ".hello")
+    async def hello() -> None:
+        handled.set()
+
+    task = asyncio.create_task(app.main())
+    try:
+        await asyncio.wait_for(refused.seen.wait(), 20)
+        await server.start()
+        await asyncio.wait_for(app.wait_connected(), 30)
+        await app.publish(f"{streams.prefix}.hello", {})
+        await asyncio.wait_for(handled.wait(), 10)
+    finally:
+        app.stop()
+        await asyncio.wait_for(task, 30)
+        logger.removeHandler(refused)
+        await server.stop(kill=True)

@@ -152,6 +152,10 @@ class NATSListener(Listener[CTXType]):
                     nc = await nats.connect(
                         self.url,
                         allow_reconnect=False,  # reconnecting is ours, with backoff and a log line
+                        # One quick attempt, then NoServersError: nats-py would otherwise
+                        # retry the first connection 60 times, 2 s apart, without a word.
+                        max_reconnect_attempts=1,
+                        reconnect_time_wait=0,
                         connect_timeout=2,
                         name=self.connection_name,
                         error_cb=_log_client_error,
