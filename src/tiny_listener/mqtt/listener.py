@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import logging
 import ssl
 import uuid
-from typing import TYPE_CHECKING, Any, List, Tuple
+from typing import TYPE_CHECKING, Any, Coroutine, List, Tuple
 from urllib.parse import unquote, urlsplit
 
 from .._types import EventData
@@ -216,10 +217,9 @@ class MQTTListener(Listener[Context]):
                     client = None
                     await asyncio.sleep(delay)
         finally:
-            if client is not None:
-                # The connection stays until in-flight messages are acknowledged; shutdown
-                # waits for this task as for an event.
-                self.spawn(self._finish(client, mqtt), drain=True, name="MQTTListener.finish")
+            # The connection stays until in-flight messages are acknowledged; shutdown waits
+            # for this task as for an event.
+            self.spawn(self._finish(client, mqtt), drain=True, name="MQTTListener.finish")
 
     def _new_client(self, mqtt: Any) -> aiomqtt.Client:
         client: aiomqtt.Client = mqtt.Client(
@@ -250,18 +250,19 @@ class MQTTListener(Listener[Context]):
             if count <= self.connection_count and not future.done():
                 future.set_result(None)
 
-    async def _finish(self, client: aiomqtt.Client, mqtt: Any) -> None:
+    async def _finish(self, client: aiomqtt.Client | None, mqtt: Any) -> None:
         """At shutdown: handle what the client already received, wait for in-flight messages
-        to be acknowledged, then disconnect."""
+        to be acknowledged (or retried, or dead-lettered), then disconnect."""
         try:
-            if self._client is client:
+            if client is not None and self._client is client:
                 await self._take_received(client, mqtt)
-            assert self._settled is not None
-            await self._settled.wait()
+            if self._settled is not None:
+                await self._settled.wait()
         finally:
             self._client = None
-            await _disconnect(client, mqtt)
-            logger.info("disconnected from MQTT broker %s", self.url)
+            if client is not None:
+                await _disconnect(client, mqtt)
+                logger.info("disconnected from MQTT broker %s", self.url)
 
     async def _take_received(self, client: aiomqtt.Client, mqtt: Any) -> None:
         if self.clean_session:
@@ -285,56 +286,83 @@ class MQTTListener(Listener[Context]):
     # ------------------------------------------------------------------ one message
 
     def _start(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
+        """Start the event of ``message``. The common case costs one task, the event's own:
+        its done-callback acknowledges; only failures spawn a task (retries, dead letters)."""
         self._handling += 1
         assert self._settled is not None
         self._settled.clear()
-        self.spawn(self._handle(client, message), drain=True, name=f"mqtt message {message.mid}")
-
-    async def _handle(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
-        try:
-            if await self._deliver(message):
-                self._ack(client, message)
-        finally:
-            assert self._slots is not None and self._settled is not None
-            self._slots.release()
-            self._handling -= 1
-            if self._handling == 0:
-                self._settled.set()
-
-    async def _deliver(self, message: aiomqtt.Message) -> bool:
-        """Run the message's event, with retries; return True once it may be acknowledged
-        (handled, or dead-lettered), False if it must be left for the broker to redeliver."""
-        topic = message.topic.value
-        payload = message.payload
-        if not isinstance(payload, bytes):
-            payload = bytes(payload) if isinstance(payload, bytearray) else str(payload).encode()
+        payload = _payload_bytes(message.payload)
         try:
             data = payload_to_data(payload, self.codec)
         except DecodeError as exc:
-            return await self._give_up(message, payload, deadletter.UNDECODABLE, exc, attempts=0)
+            self._settle_later(client, message, self._give_up(message, payload, deadletter.UNDECODABLE, exc, 0))
+            return
+        try:
+            task = self._trigger(message, data)
+        except EventNotFound as exc:
+            self._settle_later(client, message, self._give_up(message, payload, deadletter.NO_ROUTE, exc, 0))
+            return
+        task.add_done_callback(functools.partial(self._event_done, client, message, payload, data))
+
+    def _trigger(self, message: aiomqtt.Message, data: EventData) -> asyncio.Task[Any]:
+        ctx = self.new_ctx(scope={"message": message})
+        try:
+            return ctx.trigger_event(message.topic.value, data=data)
+        except EventNotFound:
+            ctx.drop()  # it ran no event, so nothing would release it
+            raise
+
+    def _event_done(
+        self, client: aiomqtt.Client, message: aiomqtt.Message, payload: bytes, data: EventData, task: asyncio.Task[Any]
+    ) -> None:
+        if task.cancelled():
+            # Cancelled at the shutdown deadline: left unacknowledged, for redelivery.
+            self._release()
+            return
+        error = task.exception()  # already logged by the core, with the handler's name
+        if error is None:
+            self._ack(client, message)
+            self._release()
+            return
+        self._settle_later(client, message, self._retry(message, payload, data, error))
+
+    def _settle_later(self, client: aiomqtt.Client, message: aiomqtt.Message, work: Coroutine[Any, Any, bool]) -> None:
+        self.spawn(self._settle(client, message, work), drain=True, name=f"mqtt message {message.mid}")
+
+    async def _settle(self, client: aiomqtt.Client, message: aiomqtt.Message, work: Coroutine[Any, Any, bool]) -> None:
+        try:
+            if await work:
+                self._ack(client, message)
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        assert self._slots is not None and self._settled is not None
+        self._slots.release()
+        self._handling -= 1
+        if self._handling == 0:
+            self._settled.set()
+
+    async def _retry(self, message: aiomqtt.Message, payload: bytes, data: EventData, error: BaseException) -> bool:
+        """Run the event again after its first attempt failed with ``error``; return True once
+        the message may be acknowledged (handled, or given up on), False to leave it to the
+        broker."""
+        topic = message.topic.value
         attempt = 1
-        while True:
+        while attempt <= self.max_retries:
+            delay = retry_delay(attempt, initial=self.retry_backoff, maximum=self.max_retry_delay)
+            total = self.max_retries + 1
+            logger.warning("message on %r failed (attempt %d of %d); retrying in %.2fs", topic, attempt, total, delay)
+            await asyncio.sleep(delay)
+            attempt += 1
             try:
-                self.match_route(topic)
-            except EventNotFound as exc:
-                return await self._give_up(message, payload, deadletter.NO_ROUTE, exc, attempts=0)
-            ctx = self.new_ctx(scope={"message": message})
-            try:
-                await ctx.trigger_event(topic, data=data)
+                await self._trigger(message, data)
                 return True
-            except Exception as exc:  # the core logged it, with the handler's name
-                if attempt > self.max_retries:
-                    return await self._give_up(message, payload, deadletter.HANDLER_FAILED, exc, attempts=attempt)
-                delay = retry_delay(attempt, initial=self.retry_backoff, maximum=self.max_retry_delay)
-                logger.warning(
-                    "message on %r failed (attempt %d of %d); retrying in %.2fs",
-                    topic,
-                    attempt,
-                    self.max_retries + 1,
-                    delay,
-                )
-                await asyncio.sleep(delay)
-                attempt += 1
+            except EventNotFound as exc:  # the routes changed meanwhile
+                return await self._give_up(message, payload, deadletter.NO_ROUTE, exc, attempt - 1)
+            except Exception as exc:  # logged by the core
+                error = exc
+        return await self._give_up(message, payload, deadletter.HANDLER_FAILED, error, attempt)
 
     async def _give_up(
         self, message: aiomqtt.Message, payload: bytes, reason: str, error: BaseException, attempts: int
@@ -387,6 +415,13 @@ class MQTTListener(Listener[Context]):
         rc = client._client.ack(message.mid, message.qos)
         if rc != 0:
             logger.warning("could not acknowledge message %d on %r (rc=%s)", message.mid, message.topic.value, rc)
+
+
+def _payload_bytes(payload: Any) -> bytes:
+    # aiomqtt types the payload loosely; paho always gives bytes for a received message.
+    if isinstance(payload, bytes):
+        return payload
+    return bytes(payload) if isinstance(payload, bytearray) else str(payload).encode()
 
 
 async def _disconnect(client: aiomqtt.Client, mqtt: Any) -> None:
