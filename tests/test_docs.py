@@ -11,7 +11,8 @@ right before its ```` ```python ```` fence:
   - ``server port=N``: it serves until stopped; the literal port ``N`` in the program is
     replaced by a free one, the test waits until that port accepts connections, then sends
     SIGINT and the program must exit with status 0;
-  - ``get=PATH expect=TEXT``: with ``server``, ``GET PATH`` must answer 200 with body TEXT;
+  - ``get=PATH expect=TEXT``: with ``server``, ``GET PATH`` must answer 200 with body TEXT
+    (``contains=TEXT``: with a body containing TEXT);
   - ``send=LINE expect=TEXT``: with ``server``, a TCP client sends LINE and a newline and
     must read back the line TEXT;
   - ``requires=redis|mqtt|amqp|nats``: the broker must be running on its default port
@@ -182,7 +183,12 @@ def run_server(block: Block, command: List[str], cwd: Path, env: Dict[str, str],
                 pytest.fail(f"{block.id} did not listen on port {port} within {SERVER_START_TIMEOUT}s")
             time.sleep(0.05)
         if "get" in block.options:
-            assert http_get(port, block.options["get"]) == (200, block.options["expect"])
+            status, body = http_get(port, block.options["get"])
+            assert status == 200, body
+            if "expect" in block.options:
+                assert body == block.options["expect"]
+            if "contains" in block.options:
+                assert block.options["contains"] in body
         if "send" in block.options:
             assert tcp_exchange(port, block.options["send"]) == block.options["expect"]
     finally:
