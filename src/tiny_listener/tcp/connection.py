@@ -186,8 +186,10 @@ class Connection(asyncio.Protocol):
                 if task is None:
                     continue
                 if max_in_flight == 1:
-                    await asyncio.wait([task])
-                    _retrieve(task)
+                    try:
+                        await task
+                    except Exception:  # noqa: S110 - the core logged it; the connection goes on
+                        pass
                 else:
                     self._in_flight.add(task)
                     task.add_done_callback(self._event_done)
