@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, Mapping, Set
+from typing import TYPE_CHECKING, Any, Dict, Iterator, Mapping, Set
 
 from ..backoff import backoff_delays, retry_delay
 from ..codecs import Codec, DecodeError, JsonCodec
@@ -165,12 +165,12 @@ class AMQPListener(Listener[CTXType]):
         consumer_tag: str | None = None
         try:
             while True:
-                lost = asyncio.Event()
+                lost = _ConnectionLoss()
                 try:
                     connection = await aio_pika.connect(
                         self.url, client_properties={"connection_name": self.connection_name}
                     )
-                    connection.close_callbacks.add(_setter(lost))
+                    connection.close_callbacks.add(lost)
                     queue = await self._set_up(connection)
                     self._accepting = True
                     consumer_tag = await queue.consume(self._on_message)
@@ -188,14 +188,15 @@ class AMQPListener(Listener[CTXType]):
                 delays = self._reconnect_delays()
                 logger.info("consuming %r on %s (prefetch %d)", self.queue, self._safe_url(), self.max_in_flight)
                 self._connected_event().set()
-                await lost.wait()
+                await lost.event.wait()
                 self._accepting = False
                 self._connected_event().clear()
                 self._channel = self._publish_channel = None
                 delay = next(delays)
                 logger.warning(
-                    "connection to %s lost; %d message(s) in flight will be redelivered; reconnecting in %.2fs",
+                    "connection to %s lost (%r); %d message(s) in flight will be redelivered; reconnecting in %.2fs",
                     self._safe_url(),
+                    lost.reason,
                     len(self._message_tasks),
                     delay,
                 )
@@ -379,11 +380,14 @@ class AMQPListener(Listener[CTXType]):
         return self.url
 
 
-def _setter(event: asyncio.Event) -> Callable[..., None]:
-    """A callback (any arguments) that sets ``event``: aio-pika calls close callbacks with the
-    connection and the error."""
+class _ConnectionLoss:
+    """Set when aio-pika reports the connection closed (it calls close callbacks with the
+    connection and the error), keeping the error for the log line."""
 
-    def callback(*_: Any) -> None:
-        event.set()
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.reason: BaseException | None = None
 
-    return callback
+    def __call__(self, _connection: Any, reason: BaseException | None = None, *_: Any) -> None:
+        self.reason = reason
+        self.event.set()
