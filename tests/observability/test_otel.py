@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 import pytest
-from opentelemetry import trace
+from opentelemetry import propagate, trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -188,6 +188,56 @@ async def test_context_is_restored_after_the_event(exporter: InMemorySpanExporte
     await app.trigger_event("x")
     assert before_hook[0].get_span_context() == only_span(exporter, "x").get_span_context()
     assert after_tracer == [trace.INVALID_SPAN]
+
+
+async def test_carrier_continues_the_trace_of_the_event_headers(
+    exporter: InMemorySpanExporter, provider: TracerProvider
+) -> None:
+    app = App()
+    EventTracer(provider, carrier=lambda event: event.data.get("headers")).install(app)
+    tracer = provider.get_tracer("test")
+
+    @app.on_event("job")
+    async def job() -> None:
+        pass
+
+    headers: dict[str, str] = {}
+    with tracer.start_as_current_span("publisher"):
+        propagate.inject(headers)  # what another process would send along with the message
+    assert "traceparent" in headers
+    await app.trigger_event("job", data={"headers": headers})
+    # Headers without a trace: the span current where the event is triggered stays the parent.
+    with tracer.start_as_current_span("local"):
+        await app.trigger_event("job", data={"headers": {"other": "header"}})
+    await app.trigger_event("job")
+
+    publisher, local = only_span(exporter, "publisher"), only_span(exporter, "local")
+    remote_child, local_child, root = [span for span in exporter.get_finished_spans() if span.name == "job"]
+    assert remote_child.parent is not None and remote_child.parent.span_id == publisher.context.span_id
+    assert remote_child.parent.is_remote
+    assert remote_child.context.trace_id == publisher.context.trace_id
+    assert local_child.parent is not None and local_child.parent.span_id == local.context.span_id
+    assert root.parent is None
+
+
+async def test_a_failing_carrier_is_logged_and_the_event_still_runs(
+    exporter: InMemorySpanExporter, provider: TracerProvider, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = App()
+
+    def broken_carrier(event: Event) -> dict[str, str]:
+        raise KeyError("headers")
+
+    EventTracer(provider, carrier=broken_carrier).install(app)
+
+    @app.on_event("job")
+    async def job() -> str:
+        return "ran"
+
+    assert await app.trigger_event("job") == "ran"
+    assert only_span(exporter, "job").parent is None
+    [record] = [record for record in caplog.records if record.name == "tiny_listener.otel"]
+    assert "'job'" in record.getMessage() and record.exc_info is not None
 
 
 def test_missing_extra_names_it(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -14,12 +14,17 @@ span is a child of whatever span was current when the event was triggered. Attri
 A failed event records its exception on the span and sets the span's status to ERROR.
 Spans go to the global tracer provider unless one is given; without an SDK configured they
 are no-ops.
+
+Across processes, give ``carrier``: a function returning the headers an event arrived with
+(``traceparent``...), and the event's span continues the trace they carry, through the
+globally configured propagator (W3C Trace Context by default).
 """
 
 from __future__ import annotations
 
 import contextvars
-from typing import Any, Dict, Tuple
+import logging
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 from ..optional import require
 
@@ -27,7 +32,7 @@ from ..optional import require
 require("opentelemetry.trace", extra="otel")
 
 from opentelemetry import context as otel_context  # noqa: E402
-from opentelemetry import trace  # noqa: E402
+from opentelemetry import propagate, trace  # noqa: E402
 from opentelemetry.trace import SpanKind, Status, StatusCode  # noqa: E402
 
 from .. import __version__  # noqa: E402
@@ -41,17 +46,27 @@ HANDLER_ATTRIBUTE = "tiny_listener.handler"
 CID_ATTRIBUTE = "tiny_listener.cid"
 OUTCOME_ATTRIBUTE = "tiny_listener.outcome"
 
+logger = logging.getLogger("tiny_listener.otel")
+
+Carrier = Callable[[Event[Any]], Optional[Mapping[str, str]]]
+"""Returns the headers an event arrived with (or None), to continue the trace they carry."""
+
 
 class EventTracer:
     """An event observer that opens a span when an event's task starts and ends it when the
     task ends. ``kind`` is the spans' kind: INTERNAL by default; CONSUMER suits events made
-    from broker messages, SERVER those made from requests."""
+    from broker messages, SERVER those made from requests. ``carrier(event)`` returns the
+    headers to continue a trace from, if the event came with one."""
 
     def __init__(
-        self, tracer_provider: trace.TracerProvider | None = None, kind: SpanKind = SpanKind.INTERNAL
+        self,
+        tracer_provider: trace.TracerProvider | None = None,
+        kind: SpanKind = SpanKind.INTERNAL,
+        carrier: Carrier | None = None,
     ) -> None:
         self.tracer = trace.get_tracer("tiny_listener", __version__, tracer_provider=tracer_provider)
         self.kind = kind
+        self.carrier = carrier
         self._open: Dict[Event[Any], Tuple[trace.Span, contextvars.Token[Any]]] = {}
 
     def install(self, app: Listener[Any]) -> EventTracer:
@@ -67,6 +82,7 @@ class EventTracer:
         route = event.route
         span = self.tracer.start_span(
             route.path,
+            context=self._remote_parent(event) if self.carrier is not None else None,
             kind=self.kind,
             attributes={
                 PATH_ATTRIBUTE: event.path,
@@ -79,6 +95,18 @@ class EventTracer:
         # handler only, and detached in event_ended(), called in the same task.
         token = otel_context.attach(trace.set_span_in_context(span))
         self._open[event] = (span, token)
+
+    def _remote_parent(self, event: Event[Any]) -> otel_context.Context | None:
+        """The context carried by the event's headers; None (the current one) without any."""
+        assert self.carrier is not None
+        try:
+            headers = self.carrier(event)
+        except Exception:
+            # A carrier that cannot read an event must not fail the event: trace it locally.
+            logger.exception("reading trace headers of event %r failed", event.path)
+            return None
+        # Extracted over the current context: headers without a trace leave it as it is.
+        return propagate.extract(headers, context=otel_context.get_current()) if headers else None
 
     def event_ended(self, event: Event[Any]) -> None:
         opened = self._open.pop(event, None)
