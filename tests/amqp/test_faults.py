@@ -202,3 +202,29 @@ async def test_keeps_retrying_until_the_broker_is_reachable(names: Names, channe
         logger.removeHandler(refused)
         await proxy.close()
     assert await message_count(channel, app.queue) == 0
+
+
+async def test_starts_over_when_rabbitmq_closes_the_channel(
+    names: Names, channel: Any, lost_connection_log: LogWatch
+) -> None:
+    app = names.app(reconnect_backoff=0.05)
+    runs: List[bool] = []
+    handled_again = asyncio.Event()
+
+    @app.on_event("poison")
+    async def poison(event: Event) -> None:
+        message = event.ctx.scope["message"]
+        runs.append(message.redelivered)
+        if not message.redelivered:
+            # Acknowledging an unknown delivery tag is a channel error: RabbitMQ closes the
+            # channel (406 PRECONDITION_FAILED) and keeps the connection.
+            await message.channel.basic_ack(delivery_tag=10**9)
+        else:
+            handled_again.set()
+
+    async with running(app):
+        await app.publish("poison", {})
+        await asyncio.wait_for(lost_connection_log.seen.wait(), 20)
+        await asyncio.wait_for(handled_again.wait(), 20)
+    assert runs == [False, True]
+    assert await message_count(channel, app.queue) == 0

@@ -172,6 +172,10 @@ class AMQPListener(Listener[CTXType]):
                     )
                     connection.close_callbacks.add(lost)
                     queue = await self._set_up(connection)
+                    # A channel error (RabbitMQ closes the channel, not the connection) stops
+                    # consuming just as well: start over on a new connection then.
+                    if self._channel is not None:
+                        self._channel.close_callbacks.add(lost)
                     self._accepting = True
                     consumer_tag = await queue.consume(self._on_message)
                 except (OSError, aio_pika.exceptions.AMQPError, asyncio.TimeoutError) as exc:
@@ -200,7 +204,9 @@ class AMQPListener(Listener[CTXType]):
                     len(self._message_tasks),
                     delay,
                 )
-                connection = None
+                if not connection.is_closed:
+                    await connection.close()
+                connection = queue = consumer_tag = None
                 await asyncio.sleep(delay)
         finally:
             # Stop intake first; the connection stays open until in-flight messages are acked.
