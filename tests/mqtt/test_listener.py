@@ -278,3 +278,29 @@ def test_bad_options_fail_early() -> None:
         MQTTListener(qos=3)
     app = MQTTListener("mqtt://user:p%40ss@broker.example:1884")
     assert (app.broker_host, app.broker_port, app._username, app._password) == ("broker.example", 1884, "user", "p@ss")
+
+
+async def test_a_shared_group_splits_the_messages_between_listeners(mqtt_url: str, prefix: str) -> None:
+    group = prefix.replace("/", "-")
+    handled: List[Tuple[int, str]] = []
+    all_done = asyncio.Event()
+
+    def make_app(name: str) -> MQTTListener:
+        app = MQTTListener(mqtt_url, shared_group=group)
+
+        @app.on_event(prefix + "/shared/{n:int}")
+        async def shared(n: Param) -> None:
+            handled.append((n, name))
+            if len(handled) == 20:
+                all_done.set()
+
+        return app
+
+    first, second = make_app("first"), make_app("second")
+    assert first.subscriptions() == [(f"$share/{group}/{prefix}/shared/+", 1)]
+    async with running(first), running(second):
+        for n in range(20):
+            await first.publish(f"{prefix}/shared/{n}", b"")
+        await asyncio.wait_for(all_done.wait(), 15)
+    assert sorted(n for n, _ in handled) == list(range(20))  # each message once, none lost
+    assert {name for _, name in handled} == {"first", "second"}

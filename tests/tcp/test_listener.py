@@ -290,3 +290,9 @@ def test_bad_options_fail_early() -> None:
         TCPListener(framing="xml")
     with pytest.raises(ValueError, match="max_in_flight"):
         TCPListener(max_in_flight=0)
+
+
+def test_the_docs_show_the_chat_example_verbatim() -> None:
+    page = (EXAMPLES.parent / "docs" / "tcp.md").read_text()
+    first_program = page.split("```python\n", 1)[1].split("```\n", 1)[0]
+    assert first_program == (EXAMPLES / "tcp_chat.py").read_text()
