@@ -357,10 +357,13 @@ class AMQPListener(Listener[CTXType]):
         await self._settle(message.ack(), message, "acknowledge")
 
     async def _settle(self, action: Any, message: AbstractIncomingMessage, what: str) -> None:
-        aio_pika = require("aio_pika", extra="amqp")
         try:
             await action
-        except (OSError, aio_pika.exceptions.AMQPError, asyncio.TimeoutError, RuntimeError) as exc:
+        except Exception as exc:
+            # The client library is looked up only here: this runs for every message.
+            amqp_error = require("aio_pika", extra="amqp").exceptions.AMQPError
+            if not isinstance(exc, (OSError, amqp_error, asyncio.TimeoutError, RuntimeError)):
+                raise
             # The channel it came on is gone: RabbitMQ has requeued the message already.
             logger.warning("could not %s message %r (%r); RabbitMQ will redeliver it", what,
                            message.message_id or message.delivery_tag, exc)

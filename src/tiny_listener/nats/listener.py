@@ -368,10 +368,12 @@ class NATSListener(Listener[CTXType]):
         await self._settle(message.term(), path, "terminate")
 
     async def _settle(self, action: Any, path: str, what: str) -> None:
-        nats = require("nats", extra="nats")
         try:
             await action
-        except (OSError, nats.errors.Error) as exc:
+        except Exception as exc:
+            # The client library is looked up only here: this runs for every message.
+            if not isinstance(exc, (OSError, require("nats", extra="nats").errors.Error)):
+                raise
             # Not delivered to the server: JetStream redelivers the message after ack_wait.
             logger.warning("could not %s message %r (%r); JetStream will redeliver it", what, path, exc)
 
