@@ -235,3 +235,18 @@ async def test_unfinished_message_is_requeued_after_shutdown_timeout(names: Name
         await app.publish("stuck", {})
         await asyncio.wait_for(started.wait(), 10)
     assert await message_count(channel, app.queue) == 1
+
+
+async def test_publishing_to_a_missing_exchange_fails_and_publishing_goes_on(names: Names) -> None:
+    app = names.app()
+    done = asyncio.Event()
+
+    @app.on_event("after")
+    async def after() -> None:
+        done.set()
+
+    async with running(app):
+        with pytest.raises(aio_pika.exceptions.ChannelNotFoundEntity):
+            await app.publish("lost", {}, exchange=f"{names.prefix}.no-such-exchange")
+        await app.publish("after", {})
+        await asyncio.wait_for(done.wait(), 10)

@@ -135,9 +135,7 @@ class AMQPListener(Listener[CTXType]):
         ``aio_pika.exceptions.DeliveryError`` if no queue receives the message.
         """
         aio_pika = require("aio_pika", extra="amqp")
-        channel = self._publish_channel
-        if channel is None or channel.is_closed:
-            raise NotConnected(f"not connected to {self._safe_url()}")
+        channel = await self._open_publish_channel()
         exchange_name = self.exchange if exchange is None else exchange
         if exchange_name:
             target = await channel.get_exchange(exchange_name, ensure=False)
@@ -152,6 +150,18 @@ class AMQPListener(Listener[CTXType]):
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         )
         await target.publish(message, routing_key=key, mandatory=True)
+
+    async def _open_publish_channel(self) -> AbstractChannel:
+        """Return the publishing channel, opening a new one if RabbitMQ closed the last one
+        (publishing to a missing exchange closes the channel, not the connection)."""
+        channel = self._publish_channel
+        if channel is not None and not channel.is_closed:
+            return channel
+        connection = self._connection
+        if connection is None or connection.is_closed or not self.connected:
+            raise NotConnected(f"not connected to {self._safe_url()}")
+        self._publish_channel = channel = await connection.channel(on_return_raises=True)
+        return channel
 
     # ------------------------------------------------------------------ connection
 
@@ -195,7 +205,7 @@ class AMQPListener(Listener[CTXType]):
                 await lost.event.wait()
                 self._accepting = False
                 self._connected_event().clear()
-                self._channel = self._publish_channel = None
+                self._connection = self._channel = self._publish_channel = None
                 delay = next(delays)
                 logger.warning(
                     "connection to %s lost (%r); %d message(s) in flight will be redelivered; reconnecting in %.2fs",
@@ -249,7 +259,7 @@ class AMQPListener(Listener[CTXType]):
             )
         if self.dead_letter_queue is not None:
             await channel.declare_queue(self.dead_letter_queue, durable=True)
-        self._channel, self._publish_channel = channel, publish_channel
+        self._connection, self._channel, self._publish_channel = connection, channel, publish_channel
         return queue
 
     async def _close_when_idle(self, connection: AbstractConnection) -> None:
