@@ -19,6 +19,19 @@ from tiny_listener.mqtt import MQTTListener
 ROOT = Path(__file__).resolve().parents[2]
 
 
+class LogSeen(logging.Handler):
+    """Sets ``seen`` when a record containing ``text`` is logged (from the event loop)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+        self.seen = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.seen.set()
+
+
 async def publish_range(url: str, topic: str, numbers: range) -> None:
     async with client(url) as publisher:
         for n in numbers:
@@ -98,3 +111,26 @@ async def test_a_consumer_killed_mid_event_gets_its_message_redelivered(mosquitt
 
     async with running(app):
         await asyncio.wait_for(redelivered.wait(), 15)
+
+
+async def test_a_listener_started_before_its_broker_retries_and_says_so(mosquitto: MosquittoServer) -> None:
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, mosquitto.stop)
+    app = MQTTListener(mosquitto.url, reconnect_backoff=0.05, max_reconnect_delay=0.2)
+    handled = asyncio.Event()
+
+    @app.on_event("late/{n}")
+    async def late() -> None:
+        handled.set()
+
+    refused = LogSeen("cannot connect to MQTT broker")
+    logging.getLogger("tiny_listener.mqtt").addHandler(refused)
+    try:
+        async with running(app, connected=False):
+            await asyncio.wait_for(refused.seen.wait(), 15)
+            await loop.run_in_executor(None, mosquitto.start)
+            await asyncio.wait_for(app.wait_connected(), 30)
+            await app.publish("late/1", b"")
+            await asyncio.wait_for(handled.wait(), 15)
+    finally:
+        logging.getLogger("tiny_listener.mqtt").removeHandler(refused)

@@ -304,3 +304,17 @@ async def test_a_shared_group_splits_the_messages_between_listeners(mqtt_url: st
         await asyncio.wait_for(all_done.wait(), 15)
     assert sorted(n for n, _ in handled) == list(range(20))  # each message once, none lost
     assert {name for _, name in handled} == {"first", "second"}
+
+
+async def test_publish_after_the_listener_stopped_fails_at_once(mqtt_url: str, prefix: str) -> None:
+    from tiny_listener.mqtt import NotConnected
+
+    app = MQTTListener(mqtt_url)
+
+    @app.on_event(prefix + "/x")
+    async def x() -> None: ...
+
+    async with running(app):
+        pass
+    with pytest.raises(NotConnected, match="stopped"):
+        await app.publish(prefix + "/x", b"", timeout=60)  # does not wait the 60 s

@@ -119,6 +119,7 @@ class MQTTListener(Listener[Context]):
         self._slots: asyncio.Semaphore | None = None
         self._handling = 0
         self._settled: asyncio.Event | None = None
+        self._stopped = False  # listen() ended: no connection will come any more
 
     # ------------------------------------------------------------------ public helpers
 
@@ -164,6 +165,8 @@ class MQTTListener(Listener[Context]):
         else:
             payload = (self.codec or RawCodec()).encode(data)
         client = self._client
+        if client is None and self._stopped:
+            raise NotConnected(f"the listener has stopped: no connection to {self.url} to publish on {topic!r}")
         if client is None:
             try:
                 await asyncio.wait_for(self.wait_connected(), timeout)
@@ -190,6 +193,7 @@ class MQTTListener(Listener[Context]):
         self._settled = asyncio.Event()
         self._settled.set()
         delays = backoff_delays(self.reconnect_backoff, self.max_reconnect_delay)
+        self._stopped = False
         client: aiomqtt.Client | None = None
         try:
             while True:
@@ -217,6 +221,7 @@ class MQTTListener(Listener[Context]):
                     client = None
                     await asyncio.sleep(delay)
         finally:
+            self._stopped = True
             # The connection stays until in-flight messages are acknowledged; shutdown waits
             # for this task as for an event.
             self.spawn(self._finish(client, mqtt), drain=True, name="MQTTListener.finish")
@@ -278,10 +283,13 @@ class MQTTListener(Listener[Context]):
         if received:
             logger.info("handling %d MQTT message(s) received before shutdown", received)
         assert self._slots is not None
-        for _ in range(received):
-            message = await messages.__anext__()
-            await self._slots.acquire()
-            self._start(client, message)
+        try:
+            for _ in range(received):
+                message = await messages.__anext__()
+                await self._slots.acquire()
+                self._start(client, message)
+        except mqtt.MqttError as exc:  # the connection dropped meanwhile: the rest is the broker's
+            logger.warning("lost MQTT broker %s during shutdown: %s", self.url, exc)
 
     # ------------------------------------------------------------------ one message
 
