@@ -30,6 +30,7 @@ from .protocol import (
     Cycle,
     ProtocolFailure,
     RequestHead,
+    ResponseError,
     ServerConnection,
 )
 from .responses import StreamingResponse
@@ -231,7 +232,12 @@ class HTTPConnection(asyncio.Protocol):
         if self.closed or ctx is not self.current:
             ctx._response_state = SENT
             return
-        data = self.conn.respond(status_code, headers, body)
+        try:
+            data = self.conn.respond(status_code, headers, body)
+        except ResponseError:
+            if not self.conn.response_started:
+                ctx._response_state = NOT_STARTED  # nothing was sent: a 500 still can be
+            raise
         ctx._response_state = SENT
         self.transport.write(data)  # type: ignore[union-attr]
         self._response_complete(ctx)
