@@ -34,7 +34,7 @@ class LogWatch(logging.Handler):
 
 @pytest.fixture
 def lost_connection_log() -> Iterator[LogWatch]:
-    watch = LogWatch("lost")
+    watch = LogWatch("stopped (")
     logger = logging.getLogger("tiny_listener.nats")
     logger.addHandler(watch)
     yield watch
@@ -208,3 +208,28 @@ async def test_keeps_retrying_until_the_server_is_up(tmp_path: Path) -> None:
         await asyncio.wait_for(task, 30)
         logger.removeHandler(refused)
         await server.stop(kill=True)
+
+
+async def test_consumer_deleted_on_the_server_is_made_again(
+    streams: Streams, client: Any, lost_connection_log: LogWatch
+) -> None:
+    app = streams.app(reconnect_backoff=0.05)
+    seen: List[int] = []
+    first = asyncio.Event()
+    second = asyncio.Event()
+
+    @app.on_event(streams.prefix + ".job.{n:int}")
+    async def job(n: Param) -> None:
+        seen.append(n)
+        (first if n == 1 else second).set()
+
+    async with running(app):
+        await app.publish(f"{streams.prefix}.job.1", {})
+        await asyncio.wait_for(first.wait(), 10)
+        await client.jetstream().delete_consumer(app.stream, app.durable)
+        await asyncio.wait_for(lost_connection_log.seen.wait(), 20)
+        await asyncio.wait_for(app.wait_connected(), 20)
+        await publish_jobs("nats://127.0.0.1:4222", streams.prefix, range(2, 3))
+        await asyncio.wait_for(second.wait(), 20)
+    # The new consumer starts from the beginning of the stream: job 1 may come again.
+    assert set(seen) == {1, 2}

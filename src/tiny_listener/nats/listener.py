@@ -64,6 +64,8 @@ class NATSListener(Listener[CTXType]):
     # How long one pull request waits for messages; also how soon a lost connection is seen
     # by a consumer that has nothing to do.
     fetch_timeout: float = 1.0
+    # After this many empty pulls in a row, check that the consumer still exists.
+    idle_pulls_between_checks: int = 5
 
     def __init__(
         self,
@@ -176,18 +178,20 @@ class NATSListener(Listener[CTXType]):
                 logger.info("consuming stream %r as %r on %s (up to %d in flight)", self.stream, self.durable,
                             self.url, self.max_in_flight)
                 self._connected_event().set()
+                reason: BaseException | None = None
                 try:
                     await self._pull(nc, subscription)
                 except (OSError, nats.errors.Error) as exc:
-                    logger.debug("pulling stopped: %r", exc)
+                    reason = exc
                 self._connected_event().clear()
                 self._nc = self._js = None
                 await nc.close()
                 nc = None
                 delay = next(delays)
                 logger.warning(
-                    "connection to %s lost; %d message(s) in flight will be redelivered; reconnecting in %.2fs",
-                    self.url, len(self._message_tasks), delay,
+                    "consuming stream %r on %s stopped (%r: connection lost or consumer gone); %d message(s) in "
+                    "flight will be redelivered; reconnecting in %.2fs",
+                    self.stream, self.url, reason or "closed", len(self._message_tasks), delay,
                 )
                 await asyncio.sleep(delay)
         finally:
@@ -238,6 +242,7 @@ class NATSListener(Listener[CTXType]):
         # Pull again once half the slots are free: a pull per freed slot would cost a round
         # trip per message.
         refill_at = max(1, self.max_in_flight // 2)
+        idle_pulls = 0
         while not nc.is_closed:
             free = self.max_in_flight - len(self._message_tasks)
             if free < refill_at:
@@ -248,10 +253,16 @@ class NATSListener(Listener[CTXType]):
             try:
                 messages = await asyncio.shield(fetch)
             except nats.errors.TimeoutError:
+                idle_pulls += 1
+                if idle_pulls % self.idle_pulls_between_checks == 0:
+                    # A pull on a deleted consumer only times out: check that it still
+                    # exists (NotFoundError makes the listener set it up again).
+                    await subscription.consumer_info()
                 continue
             except asyncio.CancelledError:
                 await self._hand_back(fetch)
                 raise
+            idle_pulls = 0
             for message in messages:
                 task = self.spawn(self._process(message), name="nats-message", drain=True)
                 self._message_tasks.add(task)
