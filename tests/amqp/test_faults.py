@@ -36,7 +36,7 @@ class LogWatch(logging.Handler):
 
 @pytest.fixture
 def lost_connection_log() -> Iterator[LogWatch]:
-    watch = LogWatch("lost")
+    watch = LogWatch("stopped (")
     logger = logging.getLogger("tiny_listener.amqp")
     logger.addHandler(watch)
     yield watch
@@ -228,3 +228,21 @@ async def test_starts_over_when_rabbitmq_closes_the_channel(
         await asyncio.wait_for(handled_again.wait(), 20)
     assert runs == [False, True]
     assert await message_count(channel, app.queue) == 0
+
+
+async def test_queue_deleted_under_the_listener_is_declared_again(
+    names: Names, channel: Any, lost_connection_log: LogWatch
+) -> None:
+    app = names.app(reconnect_backoff=0.05)
+    handled = asyncio.Event()
+
+    @app.on_event("after")
+    async def after() -> None:
+        handled.set()
+
+    async with running(app):
+        await channel.queue_delete(app.queue)  # RabbitMQ cancels the consumer
+        await asyncio.wait_for(lost_connection_log.seen.wait(), 20)
+        await asyncio.wait_for(app.wait_connected(), 20)
+        await app.publish("after", {})
+        await asyncio.wait_for(handled.wait(), 10)

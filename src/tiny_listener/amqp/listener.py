@@ -186,6 +186,9 @@ class AMQPListener(Listener[CTXType]):
                     # consuming just as well: start over on a new connection then.
                     if self._channel is not None:
                         self._channel.close_callbacks.add(lost)
+                        # So does RabbitMQ cancelling the consumer (the queue was deleted).
+                        underlay = await self._channel.get_underlay_channel()
+                        underlay.on_consumer_cancel_callbacks.add(lost.consumer_cancelled)
                     self._accepting = True
                     consumer_tag = await queue.consume(self._on_message)
                 except (OSError, aio_pika.exceptions.AMQPError, asyncio.TimeoutError) as exc:
@@ -208,7 +211,9 @@ class AMQPListener(Listener[CTXType]):
                 self._connection = self._channel = self._publish_channel = None
                 delay = next(delays)
                 logger.warning(
-                    "connection to %s lost (%r); %d message(s) in flight will be redelivered; reconnecting in %.2fs",
+                    "consuming %r on %s stopped (%r: connection lost, channel closed or consumer cancelled); "
+                    "%d message(s) in flight will be redelivered; reconnecting in %.2fs",
+                    self.queue,
                     self._safe_url(),
                     lost.reason,
                     len(self._message_tasks),
@@ -410,3 +415,11 @@ class _ConnectionLoss:
     def __call__(self, _connection: Any, reason: BaseException | None = None, *_: Any) -> None:
         self.reason = reason
         self.event.set()
+
+    def consumer_cancelled(self, frame: Any) -> None:
+        """aiormq calls this when RabbitMQ cancels the consumer."""
+        self(None, ConsumerCancelled(f"RabbitMQ cancelled consumer {getattr(frame, 'consumer_tag', '?')}"))
+
+
+class ConsumerCancelled(ListenerError):
+    """RabbitMQ cancelled the listener's consumer, for example because its queue was deleted."""
