@@ -66,10 +66,9 @@ class Connection(asyncio.Protocol):
         self._transport = transport
         self.peer = format_address(transport.get_extra_info("peername"))
         listener = self.listener
-        if not listener._admit(self):
-            logger.warning(
-                "refusing connection from %s: max_connections=%d reached", self.peer, listener.max_connections
-            )
+        refusal = listener._admit(self)
+        if refusal is not None:
+            logger.warning("refusing connection from %s: %s", self.peer, refusal)
             self._lost = True
             transport.abort()
             return

@@ -130,11 +130,14 @@ class TCPListener(Listener[TCPContext]):
 
     # ------------------------------------------------------------------ used by connections
 
-    def _admit(self, connection: Connection) -> bool:
-        if not self._accepting or len(self._connections) >= self.max_connections:
-            return False
+    def _admit(self, connection: Connection) -> str | None:
+        """Register ``connection`` and return None, or return why it is refused."""
+        if not self._accepting:
+            return "the listener is shutting down"
+        if len(self._connections) >= self.max_connections:
+            return f"max_connections={self.max_connections} reached"
         self._connections.add(connection)
-        return True
+        return None
 
     def _new_connection_ctx(self, connection: Connection) -> TCPContext:
         transport = connection._transport
