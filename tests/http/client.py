@@ -85,7 +85,7 @@ async def connect(app: HTTPListener) -> AsyncIterator[Client]:
 
 
 @contextlib.asynccontextmanager
-async def serving(app: HTTPListener) -> AsyncIterator[Tuple[HTTPListener, "asyncio.Task[None]"]]:
+async def serving(app: HTTPListener) -> AsyncIterator[Tuple[HTTPListener, asyncio.Task[None]]]:
     """Run ``app`` on a free loopback port for the duration of the block, then stop it."""
     app.host, app.port = "127.0.0.1", 0
     task = asyncio.create_task(app.main())
