@@ -255,10 +255,13 @@ class ServerConnection:
         self._continue_pending = False
         return b"HTTP/1.1 100 Continue\r\n\r\n"
 
-    def start_response(self, status_code: int, headers: List[Tuple[bytes, bytes]]) -> bytes:
+    def start_response(
+        self, status_code: int, headers: List[Tuple[bytes, bytes]], body_length: int | None = None
+    ) -> bytes:
         """Return the status line and headers, adding framing and ``Connection: close`` as needed.
 
-        Without a ``Content-Length`` the body is sent chunked (close-delimited to HTTP/1.0).
+        ``body_length`` gives ``Content-Length`` when the headers do not; without either the
+        body is sent chunked (close-delimited to HTTP/1.0).
         Raises :class:`ResponseError` if a response was already started or a header is invalid.
         """
         if self._response_started:
@@ -278,6 +281,8 @@ class ServerConnection:
             if lname == b"transfer-encoding" or lname == b"connection":
                 continue  # framing and persistence are decided here
             lines.append(b"%s: %s\r\n" % (name, value))
+        if content_length < 0 and body_length is not None:
+            content_length = body_length
         # Headers are valid: from here on the response counts as started.
         self._response_started = True
         if status_code < 200 or status_code in _NO_BODY_STATUS:
@@ -334,7 +339,7 @@ class ServerConnection:
 
     def respond(self, status_code: int, headers: List[Tuple[bytes, bytes]], body: bytes) -> bytes:
         """Return a whole response: head, body (none for HEAD) and end."""
-        return self.start_response(status_code, headers) + self.send_body(body) + self.end_response()
+        return self.start_response(status_code, headers, len(body)) + self.send_body(body) + self.end_response()
 
     def reject(self, status_code: int, message: str = "") -> bytes:
         """Return a short error response that closes the connection, or ``b""`` if a response
