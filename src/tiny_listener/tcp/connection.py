@@ -69,7 +69,7 @@ class Connection(asyncio.Protocol):
         refusal = listener._admit(self)
         if refusal is not None:
             logger.warning("refusing connection from %s: %s", self.peer, refusal)
-            self._lost = True
+            self._lost = self._stop_reading = True
             transport.abort()
             return
         self.ctx = listener._new_connection_ctx(self)
