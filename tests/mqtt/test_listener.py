@@ -318,3 +318,27 @@ async def test_publish_after_the_listener_stopped_fails_at_once(mqtt_url: str, p
         pass
     with pytest.raises(NotConnected, match="stopped"):
         await app.publish(prefix + "/x", b"", timeout=60)  # does not wait the 60 s
+
+
+async def test_a_clean_session_shutdown_handles_every_message_already_received(mqtt_url: str, prefix: str) -> None:
+    app = MQTTListener(mqtt_url, max_in_flight=1)  # no client_id: a clean session
+    handled: List[str] = []
+    first_started = asyncio.Event()
+    release = asyncio.Event()
+
+    @app.on_event(prefix + "/{n}")
+    async def job(n: Param) -> None:
+        if n == "0":
+            first_started.set()
+            await release.wait()
+        handled.append(n)
+
+    async with running(app) as task:
+        await app.publish(prefix + "/0", b"")
+        await asyncio.wait_for(first_started.wait(), 15)
+        for n in range(1, 6):  # acknowledged by the broker, so on their way to the listener
+            await app.publish(f"{prefix}/{n}", b"")
+        await app.graceful_shutdown()
+        release.set()
+        await asyncio.wait_for(task, 15)
+    assert handled == [str(n) for n in range(6)]

@@ -210,9 +210,7 @@ class MQTTListener(Listener[Context]):
                     await client.subscribe(pairs)
                     self._connected(client, pairs)
                     delays = backoff_delays(self.reconnect_backoff, self.max_reconnect_delay)
-                    async for message in client.messages:
-                        await self._slots.acquire()
-                        self._start(client, message)
+                    await self._consume(client)
                 except mqtt.MqttError as exc:
                     self._client = None
                     delay = next(delays)
@@ -225,6 +223,21 @@ class MQTTListener(Listener[Context]):
             # The connection stays until in-flight messages are acknowledged; shutdown waits
             # for this task as for an event.
             self.spawn(self._finish(client, mqtt), drain=True, name="MQTTListener.finish")
+
+    async def _consume(self, client: aiomqtt.Client) -> None:
+        """Start an event per message until the connection drops (``MqttError``)."""
+        assert self._slots is not None
+        messages = client.messages
+        while True:
+            # A slot first, then a message: a message is never held while waiting, so a
+            # cancellation here leaves it in the client's queue for the shutdown to handle.
+            await self._slots.acquire()
+            try:
+                message = await messages.__anext__()
+            except BaseException:
+                self._slots.release()
+                raise
+            self._start(client, message)
 
     def _new_client(self, mqtt: Any) -> aiomqtt.Client:
         client: aiomqtt.Client = mqtt.Client(
