@@ -298,8 +298,12 @@ class MQTTListener(Listener[Context]):
         assert self._slots is not None
         try:
             for _ in range(received):
-                message = await messages.__anext__()
                 await self._slots.acquire()
+                try:
+                    message = await messages.__anext__()
+                except BaseException:
+                    self._slots.release()
+                    raise
                 self._start(client, message)
         except mqtt.MqttError as exc:  # the connection dropped meanwhile: the rest is the broker's
             logger.warning("lost MQTT broker %s during shutdown: %s", self.url, exc)
