@@ -9,6 +9,19 @@ from ..optional import require
 
 logger = logging.getLogger("tiny_listener")
 
+# watchfiles' own lines that only repeat what ours say, or describe a normal stop as a warning.
+_ROUTINE_WATCHFILES_LINES = (
+    "%d change%s detected",
+    "process already dead, exit code: %d",
+    "received signal %s, raising KeyboardInterrupt",
+    "KeyboardInterrupt caught, stopping watch",
+)
+
+
+class _RoutineLinesFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg not in _ROUTINE_WATCHFILES_LINES or logger.isEnabledFor(logging.DEBUG)
+
 
 def run_with_reload(app_dir: str, target: Callable[..., Any], args: Tuple[Any, ...]) -> int:
     """Run ``target(*args)`` in a new process and restart it whenever a ``.py`` file under
@@ -19,6 +32,7 @@ def run_with_reload(app_dir: str, target: Callable[..., Any], args: Tuple[Any, .
     installed (extra ``reload``).
     """
     watchfiles: Any = require("watchfiles", extra="reload")
+    logging.getLogger("watchfiles.main").addFilter(_RoutineLinesFilter())
     logger.info("watching %s for changes to .py files (--reload)", app_dir)
     reloads: int = watchfiles.run_process(
         app_dir,
