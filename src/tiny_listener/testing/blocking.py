@@ -62,6 +62,12 @@ class LoopThread:
         loop.call_soon_threadsafe(loop.stop)
         thread.join()
         try:
+            # Whatever a timed-out call left behind ends here, not as "Task was destroyed".
+            leftovers = [task for task in asyncio.all_tasks(loop) if not task.done()]
+            for task in leftovers:
+                task.cancel()
+            if leftovers:
+                loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
             loop.run_until_complete(loop.shutdown_asyncgens())
         finally:
             loop.close()

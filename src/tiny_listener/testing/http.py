@@ -108,8 +108,12 @@ class HTTPTestClient:
             raise
         try:
             await asyncio.wait_for(self._until_serving(reports_port), self.timeout)
-        except BaseException:
-            await self.client.__aexit__(None, None, None)
+        except BaseException as failure:
+            try:
+                await self.client.__aexit__(None, None, None)
+            except BaseException as again:
+                if again is not failure:  # the exit re-raises listen()'s error: report it once
+                    raise
             raise
         self.port = int(getattr(self.app, "port"))  # noqa: B009 - checked in __init__, not typed on Listener
         return self
@@ -126,6 +130,8 @@ class HTTPTestClient:
                 task.cancel()
             await asyncio.wait([stopped, serving])
         if not serving.cancelled() and serving.exception() is None:
+            if stopped.done() and not stopped.cancelled():
+                stopped.result()  # main() ended in the same loop iteration: raise why
             return
         if not stopped.cancelled():
             stopped.result()  # raises the error of listen() or a startup hook
