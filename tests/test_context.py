@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tiny_listener import Context, ContextAlreadyExists, ContextNotFound, Event, Listener
+from tiny_listener import Context, ContextAlreadyExists, ContextNotFound, Event, EventNotFound, Listener
 
 
 class App(Listener):  # type: ignore[type-arg]
@@ -108,3 +108,33 @@ async def test_context_subclass_and_free_attributes() -> None:
     assert isinstance(ctx, Session) and ctx.greet() == "hi u" and ctx.user == "bob"
     with pytest.raises(TypeError):
         app.set_context_cls(dict)  # type: ignore[arg-type]
+
+
+async def test_anonymous_context_whose_event_matches_no_route_is_released() -> None:
+    app = App()
+
+    @app.on_event("known")
+    async def known(ctx: Context) -> Any:
+        return ctx.scope
+
+    ctx = app.new_ctx(scope={"request": 1})
+    with pytest.raises(EventNotFound):
+        ctx.trigger_event("unknown")
+    assert app.ctxs == {}
+    # The seed's fallback pattern still works on the same context.
+    assert await ctx.trigger_event("known") == {"request": 1}
+    assert app.ctxs == {}
+
+
+async def test_trigger_event_with_a_scope_makes_the_context_only_when_a_route_matches() -> None:
+    app = App()
+
+    @app.on_event("known")
+    async def known(ctx: Context) -> Any:
+        return ctx.scope
+
+    with pytest.raises(EventNotFound):
+        app.trigger_event("unknown", scope={"a": 1})
+    assert app.ctxs == {}
+    assert await app.trigger_event("known", scope={"a": 1}) == {"a": 1}
+    assert await app.trigger_event("known", cid="named", scope={"b": 2}) == {"b": 2}

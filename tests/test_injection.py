@@ -210,3 +210,15 @@ async def test_string_annotations_are_resolved_in_the_handler_module() -> None:
         return event.path, x, ctx.cid
 
     assert await app.trigger_event("s/1", cid="k") == ("s/1", "1", "k")
+
+
+async def test_subscripted_generic_annotations_inject_the_class() -> None:
+    app = App()
+    app.set_context_cls(MyContext)
+
+    @app.on_event("x")
+    async def handler(event: Event[MyContext], listener: Listener[MyContext]) -> Any:
+        return event.ctx.hello(), listener
+
+    greeting, listener = await app.trigger_event("x", cid="g")
+    assert greeting == "hello from g" and listener is app

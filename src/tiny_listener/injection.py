@@ -176,6 +176,9 @@ def _plan_parameter(fn: Callable[..., Any], param: inspect.Parameter, index: int
             "except (KeyError, TypeError):",
             f"    raise _missing_data(event.data, {name!r}) from None",
         ]
+    origin = typing.get_origin(annotation)
+    if inspect.isclass(origin):  # Event[MyContext], Listener[MyContext]: the class itself
+        annotation = origin
     if inspect.isclass(annotation):
         if issubclass(annotation, Event):
             return [f"{var} = event"]

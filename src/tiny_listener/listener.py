@@ -15,7 +15,7 @@ import uuid
 import warnings
 from typing import Any, Callable, Coroutine, Dict, Generic, List, Protocol, Tuple, Type, TypeVar, Union
 
-from ._types import CoroFunc, EventData, PathParams
+from ._types import CoroFunc, EventData, PathParams, Scope
 from .context import Context
 from .errors import (
     ContextAlreadyExists,
@@ -229,10 +229,12 @@ class Listener(Generic[CTXType]):
         cid: str | None = None,
         timeout: float | None = None,
         data: EventData | None = None,
+        scope: Scope | None = None,
     ) -> asyncio.Task[Any]:
         """Start the handler of the first route matching ``path`` and return its task.
 
-        The event runs in context ``cid`` (created if missing) or in a new anonymous context.
+        The event runs in context ``cid`` (created if missing, with ``scope``) or in a new
+        anonymous context with ``scope``, made only once a route matched.
         Awaiting the task gives the handler's result, or raises its error (which is also
         logged once, unless an ``on_error`` handler took it). ``timeout`` bounds the handler.
         Raises :class:`EventNotFound` at once if no route matches; must be called from the
@@ -242,19 +244,30 @@ class Listener(Generic[CTXType]):
         if cid is None:
             # new_ctx() inlined: this is the per-event path of most listeners.
             cid = self._cid_prefix + str(next(self._cid_counter))
-            ctx = self._context_cls(self, cid, None)
+            ctx = self._context_cls(self, cid, scope)
             ctx._anonymous = True
             self.ctxs[cid] = ctx  # type: ignore[assignment]
         else:
             found = self.ctxs.get(cid)
-            ctx = found if found is not None else self.new_ctx(cid)
+            ctx = found if found is not None else self.new_ctx(cid, scope)
         return self._dispatch(ctx, route, params, path, data, timeout)
 
     def trigger_event_in(
         self, ctx: Context, path: str, timeout: float | None = None, data: EventData | None = None
     ) -> asyncio.Task[Any]:
-        """Like :meth:`trigger_event`, in the given context object."""
-        route, params = self.routes.match(path)
+        """Like :meth:`trigger_event`, in the given context object.
+
+        If no route matches, an anonymous context with no event running is released at once
+        (as after its last event), so that a context made for a message nobody handles is
+        not kept.
+        """
+        try:
+            route, params = self.routes.match(path)
+        except EventNotFound:
+            if ctx._anonymous and not ctx._in_flight and not ctx._released:
+                ctx._released = True
+                self.ctxs.pop(ctx.cid, None)
+            raise
         return self._dispatch(ctx, route, params, path, data, timeout)
 
     def _dispatch(
