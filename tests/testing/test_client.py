@@ -6,7 +6,7 @@ from typing import List
 
 import pytest
 
-from tiny_listener import Data, Event, EventNotFound, EventState, Param
+from tiny_listener import Context, Data, Event, EventNotFound, EventState, Param
 from tiny_listener.testing import TestClient
 
 from .apps import NoIntakeApp
@@ -178,3 +178,15 @@ async def test_one_client_at_a_time_per_app_and_trigger_needs_a_running_client()
                 pass
     async with TestClient(app) as again:
         assert await again.trigger("GET:/user/bob") == "Hello, bob!"
+
+
+async def test_trigger_gives_a_new_context_its_scope() -> None:
+    app = make_app()
+
+    @app.on_event("whoami")
+    async def whoami(ctx: Context) -> str:
+        return str(ctx.scope["user"])
+
+    async with TestClient(app) as client:
+        assert await client.trigger("whoami", scope={"user": "ann"}) == "ann"
+        assert await client.trigger("whoami", cid="s", scope={"user": "bob"}) == "bob"

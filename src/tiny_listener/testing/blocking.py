@@ -12,7 +12,7 @@ import threading
 from types import TracebackType
 from typing import Any, Awaitable, Callable, Coroutine, List, Type, TypeVar
 
-from .._types import EventData
+from .._types import EventData, Scope
 from ..listener import Listener
 from .client import TestClient
 from .http import HeaderItems, HTTPResponse, HTTPTestClient
@@ -110,14 +110,20 @@ class BlockingTestClient:
         _exit(self._thread, self.client.__aexit__(None, None, None))
 
     def trigger(
-        self, path: str, *, data: EventData | None = None, cid: str | None = None, timeout: float | None = None
+        self,
+        path: str,
+        *,
+        data: EventData | None = None,
+        cid: str | None = None,
+        timeout: float | None = None,
+        scope: Scope | None = None,
     ) -> Any:
         """Run the event and return its handler's result; see :meth:`TestClient.trigger`.
 
         Raises the handler's error, :class:`~tiny_listener.EventNotFound`, or
         ``TimeoutError`` if the app does not answer within ``call_timeout``.
         """
-        return self._thread.run(self.client.trigger(path, data=data, cid=cid, timeout=timeout))
+        return self._thread.run(self.client.trigger(path, data=data, cid=cid, timeout=timeout, scope=scope))
 
     def wait_idle(self, timeout: float | None = 10.0) -> None:
         """Wait until no event is running; see :meth:`TestClient.wait_idle`."""

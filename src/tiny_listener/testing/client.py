@@ -14,7 +14,7 @@ import weakref
 from types import TracebackType
 from typing import Any, Dict, List, Type
 
-from .._types import EventData
+from .._types import EventData, Scope
 from ..listener import Listener
 from .recorder import EventRecord, EventRecorder
 
@@ -102,10 +102,17 @@ class TestClient:
             self._restore()
 
     async def trigger(
-        self, path: str, *, data: EventData | None = None, cid: str | None = None, timeout: float | None = None
+        self,
+        path: str,
+        *,
+        data: EventData | None = None,
+        cid: str | None = None,
+        timeout: float | None = None,
+        scope: Scope | None = None,
     ) -> Any:
         """Run the event ``path`` (in context ``cid``, created if missing, or a new anonymous
-        one) and return its handler's result; ``timeout`` bounds the handler.
+        one; a context made here gets ``scope``) and return its handler's result; ``timeout``
+        bounds the handler.
 
         Raises the handler's error (``None`` is returned if an ``on_error`` handler took it),
         :class:`~tiny_listener.EventNotFound` if no route matches, ``RuntimeError`` if the
@@ -113,7 +120,7 @@ class TestClient:
         """
         if self._main is None:
             raise RuntimeError("the TestClient is not running: use `async with TestClient(app) as client:`")
-        return await self.app.trigger_event(path, cid=cid, timeout=timeout, data=data)
+        return await self.app.trigger_event(path, cid=cid, timeout=timeout, data=data, scope=scope)
 
     async def wait_idle(self, timeout: float | None = 10.0) -> None:
         """Wait until no event is running, for events that handlers trigger without awaiting.
