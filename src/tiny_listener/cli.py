@@ -32,8 +32,9 @@ class DefaultGroup(click.Group):
     default_command = "run"
 
     def parse_args(self, ctx: click.Context, args: List[str]) -> List[str]:
-        first = next((arg for arg in args if not arg.startswith("-")), None)
-        wants_group_option = any(arg in ("--help", "-h", "--version") for arg in args[:1])
+        # Only the first argument can name a command: "--app-dir routes" is an option value.
+        first = args[0] if args else None
+        wants_group_option = first in ("--help", "-h", "--version")
         if args and not wants_group_option and first not in self.commands:
             args = [self.default_command, *args]
         return super().parse_args(ctx, args)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import typing
+import weakref
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Dict, List, Tuple
 
 from ._types import CoroFunc, PathParams
@@ -105,7 +106,8 @@ async def resolve_dependency(dep: Depends, event: Event[Any], params: PathParams
     return value
 
 
-_override_hooks: Dict[Callable[..., Any], Hook] = {}
+# Weak keys: an override (often a test's closure) is forgotten with its function.
+_override_hooks: weakref.WeakKeyDictionary[Callable[..., Any], Hook] = weakref.WeakKeyDictionary()
 
 
 def _override_hook(fn: CoroFunc) -> Hook:
