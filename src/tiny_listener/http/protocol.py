@@ -118,123 +118,30 @@ class ResponseError(Exception):
     than its ``Content-Length``. The connection must be closed."""
 
 
-class ServerConnection:
-    """One HTTP/1.1 connection seen from the server; see the module docstring."""
+class ResponseFraming:
+    """The response side of a server connection, shared by both request parsers: frames
+    responses and keeps what the current request says about them (HEAD, HTTP/1.0,
+    keep-alive, a pending ``100 Continue``)."""
 
     def __init__(self, limits: Limits | None = None) -> None:
         self.limits = limits or Limits()
-        self._received_since_head = 0
         self._close_requested = False
         self._failed = False
-        self._new_cycle(b"", False)
+        self._reset_response()
 
-    def _new_cycle(self, buffered: bytes, client_closed: bool) -> None:
-        # h11's own limit covers an incomplete head; a complete one is measured in next_event.
-        self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=self.limits.max_header_bytes)
-        if buffered:
-            self._h11.receive_data(buffered)
-        if client_closed:
-            self._h11.receive_data(b"")
-        self._body_size = 0
+    def _reset_response(self) -> None:
         self._head_request = False
         self._keep_alive = True
         self._http10 = False
         self._continue_pending = False
-        self._skipping_body = False
         self._response_started = False
         self._response_done = False
         self._framing = _NO_BODY
         self._remaining = 0
 
-    # ------------------------------------------------------------------ input
-
-    def receive_data(self, data: bytes) -> None:
-        """Buffer bytes from the client; ``b""`` means the client closed its side."""
-        self._received_since_head += len(data)
-        self._h11.receive_data(data)
-
-    @property
-    def buffered_bytes(self) -> int:
-        """How many received bytes are not parsed yet."""
-        return len(self._h11.trailing_data[0])
-
-    def next_event(self) -> ConnectionEvent:
-        """Return the next thing the client said, or ``NEED_DATA`` / ``PAUSED``.
-
-        A :class:`ProtocolFailure` is final: answer it with :meth:`reject` and close.
-        """
-        while True:
-            conn = self._h11
-            try:
-                event = conn.next_event()
-            except h11.RemoteProtocolError as exc:
-                return self._fail(exc.error_status_hint, str(exc))
-            kind = type(event)
-            if kind is h11.Data:
-                self._body_size += len(event.data)  # type: ignore[union-attr]
-                self._continue_pending = False
-                if self._body_size > self.limits.max_body_bytes:
-                    return self._fail(413, f"request body is over {self.limits.max_body_bytes} bytes")
-                if self._skipping_body:
-                    continue
-                return BodyChunk(event.data)  # type: ignore[union-attr]
-            if kind is h11.Request:
-                return self._request_head(event)  # type: ignore[arg-type]
-            if kind is h11.EndOfMessage:
-                if self._skipping_body:
-                    self._next_cycle()
-                    continue
-                return BODY_END
-            if event is h11.NEED_DATA:
-                return NEED_DATA
-            if event is h11.PAUSED:
-                return PAUSED
-            # h11.ConnectionClosed: the only event left for a server.
-            return CLIENT_CLOSED
-
-    def _request_head(self, request: h11.Request) -> ConnectionEvent:
-        headers = request.headers
-        target = request.target
-        if self._received_since_head > self.limits.max_header_bytes:
-            # Bytes of later pipelined requests may be counted: measure this head exactly.
-            size = len(target) + sum(len(name) + len(value) + 4 for name, value in headers)
-            if size > self.limits.max_header_bytes:
-                return self._fail(431, f"request headers are over {self.limits.max_header_bytes} bytes")
-        self._received_since_head = self.buffered_bytes
-        content_length = None
-        chunked = False
-        keep_alive = request.http_version == b"1.1"
-        for name, value in headers:
-            if name == b"content-length":
-                content_length = int(value)  # h11 checked it is a number
-            elif name == b"transfer-encoding":
-                chunked = True
-            elif name == b"connection" and b"close" in value.lower():
-                keep_alive = False
-        if chunked and content_length is not None:
-            # RFC 9112 6.1: a request smuggling attempt; h11 would trust Transfer-Encoding.
-            return self._fail(400, "request has both Content-Length and Transfer-Encoding")
-        if content_length is not None and content_length > self.limits.max_body_bytes:
-            return self._fail(413, f"request body is over {self.limits.max_body_bytes} bytes")
-        method = request.method
-        self._head_request = method == b"HEAD"
-        self._keep_alive = keep_alive
-        self._http10 = request.http_version != b"1.1"
-        expects_continue = self._h11.client_is_waiting_for_100_continue
-        self._continue_pending = expects_continue
-        return RequestHead(
-            method.decode("ascii"),
-            target.decode("ascii"),
-            request.http_version.decode("ascii"),
-            headers,
-            expects_continue,
-        )
-
     def _fail(self, status_code: int, reason: str) -> ProtocolFailure:
         self._failed = True
         return ProtocolFailure(status_code, reason)
-
-    # ------------------------------------------------------------------ output
 
     def request_close(self) -> None:
         """Close after the current response, and say so in it if it has not started."""
@@ -353,6 +260,115 @@ class ServerConnection:
         ]
         self._close_requested = True
         return self.respond(status_code, headers, body)
+
+
+class ServerConnection(ResponseFraming):
+    """One HTTP/1.1 connection seen from the server, parsed by h11; see the module docstring."""
+
+    def __init__(self, limits: Limits | None = None) -> None:
+        super().__init__(limits)
+        self._received_since_head = 0
+        self._new_cycle(b"", False)
+
+    def _new_cycle(self, buffered: bytes, client_closed: bool) -> None:
+        # h11's own limit covers an incomplete head; a complete one is measured in next_event.
+        self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=self.limits.max_header_bytes)
+        if buffered:
+            self._h11.receive_data(buffered)
+        if client_closed:
+            self._h11.receive_data(b"")
+        self._body_size = 0
+        self._skipping_body = False
+        self._reset_response()
+
+    # ------------------------------------------------------------------ input
+
+    def receive_data(self, data: bytes) -> None:
+        """Buffer bytes from the client; ``b""`` means the client closed its side."""
+        self._received_since_head += len(data)
+        self._h11.receive_data(data)
+
+    @property
+    def buffered_bytes(self) -> int:
+        """How many received bytes are not parsed yet."""
+        return len(self._h11.trailing_data[0])
+
+    @property
+    def has_partial_request(self) -> bool:
+        """True when some bytes of a next request have arrived, but not its whole head."""
+        return self.buffered_bytes > 0
+
+    def next_event(self) -> ConnectionEvent:
+        """Return the next thing the client said, or ``NEED_DATA`` / ``PAUSED``.
+
+        A :class:`ProtocolFailure` is final: answer it with :meth:`reject` and close.
+        """
+        while True:
+            conn = self._h11
+            try:
+                event = conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                return self._fail(exc.error_status_hint, str(exc))
+            kind = type(event)
+            if kind is h11.Data:
+                self._body_size += len(event.data)  # type: ignore[union-attr]
+                self._continue_pending = False
+                if self._body_size > self.limits.max_body_bytes:
+                    return self._fail(413, f"request body is over {self.limits.max_body_bytes} bytes")
+                if self._skipping_body:
+                    continue
+                return BodyChunk(event.data)  # type: ignore[union-attr]
+            if kind is h11.Request:
+                return self._request_head(event)  # type: ignore[arg-type]
+            if kind is h11.EndOfMessage:
+                if self._skipping_body:
+                    self._next_cycle()
+                    continue
+                return BODY_END
+            if event is h11.NEED_DATA:
+                return NEED_DATA
+            if event is h11.PAUSED:
+                return PAUSED
+            # h11.ConnectionClosed: the only event left for a server.
+            return CLIENT_CLOSED
+
+    def _request_head(self, request: h11.Request) -> ConnectionEvent:
+        headers = request.headers
+        target = request.target
+        if self._received_since_head > self.limits.max_header_bytes:
+            # Bytes of later pipelined requests may be counted: measure this head exactly.
+            size = len(target) + sum(len(name) + len(value) + 4 for name, value in headers)
+            if size > self.limits.max_header_bytes:
+                return self._fail(431, f"request headers are over {self.limits.max_header_bytes} bytes")
+        self._received_since_head = self.buffered_bytes
+        content_length = None
+        chunked = False
+        keep_alive = request.http_version == b"1.1"
+        for name, value in headers:
+            if name == b"content-length":
+                content_length = int(value)  # h11 checked it is a number
+            elif name == b"transfer-encoding":
+                chunked = True
+            elif name == b"connection" and b"close" in value.lower():
+                keep_alive = False
+        if chunked and content_length is not None:
+            # RFC 9112 6.1: a request smuggling attempt; h11 would trust Transfer-Encoding.
+            return self._fail(400, "request has both Content-Length and Transfer-Encoding")
+        if content_length is not None and content_length > self.limits.max_body_bytes:
+            return self._fail(413, f"request body is over {self.limits.max_body_bytes} bytes")
+        method = request.method
+        self._head_request = method == b"HEAD"
+        self._keep_alive = keep_alive
+        self._http10 = request.http_version != b"1.1"
+        expects_continue = self._h11.client_is_waiting_for_100_continue
+        self._continue_pending = expects_continue
+        return RequestHead(
+            method.decode("ascii"),
+            target.decode("ascii"),
+            request.http_version.decode("ascii"),
+            headers,
+            expects_continue,
+        )
 
     def finish_cycle(self) -> Cycle:
         """Once a response has ended: decide whether the connection is kept, and if it is,

@@ -144,7 +144,7 @@ class HTTPConnection(asyncio.Protocol):
                         self.current._finish_body()
                 elif event is NEED_DATA:
                     if self.current is None:
-                        self._arm_timer(header=conn.buffered_bytes > 0)
+                        self._arm_timer(header=conn.has_partial_request)
                     return
                 elif event is PAUSED:
                     # Pipelined requests wait for the current response; don't buffer unboundedly.
