@@ -1,6 +1,7 @@
 """HTTP throughput, tail latency and memory: the built-in listener serving
-``examples/http_app.py`` against uvicorn (``--http h11`` and ``--http httptools``) serving a
-minimal ASGI app with the same route, in the same run, on loopback.
+``examples/http_app.py`` (with its default h11 parser, and with ``parser="httptools"``)
+against uvicorn (``--http h11`` and ``--http httptools``) serving a minimal ASGI app with the
+same route, in the same run, on loopback.
 
 Load: ``wrk`` (where installed) or a small asyncio client, 50 keep-alive connections on
 ``GET /user/bob``. Each server gets a short warm-up, then RSS is read, the load runs for
@@ -44,6 +45,9 @@ def server_commands(port: int) -> Dict[str, List[str]]:
     uvicorn = [py, "-m", "uvicorn", "--app-dir", str(ROOT / "benchmarks"), *common, "--no-access-log"]
     return {
         "tiny_listener": [py, "-m", "tiny_listener", "--app-dir", str(ROOT / "examples"), *common, "http_app:app"],
+        "tiny_listener_httptools": [
+            py, "-m", "tiny_listener", "--app-dir", str(ROOT / "benchmarks"), *common, "_http_app_httptools:app"
+        ],
         "uvicorn_h11": [*uvicorn, "--http", "h11", "_asgi_hello:app"],
         "uvicorn_httptools": [*uvicorn, "--http", "httptools", "_asgi_hello:app"],
     }
@@ -155,7 +159,7 @@ def main() -> None:
         sys.exit("uvicorn and httptools are needed for the baseline: pip install -e '.[bench]'")
 
     results: Dict[str, Dict[str, float]] = {}
-    for name in ("tiny_listener", "uvicorn_h11", "uvicorn_httptools"):
+    for name in ("tiny_listener", "uvicorn_h11", "tiny_listener_httptools", "uvicorn_httptools"):
         port = free_port()
         results[name] = measure(name, server_commands(port)[name], port, args.duration, args.connections, load)
 
@@ -168,6 +172,9 @@ def main() -> None:
         figures[f"{name}_rss_growth_mb"] = res["rss_growth_mb"]
     figures["ratio_vs_uvicorn_h11"] = ours["requests_per_s"] / h11_base["requests_per_s"]
     figures["ratio_vs_uvicorn_httptools"] = ours["requests_per_s"] / fast_base["requests_per_s"]
+    figures["ratio_httptools_parser_vs_uvicorn_httptools"] = (
+        results["tiny_listener_httptools"]["requests_per_s"] / fast_base["requests_per_s"]
+    )
     figures["goal_ratio_vs_uvicorn_h11_at_least"] = 1.2
     figures["goal_p99_ms_under"] = 20.0
     figures["goal_rss_growth_mb_under"] = 10.0

@@ -18,6 +18,7 @@ from ..listener import Listener
 from .body import RequestAborted
 from .context import HTTPContext
 from .limits import Limits
+from .protocol import BaseServerConnection, ServerConnection
 from .responses import StreamingResponse, to_response
 from .server import NOT_STARTED, HTTPConnection
 
@@ -36,12 +37,18 @@ class HTTPListener(Listener[HTTPContext]):
     served by the GET route unless a ``HEAD:`` route matches; a handler that raises gets 500
     (logged with its traceback on ``tiny_listener``). One access line per request is logged on
     ``tiny_listener.http.access`` at INFO. ``limits`` bounds sizes and times (see
-    :class:`~tiny_listener.http.Limits`); other keyword arguments are the core listener's.
+    :class:`~tiny_listener.http.Limits`); ``parser`` is ``"h11"`` (the default) or
+    ``"httptools"`` (faster; needs the ``httptools`` extra). Other keyword arguments are the
+    core listener's.
+
+    Raises ``ValueError`` for an unknown parser and
+    :class:`~tiny_listener.optional.MissingExtraError` if its library is not installed.
     """
 
     host: str = "127.0.0.1"
     port: int = 8000
     backlog: int = 1024
+    parser: str = "h11"
 
     def __init__(
         self,
@@ -49,6 +56,7 @@ class HTTPListener(Listener[HTTPContext]):
         port: int | None = None,
         *,
         limits: Limits | None = None,
+        parser: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -56,7 +64,10 @@ class HTTPListener(Listener[HTTPContext]):
             self.host = host
         if port is not None:
             self.port = port
+        if parser is not None:
+            self.parser = parser
         self.limits = limits or Limits()
+        self._protocol_cls = _protocol_class(self.parser)
         # True from the moment shutdown starts: new requests are answered "Connection: close".
         self.closing = False
         self._connections: Set[HTTPConnection] = set()
@@ -84,6 +95,7 @@ class HTTPListener(Listener[HTTPContext]):
         ones close after their current response (the core waits for in-flight requests)."""
         loop = asyncio.get_running_loop()
         self.closing = False
+        self._protocol_cls = _protocol_class(self.parser)  # ``parser`` may have been set since
         server = await loop.create_server(
             lambda: HTTPConnection(self), self.host, self.port, reuse_address=True, backlog=self.backlog
         )
@@ -99,6 +111,9 @@ class HTTPListener(Listener[HTTPContext]):
             for connection in list(self._connections):
                 connection.shutdown()
             self._serving = None
+
+    def _new_protocol(self) -> BaseServerConnection:
+        return self._protocol_cls(self.limits)
 
     def _serving_event(self) -> asyncio.Event:
         if self._serving is None:
@@ -169,6 +184,16 @@ class HTTPListener(Listener[HTTPContext]):
             await connection.stream_response(ctx, response)
         else:
             connection.send_response(ctx, response.status_code, response.head_items(), response.body)
+
+
+def _protocol_class(parser: str) -> Type[BaseServerConnection]:
+    if parser == "h11":
+        return ServerConnection
+    if parser == "httptools":
+        from .httptools_protocol import HttptoolsConnection  # imports httptools, an optional extra
+
+        return HttptoolsConnection
+    raise ValueError(f"unknown HTTP parser {parser!r}: use 'h11' or 'httptools'")
 
 
 async def _request_aborted(event: Event) -> None:  # type: ignore[type-arg]

@@ -118,10 +118,10 @@ class ResponseError(Exception):
     than its ``Content-Length``. The connection must be closed."""
 
 
-class ResponseFraming:
-    """The response side of a server connection, shared by both request parsers: frames
-    responses and keeps what the current request says about them (HEAD, HTTP/1.0,
-    keep-alive, a pending ``100 Continue``)."""
+class BaseServerConnection:
+    """The sans-IO server connection API. Subclasses parse requests (``receive_data``,
+    ``next_event``, ``finish_cycle``); this class frames responses and keeps what the current
+    request says about them (HEAD, HTTP/1.0, keep-alive, a pending ``100 Continue``)."""
 
     def __init__(self, limits: Limits | None = None) -> None:
         self.limits = limits or Limits()
@@ -142,6 +142,28 @@ class ResponseFraming:
     def _fail(self, status_code: int, reason: str) -> ProtocolFailure:
         self._failed = True
         return ProtocolFailure(status_code, reason)
+
+    def receive_data(self, data: bytes) -> None:
+        """Take bytes from the client; ``b""`` means the client closed its side."""
+        raise NotImplementedError
+
+    def next_event(self) -> ConnectionEvent:
+        """Return the next thing the client said, or ``NEED_DATA`` / ``PAUSED``."""
+        raise NotImplementedError
+
+    def finish_cycle(self) -> Cycle:
+        """Once a response has ended: decide whether the connection is kept."""
+        raise NotImplementedError
+
+    @property
+    def buffered_bytes(self) -> int:
+        """How many received bytes wait to be handed out."""
+        raise NotImplementedError
+
+    @property
+    def has_partial_request(self) -> bool:
+        """True when some bytes of a next request have arrived, but not its whole head."""
+        raise NotImplementedError
 
     def request_close(self) -> None:
         """Close after the current response, and say so in it if it has not started."""
@@ -262,7 +284,7 @@ class ResponseFraming:
         return self.respond(status_code, headers, body)
 
 
-class ServerConnection(ResponseFraming):
+class ServerConnection(BaseServerConnection):
     """One HTTP/1.1 connection seen from the server, parsed by h11; see the module docstring."""
 
     def __init__(self, limits: Limits | None = None) -> None:

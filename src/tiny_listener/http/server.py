@@ -31,7 +31,6 @@ from .protocol import (
     ProtocolFailure,
     RequestHead,
     ResponseError,
-    ServerConnection,
 )
 from .responses import StreamingResponse
 
@@ -56,7 +55,7 @@ class HTTPConnection(asyncio.Protocol):
     def __init__(self, listener: HTTPListener) -> None:
         self.listener = listener
         self.limits = listener.limits
-        self.conn = ServerConnection(self.limits)
+        self.conn = listener._new_protocol()
         self.transport: asyncio.Transport | None = None
         self.client: Tuple[str, int] | None = None
         # The request being read or answered; the next one waits in h11's buffer.
