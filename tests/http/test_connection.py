@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from typing import Any, Dict
 
 from tiny_listener import Param
@@ -126,3 +127,21 @@ async def test_requests_on_many_connections_at_once() -> None:
                 return (await client.request("GET", f"/wait/c{i}")).body
 
         assert await asyncio.gather(*(one(i) for i in range(50))) == [f"c{i}".encode() for i in range(50)]
+
+
+REQUEST_MARK: contextvars.ContextVar[str] = contextvars.ContextVar("request_mark", default="unset")
+
+
+async def test_a_pipelined_request_inherits_no_context_variable_from_the_one_before() -> None:
+    app = HTTPListener()
+
+    @app.on_event("GET:/mark/{name}")
+    async def mark(name: Param) -> str:
+        seen = REQUEST_MARK.get()
+        REQUEST_MARK.set(name)  # as a tracing middleware would set a trace id
+        return seen
+
+    async with serving(app), connect(app) as client:
+        await client.send(b"GET /mark/a HTTP/1.1\r\nHost: t\r\n\r\nGET /mark/b HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert (await read_reply(client.reader)).body == b"unset"
+        assert (await read_reply(client.reader)).body == b"unset"

@@ -17,6 +17,7 @@ pipelined request only once the current response has ended.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from typing import TYPE_CHECKING, Any, List, Tuple
 from urllib.parse import unquote
@@ -68,6 +69,8 @@ class HTTPConnection(asyncio.Protocol):
         self._drain_waiter: asyncio.Future[None] | None = None
         self._processing = False
         self.closed = False
+        # The context transport callbacks run in; see _response_complete.
+        self._context = contextvars.copy_context()
 
     # ------------------------------------------------------------------ transport callbacks
 
@@ -278,9 +281,14 @@ class HTTPConnection(asyncio.Protocol):
             self._response_complete(ctx)
         finally:
             ctx._response_state = SENT
+            # A generator cut short (client gone, error) runs its cleanup now, not at GC time.
             aclose = getattr(content, "aclose", None)
             if aclose is not None:
                 await aclose()
+            else:
+                close = getattr(content, "close", None)
+                if close is not None:
+                    close()
 
     def _write_chunk(self, chunk: Any) -> bool:
         if self.closed:
@@ -320,7 +328,13 @@ class HTTPConnection(asyncio.Protocol):
             return
         if self._reading_paused:
             self._resume_reading()
-        self._process()
+        if self.conn.buffered_bytes:
+            # A pipelined request waits. This runs in the task of the request just answered:
+            # start the next one from the connection's own context, so that it inherits no
+            # context variable (a trace id...) from its predecessor.
+            self._loop.call_soon(self._process, context=self._context)
+        else:
+            self._process()
 
     def _log_access(self, ctx: HTTPContext, status_code: int) -> None:
         if access_logger.isEnabledFor(logging.INFO):
