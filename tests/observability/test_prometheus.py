@@ -6,6 +6,7 @@ import asyncio
 import importlib
 import socket
 import sys
+import threading
 import urllib.request
 from typing import Dict, Tuple
 
@@ -140,6 +141,38 @@ async def test_serve_on_a_taken_port_fails_the_startup() -> None:
         with pytest.raises(OSError):
             await app.main()
     assert not app.listening.is_set()
+
+
+async def test_scrapes_from_another_thread_while_events_run() -> None:
+    # The server's thread reads the figures while the loop's thread updates them.
+    app = make_app()
+    exporter = PrometheusExporter(RouteMetrics().install(app))
+    server = exporter.start_http_server(0)
+    url = f"http://127.0.0.1:{server.port}/metrics"
+    stop = threading.Event()
+    scrapes: list[Samples] = []
+
+    def scrape_until_stopped() -> None:
+        while not stop.is_set() or not scrapes:
+            scrapes.append(parse(fetch(url)))
+
+    scraper = asyncio.ensure_future(asyncio.to_thread(scrape_until_stopped))
+    try:
+        for batch in range(20):
+            await asyncio.gather(*(app.trigger_event(f"user:{batch}-{i}") for i in range(200)))
+    finally:
+        stop.set()
+        await scraper
+        await asyncio.to_thread(server.close)
+    started = [scrape.get(("tiny_listener_events_started_total", HELLO), 0.0) for scrape in scrapes]
+    assert started == sorted(started)
+    for scrape in scrapes:
+        if ("tiny_listener_event_duration_seconds_count", HELLO) in scrape:
+            inf_bucket = ("tiny_listener_event_duration_seconds_bucket", (*HELLO[:1], ("le", "+Inf"), *HELLO[1:]))
+            assert scrape[inf_bucket] == scrape[("tiny_listener_event_duration_seconds_count", HELLO)]
+            assert scrape[("tiny_listener_events_in_flight", HELLO)] >= 0
+    final = parse(exporter.generate_latest().decode())
+    assert final[("tiny_listener_events_started_total", HELLO)] == 4000
 
 
 def test_a_registry_refuses_the_same_metrics_twice() -> None:
