@@ -234,7 +234,21 @@ async def test_unfinished_message_is_requeued_after_shutdown_timeout(names: Name
     async with running(app):
         await app.publish("stuck", {})
         await asyncio.wait_for(started.wait(), 10)
-    assert await message_count(channel, app.queue) == 1
+
+    # Left unacknowledged: RabbitMQ gives it to the next consumer, marked redelivered.
+    second = names.app(queue=app.queue)
+    again: List[bool] = []
+    got_it = asyncio.Event()
+
+    @second.on_event("stuck")
+    async def stuck_again(event: Event) -> None:
+        again.append(event.ctx.scope["message"].redelivered)
+        got_it.set()
+
+    async with running(second):
+        await asyncio.wait_for(got_it.wait(), 10)
+    assert again == [True]
+    assert await message_count(channel, app.queue) == 0
 
 
 async def test_publishing_to_a_missing_exchange_fails_and_publishing_goes_on(names: Names) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import TYPE_CHECKING, Any, Dict, Iterator, Mapping, Set
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from ..backoff import backoff_delays, retry_delay
 from ..codecs import Codec, DecodeError, JsonCodec
@@ -178,7 +179,7 @@ class AMQPListener(Listener[CTXType]):
                 lost = _ConnectionLoss()
                 try:
                     connection = await aio_pika.connect(
-                        self.url, client_properties={"connection_name": self.connection_name}
+                        _with_connection_name(self.url, self.connection_name)
                     )
                     connection.close_callbacks.add(lost)
                     queue = await self._set_up(connection)
@@ -186,9 +187,12 @@ class AMQPListener(Listener[CTXType]):
                     # consuming just as well: start over on a new connection then.
                     if self._channel is not None:
                         self._channel.close_callbacks.add(lost)
-                        # So does RabbitMQ cancelling the consumer (the queue was deleted).
+                        # So does RabbitMQ cancelling the consumer (the queue was deleted); only
+                        # recent aiormq versions report that (7.2 does, 6.8 does not).
                         underlay = await self._channel.get_underlay_channel()
-                        underlay.on_consumer_cancel_callbacks.add(lost.consumer_cancelled)
+                        cancel_callbacks = getattr(underlay, "on_consumer_cancel_callbacks", None)
+                        if cancel_callbacks is not None:
+                            cancel_callbacks.add(lost.consumer_cancelled)
                     self._accepting = True
                     consumer_tag = await queue.consume(self._on_message)
                 except (OSError, aio_pika.exceptions.AMQPError, asyncio.TimeoutError) as exc:
@@ -423,3 +427,13 @@ class _ConnectionLoss:
 
 class ConsumerCancelled(ListenerError):
     """RabbitMQ cancelled the listener's consumer, for example because its queue was deleted."""
+
+
+def _with_connection_name(url: str, name: str) -> str:
+    """Return ``url`` with ``name=`` in its query unless it has one: the connection name shown
+    by RabbitMQ, set the way every aio-pika/aiormq version reads it."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if any(key == "name" for key, _ in query):
+        return url
+    return urlunsplit(parts._replace(query=urlencode([*query, ("name", name)], quote_via=quote)))
