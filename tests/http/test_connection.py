@@ -145,3 +145,12 @@ async def test_a_pipelined_request_inherits_no_context_variable_from_the_one_bef
         await client.send(b"GET /mark/a HTTP/1.1\r\nHost: t\r\n\r\nGET /mark/b HTTP/1.1\r\nHost: t\r\n\r\n")
         assert (await read_reply(client.reader)).body == b"unset"
         assert (await read_reply(client.reader)).body == b"unset"
+
+
+async def test_a_client_that_shuts_down_its_side_after_the_request_still_gets_the_answer() -> None:
+    async with serving(make_app()) as (app, _), connect(app) as client:
+        await client.send(b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n")
+        client.writer.write_eof()
+        reply = await read_reply(client.reader)
+        assert reply.body == b"hello"
+        assert await at_eof(client.reader)

@@ -220,7 +220,8 @@ class HttptoolsConnection(BaseServerConnection):
                     self._current_body_done = True
                     return BODY_END  # type: ignore[no-any-return]
                 self._skipping_body = False
-            else:  # CLIENT_CLOSED
+            else:  # CLIENT_CLOSED: answer the current request, if any, then close
+                self._keep_alive = False
                 return item  # type: ignore[no-any-return]
         return NEED_DATA
 
