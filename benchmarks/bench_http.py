@@ -4,9 +4,11 @@ against uvicorn (``--http h11`` and ``--http httptools``) serving a minimal ASGI
 same route, in the same run, on loopback.
 
 Load: ``wrk`` (where installed) or a small asyncio client, 50 keep-alive connections on
-``GET /user/bob``. Each server gets a short warm-up, then RSS is read, the load runs for
-``--duration`` seconds, and RSS is read again. Servers run with ``--log-level warning`` (no
-access log line per request) so that terminal output is not what is measured.
+``GET /user/bob``. All servers run side by side; each gets a short warm-up, then the load
+visits them in turn, ``--slice`` seconds at a time, until each had ``--duration`` seconds;
+ratios are medians of per-round ratios. RSS is read after the warm-up and at the end. Servers
+run with ``--log-level warning`` (no access log line per request) so that terminal output is
+not what is measured.
 
     python benchmarks/bench_http.py               # 60 s per server
     python benchmarks/bench_http.py --duration 10 # a quicker run
@@ -20,6 +22,7 @@ import os
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -121,33 +124,39 @@ def run_asyncio_client(port: int, duration: float, connections: int) -> Dict[str
     return {"requests_per_s": len(latencies) / duration, "p99_ms": p99 * 1e3, "errors": 0.0}
 
 
-# ---------------------------------------------------------------- one server
+# ---------------------------------------------------------------- the run
+
+SERVERS = ("tiny_listener", "uvicorn_h11", "tiny_listener_httptools", "uvicorn_httptools")
 
 
-def measure(name: str, cmd: List[str], port: int, duration: float, connections: int, load: Any) -> Dict[str, float]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    try:
-        wait_until_answering(port, proc)
-        load(port, min(3.0, duration), connections)  # warm-up: caches, allocator, JIT-free but lazy imports
-        rss_before = rss_mb(proc.pid)
-        figures = load(port, duration, connections)
-        figures["rss_growth_mb"] = rss_mb(proc.pid) - rss_before
-        figures["rss_end_mb"] = rss_mb(proc.pid)
-        eprint(f"{name}: {figures}")
-        return figures
-    finally:
-        proc.terminate()
+class Server:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.port = free_port()
+        env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+        cmd = server_commands(self.port)[name]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        self.rounds: List[Dict[str, float]] = []
+        self.rss_start = 0.0
+        self.rss_end = 0.0
+
+    def stop(self) -> None:
+        self.proc.terminate()
         try:
-            proc.wait(10)
+            self.proc.wait(10)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            self.proc.kill()
+            self.proc.wait()
+
+
+def median_of(values: List[float]) -> float:
+    return statistics.median(values) if values else float("nan")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of load per server (default 60)")
+    parser.add_argument("--slice", type=float, default=10.0, help="seconds per server per round (default 10)")
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--client", choices=("auto", "wrk", "asyncio"), default="auto")
     args = parser.parse_args()
@@ -158,27 +167,50 @@ def main() -> None:
     if probe.returncode != 0:
         sys.exit("uvicorn and httptools are needed for the baseline: pip install -e '.[bench]'")
 
-    results: Dict[str, Dict[str, float]] = {}
-    for name in ("tiny_listener", "uvicorn_h11", "tiny_listener_httptools", "uvicorn_httptools"):
-        port = free_port()
-        results[name] = measure(name, server_commands(port)[name], port, args.duration, args.connections, load)
+    # All servers run side by side, and the load visits them in turn, slice by slice: a noisy
+    # shared machine then slows every side of a ratio alike (ratios are taken per round).
+    slice_s = min(args.slice, args.duration)
+    rounds = max(1, round(args.duration / slice_s))
+    servers = [Server(name) for name in SERVERS]
+    try:
+        for server in servers:
+            wait_until_answering(server.port, server.proc)
+            load(server.port, min(3.0, slice_s), args.connections)  # warm-up
+            server.rss_start = rss_mb(server.proc.pid)
+        for index in range(rounds):
+            for server in servers:
+                figures = load(server.port, slice_s, args.connections)
+                server.rounds.append(figures)
+                eprint(f"round {index + 1}/{rounds} {server.name}: {figures}")
+        for server in servers:
+            server.rss_end = rss_mb(server.proc.pid)
+    finally:
+        for server in servers:
+            server.stop()
 
-    ours, h11_base, fast_base = results["tiny_listener"], results["uvicorn_h11"], results["uvicorn_httptools"]
-    figures: Dict[str, Any] = {"load_generator": "wrk" if use_wrk else "asyncio", "duration_s": args.duration,
-                               "connections": args.connections}
-    for name, res in results.items():
-        figures[f"{name}_requests_per_s"] = res["requests_per_s"]
-        figures[f"{name}_p99_ms"] = res["p99_ms"]
-        figures[f"{name}_rss_growth_mb"] = res["rss_growth_mb"]
-    figures["ratio_vs_uvicorn_h11"] = ours["requests_per_s"] / h11_base["requests_per_s"]
-    figures["ratio_vs_uvicorn_httptools"] = ours["requests_per_s"] / fast_base["requests_per_s"]
-    figures["ratio_httptools_parser_vs_uvicorn_httptools"] = (
-        results["tiny_listener_httptools"]["requests_per_s"] / fast_base["requests_per_s"]
-    )
+    by_name = {server.name: server for server in servers}
+
+    def ratio(ours: str, baseline: str) -> float:
+        pairs = zip(by_name[ours].rounds, by_name[baseline].rounds)
+        return median_of([a["requests_per_s"] / b["requests_per_s"] for a, b in pairs])
+
+    figures: Dict[str, Any] = {
+        "load_generator": "wrk" if use_wrk else "asyncio",
+        "seconds_per_server": rounds * slice_s,
+        "rounds": rounds,
+        "connections": args.connections,
+    }
+    for server in servers:
+        figures[f"{server.name}_requests_per_s"] = median_of([r["requests_per_s"] for r in server.rounds])
+        figures[f"{server.name}_p99_ms_worst_round"] = max(r["p99_ms"] for r in server.rounds)
+        figures[f"{server.name}_rss_growth_mb"] = server.rss_end - server.rss_start
+    figures["ratio_vs_uvicorn_h11"] = ratio("tiny_listener", "uvicorn_h11")
+    figures["ratio_vs_uvicorn_httptools"] = ratio("tiny_listener", "uvicorn_httptools")
+    figures["ratio_httptools_parser_vs_uvicorn_httptools"] = ratio("tiny_listener_httptools", "uvicorn_httptools")
     figures["goal_ratio_vs_uvicorn_h11_at_least"] = 1.2
     figures["goal_p99_ms_under"] = 20.0
     figures["goal_rss_growth_mb_under"] = 10.0
-    figures["errors"] = sum(res["errors"] for res in results.values())
+    figures["errors"] = sum(r["errors"] for server in servers for r in server.rounds)
     report("http", figures)
 
 
