@@ -15,6 +15,7 @@ from tiny_listener.http import (
     JSONResponse,
     Request,
     Response,
+    ResponseAlreadyStarted,
     StreamingResponse,
 )
 
@@ -100,6 +101,15 @@ def make_app() -> HTTPListener:
             "version": request.http_version,
             "body": (await request.body()).decode(),
         }
+
+    @app.on_event("GET:/injection")
+    async def injection() -> Response:
+        return Response("x", headers={"X-Evil": "a\r\nSet-Cookie: stolen=1"})
+
+    @app.on_event("GET:/twice")
+    async def twice(ctx: HTTPContext) -> None:
+        ctx.response(200, "first")
+        ctx.response(200, "second")  # raises ResponseAlreadyStarted: logged, the first stands
 
     @app.on_event("GET:/bad-return")
     async def bad_return() -> Any:
@@ -241,3 +251,27 @@ async def test_the_context_class_must_be_an_http_context() -> None:
         app.set_context_cls(Request)
     async with serving(app), connect(app) as client:
         assert (await client.request("GET", "/greet")).body == b"hi from /greet"
+
+
+async def test_header_injection_is_refused_with_500(caplog: pytest.LogCaptureFixture) -> None:
+    async with serving(make_app()) as (app, _), connect(app) as client:
+        reply = await client.request("GET", "/injection")
+        assert reply.status == 500 and "set-cookie" not in reply.headers
+        assert (await client.request("GET", "/user/next")).status == 200
+
+
+async def test_a_second_answer_fails_and_the_first_stands(caplog: pytest.LogCaptureFixture) -> None:
+    async with serving(make_app()) as (app, _), connect(app) as client:
+        reply = await client.request("GET", "/twice")
+        assert (reply.status, reply.body) == (200, b"first")
+        assert (await client.request("GET", "/user/next")).status == 200
+    assert any(
+        r.exc_info and isinstance(r.exc_info[1], ResponseAlreadyStarted) for r in caplog.records if r.exc_info
+    )
+
+
+async def test_head_on_a_streaming_route_sends_no_body() -> None:
+    async with serving(make_app()) as (app, _), connect(app) as client:
+        reply = await client.request("HEAD", "/stream")
+        assert reply.status == 200 and reply.headers["content-type"] == "text/plain"
+        assert (await client.request("GET", "/sync-stream")).body == b"ab"
