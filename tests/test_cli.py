@@ -109,3 +109,9 @@ def test_an_app_dir_named_like_a_command_is_an_option_value(tmp_path: Path) -> N
     (app_dir / "mod.py").write_text("x = 1\n")
     result = run_cli("--app-dir", "routes", "mod:x", cwd=tmp_path)
     assert result.returncode == 1 and "not a tiny_listener.Listener" in result.stderr
+
+
+def test_http_parser_option_is_rejected_for_a_listener_without_a_parser(tmp_path: Path) -> None:
+    (tmp_path / "app_mod.py").write_text(APP)
+    result = run_cli("--app-dir", str(tmp_path), "--http", "h11", "app_mod:app")
+    assert result.returncode == 2 and "--http is not supported" in result.stderr

@@ -74,16 +74,22 @@ def configure_logging(level: str) -> None:
     root.setLevel(level.upper())
 
 
-def apply_network_options(listener: Listener[Any], host: str | None, port: int | None) -> None:
-    """Set ``listener.host``/``listener.port`` from ``--host``/``--port``.
+# Listener attributes that ``run`` options set, and the option that sets each.
+LISTENER_OPTIONS = {"host": "--host", "port": "--port", "parser": "--http"}
 
-    Raises ``click.UsageError`` if given to a listener that has no such attribute.
+
+def apply_listener_options(listener: Listener[Any], **values: Any) -> None:
+    """Set listener attributes from ``run`` options (``host``, ``port``, ``parser``); a value of
+    ``None`` means the option was not given.
+
+    Raises ``click.UsageError`` if an option is given to a listener without that attribute.
     """
-    for name, value in (("host", host), ("port", port)):
+    for name, value in values.items():
         if value is None:
             continue
         if not hasattr(listener, name):
-            raise click.UsageError(f"--{name} is not supported by {type(listener).__name__} (it has no {name!r})")
+            option = LISTENER_OPTIONS[name]
+            raise click.UsageError(f"{option} is not supported by {type(listener).__name__} (it has no {name!r})")
         setattr(listener, name, value)
 
 
@@ -122,6 +128,13 @@ log_format_option = click.option(
 @log_format_option
 @click.option("--host", default=None, help="Address to listen on, for listeners that have one.")
 @click.option("--port", type=int, default=None, help="Port to listen on, for listeners that have one.")
+@click.option(
+    "--http",
+    "parser",
+    type=click.Choice(["h11", "httptools"]),
+    default=None,
+    help="HTTP parser, for the HTTP listener (default h11; httptools needs the httptools extra).",
+)
 @click.option("--shutdown-timeout", type=float, default=None, help="Seconds to wait for in-flight events at shutdown.")
 @click.option("--reload", is_flag=True, help="Restart when a .py file under --app-dir changes (extra: reload).")
 @click.argument("app")
@@ -131,6 +144,7 @@ def run(
     log_format: str,
     host: str | None,
     port: int | None,
+    parser: str | None,
     shutdown_timeout: float | None,
     reload: bool,
     app: str,
@@ -143,12 +157,12 @@ def run(
         try:
             from .devtools.reload import run_with_reload
 
-            serve_args = (app, app_dir, log_level, log_format, host, port, shutdown_timeout)
+            serve_args = (app, app_dir, log_level, log_format, host, port, parser, shutdown_timeout)
             run_with_reload(app_dir, serve_in_child, serve_args)
         except MissingExtraError as exc:
             raise click.ClickException(str(exc)) from None
         return
-    serve(app, app_dir, log_level, log_format, host, port, shutdown_timeout)
+    serve(app, app_dir, log_level, log_format, host, port, parser, shutdown_timeout)
 
 
 def serve(
@@ -158,6 +172,7 @@ def serve(
     log_format: str,
     host: str | None,
     port: int | None,
+    parser: str | None,
     shutdown_timeout: float | None,
 ) -> None:
     """Configure logging, import APP and run it: the body of ``run``, also run by ``--reload``
@@ -166,7 +181,7 @@ def serve(
     if log_format == "json":
         use_json_format()
     listener = load_listener(app, app_dir)
-    apply_network_options(listener, host, port)
+    apply_listener_options(listener, host=host, port=port, parser=parser)
     if shutdown_timeout is not None:
         listener.shutdown_timeout = shutdown_timeout
     log_events(listener)

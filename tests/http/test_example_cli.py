@@ -7,6 +7,8 @@ import signal
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import free_port
 
 from .client import TIMEOUT, Client
@@ -14,11 +16,12 @@ from .client import TIMEOUT, Client
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
-async def test_the_example_runs_from_the_cli_answers_and_stops_on_sigint() -> None:
+@pytest.mark.parametrize("parser_option", [[], ["--http", "httptools"]], ids=["default", "httptools"])
+async def test_the_example_runs_from_the_cli_answers_and_stops_on_sigint(parser_option: list[str]) -> None:
     port = free_port()
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "tiny_listener", "--app-dir", str(EXAMPLES),
-        "--host", "127.0.0.1", "--port", str(port), "http_app:app",
+        "--host", "127.0.0.1", "--port", str(port), *parser_option, "http_app:app",
         stderr=asyncio.subprocess.PIPE,
     )
     assert proc.stderr is not None

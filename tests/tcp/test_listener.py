@@ -278,10 +278,10 @@ async def test_graceful_shutdown_refuses_new_connections_finishes_in_flight_fram
 
 
 async def test_cli_host_and_port_options_apply() -> None:
-    from tiny_listener.cli import apply_network_options
+    from tiny_listener.cli import apply_listener_options
 
     app: Listener[Any] = TCPListener()
-    apply_network_options(app, "0.0.0.0", 9999)
+    apply_listener_options(app, host="0.0.0.0", port=9999)
     assert (app.host, app.port) == ("0.0.0.0", 9999)  # type: ignore[attr-defined]
 
 
