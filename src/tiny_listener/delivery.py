@@ -1,17 +1,18 @@
 """What a broker listener does with a message, decided without any network code.
 
-Shared by the broker listeners: how a payload becomes event data, and what follows a failed
-delivery (retry after a delay, or dead-letter once the retries are used up). The reasons a
-message is dead-lettered are named here once, as they appear in dead-letter headers.
+Shared by the broker listeners: the delivery settings they all take (checked here once), how a
+payload becomes event data, and what follows a failed delivery (retry after a delay, or
+dead-letter once the retries are used up). The reasons a message is dead-lettered are named
+here once, as they appear in dead-letter headers.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
+from typing import Iterator, Union
 
 from ._types import EventData
-from .backoff import retry_delay
+from .backoff import backoff_delays, retry_delay
 from .codecs import Codec
 
 NO_ROUTE = "no-route"
@@ -22,6 +23,52 @@ UNDECODABLE = "undecodable"
 
 HANDLER_FAILED = "handler-failed"
 """Dead-letter reason: the handler failed on every allowed attempt."""
+
+
+class DeliverySettings:
+    """The delivery settings every broker listener (AMQP, NATS, MQTT) takes, checked in one
+    place and kept as plain attributes of the listener, which mixes this class in and calls
+    :meth:`_set_delivery_settings` from its constructor.
+
+    ``max_in_flight`` messages at most are handled at once; a failed handler is retried
+    ``max_retries`` times, after ``retry_backoff`` seconds doubling up to ``max_retry_delay``;
+    a lost connection is re-made after ``reconnect_backoff`` seconds doubling up to
+    ``max_reconnect_delay``.
+    """
+
+    max_in_flight: int
+    max_retries: int
+    retry_backoff: float
+    reconnect_backoff: float
+    max_retry_delay: float = 30.0
+    max_reconnect_delay: float = 10.0
+
+    def _set_delivery_settings(
+        self, *, max_in_flight: int, max_retries: int, retry_backoff: float, reconnect_backoff: float
+    ) -> None:
+        """Check and keep the settings; raise ``ValueError`` if ``max_in_flight`` is below 1 or
+        ``max_retries`` below 0."""
+        if max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be at least 1, not {max_in_flight}")
+        if max_retries < 0:
+            raise ValueError(f"max_retries must be 0 or more, not {max_retries}")
+        self.max_in_flight = max_in_flight
+        self.max_retries = max_retries
+        self.retry_backoff = retry_backoff
+        self.reconnect_backoff = reconnect_backoff
+
+    def _reconnect_delays(self) -> Iterator[float]:
+        """Return a fresh series of delays before the reconnect attempts (restarted after every
+        successful connection)."""
+        return backoff_delays(initial=self.reconnect_backoff, maximum=self.max_reconnect_delay)
+
+
+def dead_letter_target(dead_letter: str | bool, default: str) -> str | None:
+    """Return where a listener dead-letters messages, given its ``dead_letter`` argument:
+    ``default`` for True, the name given for a string, None (log and drop) for False or ``""``."""
+    if dead_letter is True:
+        return default
+    return dead_letter or None
 
 
 def payload_to_data(payload: bytes, codec: Codec) -> EventData:

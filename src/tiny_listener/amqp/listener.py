@@ -9,13 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any, Dict, Iterator, Mapping, Set
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Set
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
-from ..backoff import backoff_delays, retry_delay
+from ..backoff import retry_delay
 from ..codecs import Codec, DecodeError, JsonCodec
 from ..context import Context
-from ..delivery import NO_ROUTE, UNDECODABLE, DeadLetter, after_failure, data_to_payload, payload_to_data
+from ..delivery import (
+    NO_ROUTE,
+    UNDECODABLE,
+    DeadLetter,
+    DeliverySettings,
+    after_failure,
+    data_to_payload,
+    dead_letter_target,
+    payload_to_data,
+)
 from ..errors import EventNotFound, ListenerError
 from ..listener import CTXType, Listener
 from ..optional import require
@@ -34,7 +43,7 @@ class NotConnected(ListenerError):
     """The listener has no open connection to RabbitMQ (not started yet, or reconnecting)."""
 
 
-class AMQPListener(Listener[CTXType]):
+class AMQPListener(DeliverySettings, Listener[CTXType]):
     """Consume ``queue`` on RabbitMQ at ``url``; every message becomes an event.
 
     - The event path is the message's ``x-event-path`` header, else its routing key; the body,
@@ -56,9 +65,6 @@ class AMQPListener(Listener[CTXType]):
       ``shutdown_timeout``); unfinished ones stay unacknowledged and RabbitMQ redelivers them.
     """
 
-    max_retry_delay: float = 30.0
-    max_reconnect_delay: float = 10.0
-
     def __init__(
         self,
         url: str = DEFAULT_URL,
@@ -79,10 +85,12 @@ class AMQPListener(Listener[CTXType]):
         shutdown_timeout: float | None = None,
     ) -> None:
         super().__init__(max_event_history=max_event_history, shutdown_timeout=shutdown_timeout)
-        if max_in_flight < 1:
-            raise ValueError("max_in_flight must be at least 1")
-        if max_retries < 0:
-            raise ValueError("max_retries must be 0 or more")
+        self._set_delivery_settings(
+            max_in_flight=max_in_flight,
+            max_retries=max_retries,
+            retry_backoff=retry_backoff,
+            reconnect_backoff=reconnect_backoff,
+        )
         self.url = url
         self.queue = queue
         self.exchange = exchange
@@ -90,13 +98,7 @@ class AMQPListener(Listener[CTXType]):
         self.durable = durable
         self.bind_routes = bind_routes
         self.codec: Codec = codec if codec is not None else JsonCodec()
-        self.max_in_flight = max_in_flight
-        self.max_retries = max_retries
-        self.retry_backoff = retry_backoff
-        self.reconnect_backoff = reconnect_backoff
-        self.dead_letter_queue: str | None = (
-            topology.dead_letter_queue_name(queue) if dead_letter is True else (dead_letter or None)
-        )
+        self.dead_letter_queue = dead_letter_target(dead_letter, topology.dead_letter_queue_name(queue))
         self.connection_name = connection_name or f"tiny-listener {queue}"
 
         self._connection: AbstractConnection | None = None
@@ -394,9 +396,6 @@ class AMQPListener(Listener[CTXType]):
         if self._connected is None:
             self._connected = asyncio.Event()
         return self._connected
-
-    def _reconnect_delays(self) -> Iterator[float]:
-        return backoff_delays(initial=self.reconnect_backoff, maximum=self.max_reconnect_delay)
 
     def _safe_url(self) -> str:
         """The URL without its password, for logs."""

@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING, Any, Coroutine, List, Tuple
 from urllib.parse import unquote, urlsplit
 
 from .._types import EventData
-from ..backoff import backoff_delays, retry_delay
+from ..backoff import retry_delay
 from ..codecs import Codec, DecodeError, RawCodec
 from ..context import Context
+from ..delivery import DeliverySettings
 from ..errors import EventNotFound, ListenerError
 from ..listener import Listener
 from ..optional import require
@@ -44,7 +45,7 @@ def payload_to_data(payload: bytes, codec: Codec | None) -> EventData:
     return decoded if isinstance(decoded, dict) else {"payload": decoded}
 
 
-class MQTTListener(Listener[Context]):
+class MQTTListener(DeliverySettings, Listener[Context]):
     """Subscribe to the topic filters of the routes and run an event per message.
 
     See ``docs/mqtt.md`` for the whole contract. In short: ``url`` is
@@ -87,8 +88,12 @@ class MQTTListener(Listener[Context]):
         super().__init__(max_event_history=max_event_history, shutdown_timeout=shutdown_timeout)
         if qos not in (0, 1, 2):
             raise ValueError(f"qos must be 0, 1 or 2, not {qos!r}")
-        if max_in_flight < 1:
-            raise ValueError(f"max_in_flight must be at least 1, not {max_in_flight}")
+        self._set_delivery_settings(
+            max_in_flight=max_in_flight,
+            max_retries=max_retries,
+            retry_backoff=retry_backoff,
+            reconnect_backoff=reconnect_backoff,
+        )
         parts = urlsplit(url)
         if parts.scheme not in ("mqtt", "mqtts", "tcp"):
             raise ValueError(f"unsupported MQTT url scheme {parts.scheme!r} in {url!r}: use mqtt:// or mqtts://")
@@ -102,12 +107,8 @@ class MQTTListener(Listener[Context]):
         self.codec = codec
         self.client_id = client_id
         self.clean_session = (client_id is None) if clean_session is None else clean_session
-        self.max_in_flight = max_in_flight
-        self.max_retries = max_retries
-        self.retry_backoff = retry_backoff
         self.max_retry_delay = max_retry_delay
         self.dead_letter = dead_letter
-        self.reconnect_backoff = reconnect_backoff
         self.max_reconnect_delay = max_reconnect_delay
         self.keepalive = keepalive
         self.shared_group = shared_group
@@ -192,7 +193,7 @@ class MQTTListener(Listener[Context]):
         self._slots = asyncio.Semaphore(self.max_in_flight)
         self._settled = asyncio.Event()
         self._settled.set()
-        delays = backoff_delays(self.reconnect_backoff, self.max_reconnect_delay)
+        delays = self._reconnect_delays()
         self._stopped = False
         client: aiomqtt.Client | None = None
         try:
@@ -209,7 +210,7 @@ class MQTTListener(Listener[Context]):
                 try:
                     await client.subscribe(pairs)
                     self._connected(client, pairs)
-                    delays = backoff_delays(self.reconnect_backoff, self.max_reconnect_delay)
+                    delays = self._reconnect_delays()
                     await self._consume(client)
                 except mqtt.MqttError as exc:
                     self._client = None

@@ -8,12 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any, Iterator, List, Mapping, Sequence, Set
+from typing import TYPE_CHECKING, Any, List, Mapping, Sequence, Set
 
-from ..backoff import backoff_delays
 from ..codecs import Codec, DecodeError, JsonCodec
 from ..context import Context
-from ..delivery import NO_ROUTE, UNDECODABLE, DeadLetter, after_failure, data_to_payload, payload_to_data
+from ..delivery import (
+    NO_ROUTE,
+    UNDECODABLE,
+    DeadLetter,
+    DeliverySettings,
+    after_failure,
+    data_to_payload,
+    dead_letter_target,
+    payload_to_data,
+)
 from ..errors import EventNotFound, ListenerError
 from ..listener import CTXType, Listener
 from ..optional import require
@@ -34,7 +42,7 @@ class NotConnected(ListenerError):
     """The listener has no open connection to NATS (not started yet, or reconnecting)."""
 
 
-class NATSListener(Listener[CTXType]):
+class NATSListener(DeliverySettings, Listener[CTXType]):
     """Consume JetStream ``stream`` through the durable pull consumer ``durable``; every
     message becomes an event whose path is the message's subject.
 
@@ -59,8 +67,6 @@ class NATSListener(Listener[CTXType]):
       ``shutdown_timeout``); unfinished ones are nak'ed for immediate redelivery.
     """
 
-    max_retry_delay: float = 30.0
-    max_reconnect_delay: float = 10.0
     # How long one pull request waits for messages; also how soon a lost connection is seen
     # by a consumer that has nothing to do.
     fetch_timeout: float = 1.0
@@ -87,24 +93,20 @@ class NATSListener(Listener[CTXType]):
         shutdown_timeout: float | None = None,
     ) -> None:
         super().__init__(max_event_history=max_event_history, shutdown_timeout=shutdown_timeout)
-        if max_in_flight < 1:
-            raise ValueError("max_in_flight must be at least 1")
-        if max_retries < 0:
-            raise ValueError("max_retries must be 0 or more")
+        self._set_delivery_settings(
+            max_in_flight=max_in_flight,
+            max_retries=max_retries,
+            retry_backoff=retry_backoff,
+            reconnect_backoff=reconnect_backoff,
+        )
         self.url = url
         self.stream = stream
         self.durable = durable
         self.subjects: List[str] | None = list(subjects) if subjects is not None else None
         self.create_stream = create_stream
         self.codec: Codec = codec if codec is not None else JsonCodec()
-        self.max_in_flight = max_in_flight
-        self.max_retries = max_retries
-        self.retry_backoff = retry_backoff
-        self.reconnect_backoff = reconnect_backoff
         self.ack_wait = ack_wait
-        self.dead_letter_subject: str | None = (
-            subjects_.dead_letter_subject(stream) if dead_letter is True else (dead_letter or None)
-        )
+        self.dead_letter_subject = dead_letter_target(dead_letter, subjects_.dead_letter_subject(stream))
         self.connection_name = connection_name or f"tiny-listener {stream}/{durable}"
 
         self._nc: Client | None = None
@@ -395,9 +397,6 @@ class NATSListener(Listener[CTXType]):
         if self._connected is None:
             self._connected = asyncio.Event()
         return self._connected
-
-    def _reconnect_delays(self) -> Iterator[float]:
-        return backoff_delays(initial=self.reconnect_backoff, maximum=self.max_reconnect_delay)
 
 
 async def _log_client_error(error: Exception) -> None:
