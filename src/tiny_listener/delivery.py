@@ -24,6 +24,31 @@ UNDECODABLE = "undecodable"
 HANDLER_FAILED = "handler-failed"
 """Dead-letter reason: the handler failed on every allowed attempt."""
 
+# Headers of the messages a broker listener moves (retry copies, dead letters), named alike on
+# every broker so that one tool can read the dead letters of any of them.
+EVENT_PATH = "x-event-path"
+"""Header: the event path of the message."""
+
+ATTEMPT = "x-attempt"
+"""Header: the delivery attempt (1 for the first)."""
+
+LAST_ERROR = "x-last-error"
+"""Header: ``repr`` of the handler's last error, cut to ``MAX_ERROR_TEXT`` characters."""
+
+DEAD_LETTER_REASON = "x-dead-letter-reason"
+"""Header of a dead letter: why it was dead-lettered (``NO_ROUTE``, ``UNDECODABLE``, ``HANDLER_FAILED``)."""
+
+# Error texts go into headers, which brokers keep in memory: bound them.
+MAX_ERROR_TEXT = 1000
+
+
+def error_text(error: BaseException, *, one_line: bool = False) -> str:
+    """Return ``repr(error)`` for a header, shortened to ``MAX_ERROR_TEXT`` characters; with
+    ``one_line``, every run of whitespace (line breaks included) becomes one space, for
+    brokers whose headers cannot hold line breaks."""
+    text = " ".join(repr(error).split()) if one_line else repr(error)
+    return text if len(text) <= MAX_ERROR_TEXT else text[: MAX_ERROR_TEXT - 3] + "..."
+
 
 class DeliverySettings:
     """The delivery settings every broker listener (AMQP, NATS, MQTT) takes, checked in one

@@ -1,4 +1,5 @@
-"""AMQP message headers the listener reads and writes, named once.
+"""AMQP message headers the listener reads and writes (the names every broker listener shares
+live in :mod:`tiny_listener.delivery`).
 
 A message's event path is its ``x-event-path`` header, or else its routing key (so that
 messages published to a topic exchange by any client work). ``x-attempt`` counts deliveries
@@ -9,15 +10,14 @@ from __future__ import annotations
 
 from typing import Any, Dict, Mapping
 
-EVENT_PATH = "x-event-path"
-ATTEMPT = "x-attempt"
-LAST_ERROR = "x-last-error"
-DEAD_LETTER_REASON = "x-dead-letter-reason"
+from ..delivery import ATTEMPT as ATTEMPT
+from ..delivery import DEAD_LETTER_REASON as DEAD_LETTER_REASON
+from ..delivery import EVENT_PATH as EVENT_PATH
+from ..delivery import LAST_ERROR as LAST_ERROR
+from ..delivery import error_text
+
 ORIGINAL_EXCHANGE = "x-original-exchange"
 ORIGINAL_ROUTING_KEY = "x-original-routing-key"
-
-# Error texts go into headers, which RabbitMQ keeps in memory: bound them.
-MAX_ERROR_TEXT = 1000
 
 
 def event_path(headers: Mapping[str, Any] | None, routing_key: str | None) -> str:
@@ -37,12 +37,6 @@ def attempt(headers: Mapping[str, Any] | None) -> int:
     if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
         return value
     return 1
-
-
-def error_text(error: BaseException) -> str:
-    """Return ``repr(error)``, shortened to fit in a header."""
-    text = repr(error)
-    return text if len(text) <= MAX_ERROR_TEXT else text[: MAX_ERROR_TEXT - 3] + "..."
 
 
 def retry_headers(

@@ -10,21 +10,20 @@ from __future__ import annotations
 import re
 from typing import Any, Dict, List, Mapping
 
+from ..delivery import ATTEMPT as ATTEMPT
+from ..delivery import DEAD_LETTER_REASON as DEAD_LETTER_REASON
+from ..delivery import EVENT_PATH as EVENT_PATH
+from ..delivery import LAST_ERROR as LAST_ERROR
+from ..delivery import error_text
 from ..routing import Route
 from ..wildcards import route_pattern, unique_patterns
 
 SUBJECT_OPT = "subject"
 """``@app.on_event(path, subject="...")`` overrides the subject filter derived from ``path``."""
 
-# Dead-letter headers, named as the AMQP listener names them.
-EVENT_PATH = "x-event-path"
-ATTEMPT = "x-attempt"
-LAST_ERROR = "x-last-error"
-DEAD_LETTER_REASON = "x-dead-letter-reason"
+# Dead-letter headers of NATS only; the others are shared by the broker listeners (delivery.py).
 ORIGINAL_STREAM = "x-original-stream"
 ORIGINAL_SEQUENCE = "x-original-sequence"
-
-MAX_ERROR_TEXT = 1000
 
 _STREAM_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
@@ -52,13 +51,6 @@ def dead_letter_stream(stream: str) -> str:
     return _STREAM_NAME_UNSAFE.sub("_", f"{stream}_dead")
 
 
-def error_text(error: BaseException) -> str:
-    """Return ``repr(error)``, shortened to fit in a header, on one line (NATS headers
-    cannot hold line breaks)."""
-    text = " ".join(repr(error).split())
-    return text if len(text) <= MAX_ERROR_TEXT else text[: MAX_ERROR_TEXT - 3] + "..."
-
-
 def dead_letter_headers(
     headers: Mapping[str, Any] | None,
     path: str,
@@ -74,7 +66,7 @@ def dead_letter_headers(
         **{str(key): str(value) for key, value in (headers or {}).items()},
         EVENT_PATH: path,
         DEAD_LETTER_REASON: reason,
-        LAST_ERROR: error_text(error),
+        LAST_ERROR: error_text(error, one_line=True),  # NATS headers cannot hold line breaks
         ATTEMPT: str(deliveries),
         ORIGINAL_STREAM: stream,
         ORIGINAL_SEQUENCE: str(sequence),
