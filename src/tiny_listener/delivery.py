@@ -1,19 +1,25 @@
 """What a broker listener does with a message, decided without any network code.
 
 Shared by the broker listeners: the delivery settings they all take (checked here once), how a
-payload becomes event data, and what follows a failed delivery (retry after a delay, or
-dead-letter once the retries are used up). The reasons a message is dead-lettered are named
-here once, as they appear in dead-letter headers.
+payload becomes event data and starts its event (or why it cannot), and what follows a failed
+delivery (retry after a delay, or dead-letter once the retries are used up). The reasons a
+message is dead-lettered and the headers that say so are named here once.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
-from typing import Iterator, Union
+from typing import TYPE_CHECKING, Any, Iterator, Union
 
-from ._types import EventData
+from ._types import EventData, Scope
 from .backoff import backoff_delays, retry_delay
-from .codecs import Codec
+from .codecs import Codec, DecodeError
+from .errors import EventNotFound
+
+if TYPE_CHECKING:
+    from .context import Context
+    from .listener import Listener
 
 NO_ROUTE = "no-route"
 """Dead-letter reason: no route matches the message's event path."""
@@ -115,6 +121,32 @@ def data_to_payload(data: object, codec: Codec) -> bytes:
     if isinstance(data, dict) and data.keys() == {"payload"} and not isinstance(data["payload"], dict):
         data = data["payload"]
     return codec.encode(data)
+
+
+@dataclass(frozen=True)
+class Undeliverable:
+    """A message that cannot become an event: dead-letter it, saying ``reason`` and ``error``."""
+
+    reason: str
+    error: Exception
+
+
+def start_event(
+    listener: Listener[Any], path: str, payload: bytes, codec: Codec, scope: Scope
+) -> Union[asyncio.Task[Any], Undeliverable]:
+    """Decode ``payload`` (see :func:`payload_to_data`) and start the event ``path`` in a new
+    anonymous context of ``listener`` holding ``scope``; return the event's task, or an
+    :class:`Undeliverable` saying why there is none (``UNDECODABLE``, ``NO_ROUTE``)."""
+    try:
+        data = payload_to_data(payload, codec)
+    except DecodeError as exc:
+        return Undeliverable(UNDECODABLE, exc)
+    ctx: Context = listener.new_ctx(scope=scope)
+    try:
+        return ctx.trigger_event(path, data=data)
+    except EventNotFound as exc:
+        ctx.drop()  # it ran no event, so nothing would release it
+        return Undeliverable(NO_ROUTE, exc)
 
 
 @dataclass(frozen=True)

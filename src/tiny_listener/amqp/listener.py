@@ -13,19 +13,17 @@ from typing import TYPE_CHECKING, Any, Dict, Mapping, Set
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from ..backoff import retry_delay
-from ..codecs import Codec, DecodeError, JsonCodec
-from ..context import Context
+from ..codecs import Codec, JsonCodec
 from ..delivery import (
-    NO_ROUTE,
-    UNDECODABLE,
     DeadLetter,
     DeliverySettings,
+    Undeliverable,
     after_failure,
     data_to_payload,
     dead_letter_target,
-    payload_to_data,
+    start_event,
 )
-from ..errors import EventNotFound, ListenerError
+from ..errors import ListenerError
 from ..listener import CTXType, Listener
 from ..optional import require
 from . import _headers as headers_
@@ -297,18 +295,10 @@ class AMQPListener(DeliverySettings, Listener[CTXType]):
     async def _process(self, message: AbstractIncomingMessage) -> None:
         """Handle one message: dispatch its event, then ack, retry or dead-letter it."""
         path = headers_.event_path(message.headers, message.routing_key)
-        try:
-            data = payload_to_data(message.body, self.codec)
-        except DecodeError as exc:
-            await self._dead_letter(message, path, UNDECODABLE, exc)
-            return
         attempt = headers_.attempt(message.headers)
-        ctx: Context = self.new_ctx(scope={"message": message, "attempt": attempt})
-        try:
-            task = ctx.trigger_event(path, data=data)
-        except EventNotFound as exc:
-            ctx.drop()
-            await self._dead_letter(message, path, NO_ROUTE, exc)
+        task = start_event(self, path, message.body, self.codec, {"message": message, "attempt": attempt})
+        if isinstance(task, Undeliverable):
+            await self._dead_letter(message, path, task.reason, task.error)
             return
         try:
             await task

@@ -10,19 +10,17 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any, List, Mapping, Sequence, Set
 
-from ..codecs import Codec, DecodeError, JsonCodec
-from ..context import Context
+from ..codecs import Codec, JsonCodec
 from ..delivery import (
-    NO_ROUTE,
-    UNDECODABLE,
     DeadLetter,
     DeliverySettings,
+    Undeliverable,
     after_failure,
     data_to_payload,
     dead_letter_target,
-    payload_to_data,
+    start_event,
 )
-from ..errors import EventNotFound, ListenerError
+from ..errors import ListenerError
 from ..listener import CTXType, Listener
 from ..optional import require
 from . import _subjects as subjects_
@@ -311,17 +309,9 @@ class NATSListener(DeliverySettings, Listener[CTXType]):
         path = message.subject
         metadata = message.metadata
         attempt = metadata.num_delivered
-        try:
-            data = payload_to_data(message.data, self.codec)
-        except DecodeError as exc:
-            await self._dead_letter(message, path, UNDECODABLE, exc)
-            return
-        ctx: Context = self.new_ctx(scope={"message": message, "attempt": attempt})
-        try:
-            task = ctx.trigger_event(path, data=data)
-        except EventNotFound as exc:
-            ctx.drop()
-            await self._dead_letter(message, path, NO_ROUTE, exc)
+        task = start_event(self, path, message.data, self.codec, {"message": message, "attempt": attempt})
+        if isinstance(task, Undeliverable):
+            await self._dead_letter(message, path, task.reason, task.error)
             return
         try:
             await self._await_with_progress(task, message)
