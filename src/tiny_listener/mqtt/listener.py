@@ -8,7 +8,7 @@ import functools
 import logging
 import ssl
 import uuid
-from typing import TYPE_CHECKING, Any, Coroutine, List, Tuple
+from typing import TYPE_CHECKING, Any, AsyncIterator, Coroutine, List, Tuple
 from urllib.parse import unquote, urlsplit
 
 from .._types import EventData
@@ -227,18 +227,22 @@ class MQTTListener(DeliverySettings, Listener[Context]):
 
     async def _consume(self, client: aiomqtt.Client) -> None:
         """Start an event per message until the connection drops (``MqttError``)."""
-        assert self._slots is not None
         messages = client.messages
         while True:
-            # A slot first, then a message: a message is never held while waiting, so a
-            # cancellation here leaves it in the client's queue for the shutdown to handle.
-            await self._slots.acquire()
-            try:
-                message = await messages.__anext__()
-            except BaseException:
-                self._slots.release()
-                raise
-            self._start(client, message)
+            await self._start_next(client, messages)
+
+    async def _start_next(self, client: aiomqtt.Client, messages: AsyncIterator[aiomqtt.Message]) -> None:
+        """Wait for a free slot, then for the next message, and start its event."""
+        assert self._slots is not None
+        # A slot first, then a message: a message is never held while waiting, so a
+        # cancellation here leaves it in the client's queue for the shutdown to handle.
+        await self._slots.acquire()
+        try:
+            message = await messages.__anext__()
+        except BaseException:
+            self._slots.release()
+            raise
+        self._start(client, message)
 
     def _new_client(self, mqtt: Any) -> aiomqtt.Client:
         client: aiomqtt.Client = mqtt.Client(
@@ -296,16 +300,9 @@ class MQTTListener(DeliverySettings, Listener[Context]):
         received = len(messages)
         if received:
             logger.info("handling %d MQTT message(s) received before shutdown", received)
-        assert self._slots is not None
         try:
             for _ in range(received):
-                await self._slots.acquire()
-                try:
-                    message = await messages.__anext__()
-                except BaseException:
-                    self._slots.release()
-                    raise
-                self._start(client, message)
+                await self._start_next(client, messages)
         except mqtt.MqttError as exc:  # the connection dropped meanwhile: the rest is the broker's
             logger.warning("lost MQTT broker %s during shutdown: %s", self.url, exc)
 
