@@ -10,7 +10,7 @@ before it and sets ``error``; every later ``feed`` raises that error again.
 from __future__ import annotations
 
 import struct
-from typing import List, Union
+from typing import Generic, List, TypeVar, Union
 
 from ..errors import ListenerError
 
@@ -27,7 +27,36 @@ class FrameTooLarge(ListenerError):
         self.max_frame_size = max_frame_size
 
 
-class LineFramer:
+_Buffer = TypeVar("_Buffer", bytes, bytearray)
+
+
+class _SizeLimitedFramer(Generic[_Buffer]):
+    """What both framers share: ``max_frame_size``, the bytes of an unfinished frame, and the
+    ``error`` that ends the stream once a frame exceeds the limit (see the module doc)."""
+
+    _buffer: _Buffer
+
+    def __init__(self, max_frame_size: int) -> None:
+        self.max_frame_size = max_frame_size
+        self.error: FrameTooLarge | None = None
+
+    @property
+    def buffered(self) -> int:
+        """How many bytes of an unfinished frame (with its header, if the framing has one) are held."""
+        return len(self._buffer)
+
+    def _fail(self, size: int) -> None:
+        """End the stream on a frame of ``size`` bytes: keep the error, drop what is buffered."""
+        self.error = FrameTooLarge(size, self.max_frame_size)
+        self._buffer = self._buffer[:0]
+
+    def _check_size(self, payload: bytes) -> None:
+        """Raise :class:`FrameTooLarge` if ``payload`` is longer than ``max_frame_size``."""
+        if len(payload) > self.max_frame_size:
+            raise FrameTooLarge(len(payload), self.max_frame_size)
+
+
+class LineFramer(_SizeLimitedFramer[bytes]):
     """Frames end with ``delimiter`` (``b"\\n"``); a ``b"\\r"`` before it is removed, so
     ``nc``/telnet lines ending in CRLF read the same as LF lines. ``max_frame_size`` does not
     count the delimiter."""
@@ -35,19 +64,13 @@ class LineFramer:
     def __init__(self, max_frame_size: int = 65536, delimiter: bytes = b"\n") -> None:
         if not delimiter:
             raise ValueError("the line delimiter must not be empty")
-        self.max_frame_size = max_frame_size
+        super().__init__(max_frame_size)
         self.delimiter = delimiter
-        self.error: FrameTooLarge | None = None
         self._buffer = b""
-
-    @property
-    def buffered(self) -> int:
-        """How many bytes of an unfinished frame are held."""
-        return len(self._buffer)
 
     def feed(self, data: bytes) -> List[bytes]:
         """Return the frames completed by ``data``, in order (see the module doc for errors)."""
-        if self.error is not None:
+        if self.error is not None:  # inline, not a method call: feed() is the hot path
             raise self.error
         if self._buffer:
             data = self._buffer + data
@@ -77,36 +100,25 @@ class LineFramer:
         """
         if self.delimiter in payload:
             raise ValueError(f"a line frame cannot contain the delimiter {self.delimiter!r}; send one line at a time")
-        if len(payload) > self.max_frame_size:
-            raise FrameTooLarge(len(payload), self.max_frame_size)
+        self._check_size(payload)
         return payload + self.delimiter
-
-    def _fail(self, size: int) -> None:
-        self.error = FrameTooLarge(size, self.max_frame_size)
-        self._buffer = b""
 
 
 _HEADER = struct.Struct("!I")
 
 
-class LengthPrefixFramer:
+class LengthPrefixFramer(_SizeLimitedFramer[bytearray]):
     """Each frame is a 4-byte big-endian unsigned length, then that many bytes."""
 
     header_size = _HEADER.size
 
     def __init__(self, max_frame_size: int = 65536) -> None:
-        self.max_frame_size = max_frame_size
-        self.error: FrameTooLarge | None = None
+        super().__init__(max_frame_size)
         self._buffer = bytearray()
-
-    @property
-    def buffered(self) -> int:
-        """How many bytes of an unfinished frame (header included) are held."""
-        return len(self._buffer)
 
     def feed(self, data: bytes) -> List[bytes]:
         """Return the frames completed by ``data``, in order (see the module doc for errors)."""
-        if self.error is not None:
+        if self.error is not None:  # inline, not a method call: feed() is the hot path
             raise self.error
         buffer = self._buffer
         buffer += data
@@ -117,8 +129,7 @@ class LengthPrefixFramer:
         while end - start >= header:
             (size,) = _HEADER.unpack_from(buffer, start)
             if size > self.max_frame_size:
-                self.error = FrameTooLarge(size, self.max_frame_size)
-                self._buffer = bytearray()
+                self._fail(size)
                 return frames
             if end - start - header < size:
                 break
@@ -133,8 +144,7 @@ class LengthPrefixFramer:
 
         Raises :class:`FrameTooLarge` if ``payload`` is longer than ``max_frame_size``.
         """
-        if len(payload) > self.max_frame_size:
-            raise FrameTooLarge(len(payload), self.max_frame_size)
+        self._check_size(payload)
         return _HEADER.pack(len(payload)) + payload
 
 
