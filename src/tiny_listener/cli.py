@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sys
@@ -138,31 +139,27 @@ log_format_option = click.option(
 @click.option("--shutdown-timeout", type=float, default=None, help="Seconds to wait for in-flight events at shutdown.")
 @click.option("--reload", is_flag=True, help="Restart when a .py file under --app-dir changes (extra: reload).")
 @click.argument("app")
-def run(
-    app_dir: str,
-    log_level: str,
-    log_format: str,
-    host: str | None,
-    port: int | None,
-    parser: str | None,
-    shutdown_timeout: float | None,
-    reload: bool,
-    app: str,
-) -> None:
+def run(reload: bool, **options: Any) -> None:
     """Run the listener APP (MODULE:ATTR) until Ctrl-C or SIGTERM."""
+    # Every other option is serve()'s, named once there: the --reload child gets them all too.
     if reload:
-        configure_logging(log_level)
-        if log_format == "json":
-            use_json_format()
+        configure_log_output(options["log_level"], options["log_format"])
         try:
             from .devtools.reload import run_with_reload
 
-            serve_args = (app, app_dir, log_level, log_format, host, port, parser, shutdown_timeout)
-            run_with_reload(app_dir, serve_in_child, serve_args)
+            run_with_reload(options["app_dir"], functools.partial(serve_in_child, **options), ())
         except MissingExtraError as exc:
             raise click.ClickException(str(exc)) from None
         return
-    serve(app, app_dir, log_level, log_format, host, port, parser, shutdown_timeout)
+    serve(**options)
+
+
+def configure_log_output(log_level: str, log_format: str) -> None:
+    """Send log records at ``log_level`` and above to stderr, as ``LEVEL: message`` lines or,
+    with ``log_format`` ``"json"``, as one JSON object per line."""
+    configure_logging(log_level)
+    if log_format == "json":
+        use_json_format()
 
 
 def serve(
@@ -177,9 +174,7 @@ def serve(
 ) -> None:
     """Configure logging, import APP and run it: the body of ``run``, also run by ``--reload``
     in its child process. With ``--log-level debug`` each event is logged (see devtools.logs)."""
-    configure_logging(log_level)
-    if log_format == "json":
-        use_json_format()
+    configure_log_output(log_level, log_format)
     listener = load_listener(app, app_dir)
     apply_listener_options(listener, host=host, port=port, parser=parser)
     if shutdown_timeout is not None:
@@ -188,11 +183,11 @@ def serve(
     listener.run()
 
 
-def serve_in_child(*args: Any) -> None:
+def serve_in_child(**options: Any) -> None:
     """:func:`serve` in a ``--reload`` child process: a usage error exits it with its message,
     as it would the command, instead of a multiprocessing traceback."""
     try:
-        serve(*args)
+        serve(**options)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
