@@ -13,7 +13,8 @@ client; every client it started is shut down after the test, the latest first.
 
 from __future__ import annotations
 
-from typing import Any, AsyncIterator, Awaitable, Callable, Iterator, List, Protocol, Type, TypeVar
+import contextlib
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterator, Type, TypeVar
 
 import pytest
 
@@ -22,37 +23,20 @@ from .blocking import BlockingHTTPTestClient, BlockingTestClient
 from .client import TestClient
 from .http import HTTPTestClient
 
+B = TypeVar("B", BlockingTestClient, BlockingHTTPTestClient)
+A = TypeVar("A", TestClient, HTTPTestClient)
 
-class _BlockingClient(Protocol):
-    def __enter__(self) -> Any: ...
-
-    def __exit__(self, *exc_info: Any) -> None: ...
-
-
-class _AsyncClient(Protocol):
-    async def __aenter__(self) -> Any: ...
-
-    async def __aexit__(self, *exc_info: Any) -> None: ...
-
-
-B = TypeVar("B", bound=_BlockingClient)
-A = TypeVar("A", bound=_AsyncClient)
+# The started clients are entered on an exit stack: at teardown they are all shut down, the
+# latest first, even if shutting one down fails (its error is raised after the others).
 
 
 def _blocking_clients(kind: Type[B]) -> Iterator[Callable[..., B]]:
-    clients: List[B] = []
+    with contextlib.ExitStack() as started:
 
-    def start(app: Listener[Any], **options: Any) -> B:
-        client = kind(app, **options)  # type: ignore[call-arg]
-        client.__enter__()
-        clients.append(client)
-        return client
+        def start(app: Listener[Any], **options: Any) -> B:
+            return started.enter_context(kind(app, **options))
 
-    try:
         yield start
-    finally:
-        while clients:
-            clients.pop().__exit__(None, None, None)
 
 
 @pytest.fixture
@@ -68,19 +52,12 @@ def tl_http_client() -> Iterator[Callable[..., BlockingHTTPTestClient]]:
 
 
 async def _async_clients(kind: Type[A]) -> AsyncIterator[Callable[..., Awaitable[A]]]:
-    clients: List[A] = []
+    async with contextlib.AsyncExitStack() as started:
 
-    async def start(app: Listener[Any], **options: Any) -> A:
-        client = kind(app, **options)  # type: ignore[call-arg]
-        await client.__aenter__()
-        clients.append(client)
-        return client
+        async def start(app: Listener[Any], **options: Any) -> A:
+            return await started.enter_async_context(kind(app, **options))
 
-    try:
         yield start
-    finally:
-        while clients:
-            await clients.pop().__aexit__(None, None, None)
 
 
 async def _tl_async_client() -> AsyncIterator[Callable[..., Awaitable[TestClient]]]:
