@@ -49,14 +49,7 @@ def retry_headers(
 ) -> Dict[str, Any]:
     """Return the headers of the copy of a failed message sent to wait for its retry: the
     event path travels in a header because the copy comes back with another routing key."""
-    return {
-        **(headers or {}),
-        EVENT_PATH: path,
-        ATTEMPT: next_attempt,
-        LAST_ERROR: error_text(error),
-        ORIGINAL_EXCHANGE: (headers or {}).get(ORIGINAL_EXCHANGE, exchange or ""),
-        ORIGINAL_ROUTING_KEY: (headers or {}).get(ORIGINAL_ROUTING_KEY, routing_key or ""),
-    }
+    return {**_moved(headers, path, error, exchange, routing_key), ATTEMPT: next_attempt}
 
 
 def dead_letter_headers(
@@ -69,11 +62,20 @@ def dead_letter_headers(
 ) -> Dict[str, Any]:
     """Return the headers of a dead-lettered message: the original ones, plus its event path,
     why it was dead-lettered, the error and where it was first published."""
+    return {**_moved(headers, path, error, exchange, routing_key), DEAD_LETTER_REASON: reason}
+
+
+def _moved(
+    headers: Mapping[str, Any] | None, path: str, error: BaseException, exchange: str | None, routing_key: str | None
+) -> Dict[str, Any]:
+    """Return the headers every copy the listener makes of a message carries: the original
+    ones, its event path, the last error, and where it was first published (kept from an
+    earlier copy, since a retried copy comes back through the default exchange)."""
+    original = headers or {}
     return {
-        **(headers or {}),
+        **original,
         EVENT_PATH: path,
-        DEAD_LETTER_REASON: reason,
         LAST_ERROR: error_text(error),
-        ORIGINAL_EXCHANGE: (headers or {}).get(ORIGINAL_EXCHANGE, exchange or ""),
-        ORIGINAL_ROUTING_KEY: (headers or {}).get(ORIGINAL_ROUTING_KEY, routing_key or ""),
+        ORIGINAL_EXCHANGE: original.get(ORIGINAL_EXCHANGE, exchange or ""),
+        ORIGINAL_ROUTING_KEY: original.get(ORIGINAL_ROUTING_KEY, routing_key or ""),
     }
