@@ -11,25 +11,19 @@ import binascii
 import json
 from typing import Any, Dict
 
-NO_ROUTE = "no-route"
-"""Reason: no route matches the message's topic (its filter let through more than the route)."""
+from .. import delivery
 
-UNDECODABLE = "undecodable"
-"""Reason: the codec cannot decode the payload."""
-
-HANDLER_FAILED = "handler-failed"
-"""Reason: the handler failed on every allowed attempt."""
-
-# Error texts are bounded: an exception's repr can embed a whole payload.
-MAX_ERROR_TEXT = 1000
+# Dead-letter reasons and the bound on error texts: named once, for every broker listener.
+NO_ROUTE = delivery.NO_ROUTE
+UNDECODABLE = delivery.UNDECODABLE
+HANDLER_FAILED = delivery.HANDLER_FAILED
+MAX_ERROR_TEXT = delivery.MAX_ERROR_TEXT
 
 
 def error_text(error: BaseException | None) -> str:
-    """Return ``repr(error)`` shortened to :data:`MAX_ERROR_TEXT` characters ("" for None)."""
-    if error is None:
-        return ""
-    text = repr(error)
-    return text if len(text) <= MAX_ERROR_TEXT else text[: MAX_ERROR_TEXT - 3] + "..."
+    """Return ``repr(error)`` shortened to :data:`MAX_ERROR_TEXT` characters ("" for None):
+    an exception's repr can embed a whole payload."""
+    return "" if error is None else delivery.error_text(error)
 
 
 def envelope(

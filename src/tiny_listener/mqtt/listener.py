@@ -11,6 +11,7 @@ import uuid
 from typing import TYPE_CHECKING, Any, AsyncIterator, Coroutine, List, Tuple
 from urllib.parse import unquote, urlsplit
 
+from .. import delivery
 from .._types import EventData
 from ..backoff import retry_delay
 from ..codecs import Codec, DecodeError, RawCodec
@@ -41,8 +42,7 @@ def payload_to_data(payload: bytes, codec: Codec | None) -> EventData:
     otherwise. Raises :class:`~tiny_listener.codecs.DecodeError` if the codec cannot decode."""
     if codec is None:
         return {"payload": payload}
-    decoded = codec.decode(payload)
-    return decoded if isinstance(decoded, dict) else {"payload": decoded}
+    return delivery.payload_to_data(payload, codec)
 
 
 class MQTTListener(DeliverySettings, Listener[Context]):
