@@ -19,6 +19,7 @@ class InFlightLimit:
         self.in_flight = 0
         self._room: asyncio.Future[None] | None = None
         self._wanted = 0
+        self._interrupted = False
 
     @property
     def free(self) -> int:
@@ -37,10 +38,21 @@ class InFlightLimit:
         if room is not None and self.free >= self._wanted and not room.done():
             room.set_result(None)
 
+    def interrupt(self) -> None:
+        """Make ``wait_free`` return now and at once from now on, room or not (at shutdown)."""
+        self._interrupted = True
+        if self._room is not None and not self._room.done():
+            self._room.set_result(None)
+
+    def resume(self) -> None:
+        """Undo :meth:`interrupt` (when the listener runs again)."""
+        self._interrupted = False
+
     async def wait_free(self, wanted: int = 1) -> None:
-        """Return once at least ``wanted`` slots are free (at once if they are)."""
+        """Return once at least ``wanted`` slots are free (at once if they are), or when
+        interrupted."""
         wanted = min(wanted, self.limit)
-        while self.free < wanted:
+        while self.free < wanted and not self._interrupted:
             self._wanted = wanted
             self._room = asyncio.get_running_loop().create_future()
             try:

@@ -32,8 +32,9 @@ logger = logging.getLogger("tiny_listener.redis")
 CTXType = TypeVar("CTXType", bound=Context)
 T = TypeVar("T")
 
-READ_BLOCK_MS = 1000
-"""How long one XREADGROUP waits for new messages; shutdown cancels it sooner."""
+READ_BLOCK_MS = 250
+"""How long one XREADGROUP waits for new messages: at shutdown, the read in progress is let
+finish rather than cancelled, so this bounds how long stopping the intake takes."""
 MAX_RECONNECT_DELAY = 10.0
 MAX_RETRY_DELAY = 30.0
 
@@ -130,6 +131,25 @@ class RedisStreamListener(Listener[CTXType]):
         # Not drained: cancelled after in-flight messages were acknowledged, it closes the client.
         self.spawn(self._close_at_exit(client), name="redis-client-closer")
         refresher = self.spawn(self._refresh_loop(), name="redis-in-flight-refresher")
+        self._slots.resume()
+        # The reader is never cancelled: cancelling a redis-py command can be swallowed (Python
+        # < 3.12's asyncio.wait_for returns the result of a future that finished as it was
+        # cancelled) and the reader would then read on. It stops when it sees _stopping.
+        reader = asyncio.get_running_loop().create_task(self._read_until_stopped(), name="redis-reader")
+        try:
+            await asyncio.wait([reader])
+            reader.result()
+        finally:
+            # Stop intake; in-flight messages (including the last read's) finish and are acknowledged.
+            self._stopping.set()
+            self._slots.interrupt()
+            refresher.cancel()
+            if not reader.done():
+                await asyncio.wait([reader])
+                if not reader.cancelled() and reader.exception() is not None:
+                    logger.error("reading from Redis failed while stopping", exc_info=reader.exception())
+
+    async def _read_until_stopped(self) -> None:
         try:
             await self._ensure_groups_reconnecting()
             logger.info(
@@ -137,10 +157,8 @@ class RedisStreamListener(Listener[CTXType]):
                 self.consumer, self.config.group, ", ".join(self.config.streams), self.config.url,
             )
             await self._read_loop()
-        finally:
-            # Stop intake: no more reads or claims; in-flight messages finish and are acknowledged.
-            self._stopping.set()
-            refresher.cancel()
+        except _Stopping:
+            return
 
     # ------------------------------------------------------------------ reading
 
@@ -157,8 +175,11 @@ class RedisStreamListener(Listener[CTXType]):
         claim_period = config.claim_idle / 4
         next_claim = loop.time() + claim_period
         failures: Iterator[float] | None = None
-        while True:
+        assert self._stopping is not None
+        while not self._stopping.is_set():
             await self._slots.wait_free(stream_count)
+            if self._stopping.is_set():
+                return
             try:
                 wait_ms = int((next_claim - loop.time()) * 1000)
                 if wait_ms <= 0:
@@ -172,7 +193,7 @@ class RedisStreamListener(Listener[CTXType]):
                 )
             except self._connection_errors as exc:
                 failures = failures or backoff_delays(config.reconnect_backoff, MAX_RECONNECT_DELAY)
-                await self._wait_before_reconnect("read", exc, failures)
+                await self._wait_before_reconnect("read", exc, failures, intake=True)
                 continue
             except self._response_error as exc:
                 if not _is_missing_group(exc):
@@ -323,7 +344,8 @@ class RedisStreamListener(Listener[CTXType]):
     async def _refresh_loop(self) -> None:
         """Every ``claim_idle / 4``, keep the messages handled here for a while from being
         claimed by other consumers, however long their handlers take."""
-        while True:
+        assert self._stopping is not None
+        while not self._stopping.is_set():  # checked too in case a cancellation is swallowed
             await asyncio.sleep(self.config.claim_idle / 4)  # a timer, not synchronisation
             try:
                 await self._refresh_in_flight()
@@ -379,7 +401,7 @@ class RedisStreamListener(Listener[CTXType]):
     # ------------------------------------------------------------------ connection
 
     async def _ensure_groups_reconnecting(self) -> None:
-        await self._with_reconnect("create the consumer group", self._ensure_groups, announce=True)
+        await self._with_reconnect("create the consumer group", self._ensure_groups, intake=True)
 
     async def _ensure_groups(self) -> None:
         """Create the group on every stream (and the stream) unless it exists. A new group starts
@@ -392,26 +414,43 @@ class RedisStreamListener(Listener[CTXType]):
                     raise
 
     async def _with_reconnect(
-        self, what: str, operation: Callable[[], Awaitable[T]], announce: bool = False
+        self, what: str, operation: Callable[[], Awaitable[T]], intake: bool = False
     ) -> T:
-        """Run ``operation`` until it gets through, waiting with backoff while Redis is away."""
+        """Run ``operation`` until it gets through, waiting with backoff while Redis is away.
+
+        With ``intake`` (reading, joining the group) it gives up by raising :class:`_Stopping`
+        once the listener stops; otherwise (acknowledging, dead-lettering) it goes on until the
+        shutdown deadline cancels it.
+        """
         failures: Iterator[float] | None = None
         while True:
             try:
                 result = await operation()
             except self._connection_errors as exc:
                 failures = failures or backoff_delays(self.config.reconnect_backoff, MAX_RECONNECT_DELAY)
-                await self._wait_before_reconnect(what, exc, failures)
+                await self._wait_before_reconnect(what, exc, failures, intake)
                 continue
-            if failures is not None and announce:
+            if failures is not None and intake:
                 logger.info("reconnected to Redis at %s", self.config.url)
             return result
 
-    async def _wait_before_reconnect(self, what: str, exc: BaseException, delays: Iterator[float]) -> None:
+    async def _wait_before_reconnect(
+        self, what: str, exc: BaseException, delays: Iterator[float], intake: bool = False
+    ) -> None:
+        """Wait before trying Redis again. Raises :class:`_Stopping` for ``intake`` when the
+        listener stops meanwhile, and ``CancelledError`` if a cancellation of the current task
+        was swallowed by redis-py (then nobody would cancel this loop again)."""
+        task = asyncio.current_task()
+        if task is not None and getattr(task, "cancelling", lambda: 0)():
+            raise asyncio.CancelledError
         delay = next(delays)
         logger.warning("Redis at %s is unreachable (could not %s: %s); retrying in %.2fs",
                        self.config.url, what, exc or type(exc).__name__, delay)
-        await asyncio.sleep(delay)
+        if intake:
+            if await self._stopping_within(delay):
+                raise _Stopping
+        else:
+            await asyncio.sleep(delay)
 
     async def _close_at_exit(self, client: Any) -> None:
         try:
@@ -420,6 +459,10 @@ class RedisStreamListener(Listener[CTXType]):
             if self._client is client:
                 self._client = None
             await client.aclose()
+
+
+class _Stopping(Exception):
+    """The listener stops: the reader gives up waiting for Redis."""
 
 
 def _is_missing_group(exc: BaseException) -> bool:
