@@ -88,8 +88,28 @@ def worker_command(kind: str) -> List[str]:
     return [sys.executable, "-m", "tiny_listener", "--app-dir", str(HERE), "--log-level", "warning", "bench_redis:app"]
 
 
-async def measure(client: Any, kind: str, workers: int) -> float:
-    """Return the events/s of ``workers`` processes of ``kind`` over a fresh stream."""
+def process_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used so far, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def redis_cpu_seconds(client: Any) -> float:
+    info = await client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+class Measurement:
+    """Events/s of one run, and the CPU time per event its workers and Redis used."""
+
+    def __init__(self, rate: float, worker_cpu_us: float, redis_cpu_us: float) -> None:
+        self.rate = rate
+        self.worker_cpu_us = worker_cpu_us
+        self.redis_cpu_us = redis_cpu_us
+
+
+async def measure(client: Any, kind: str, workers: int) -> Measurement:
+    """Measure ``workers`` processes of ``kind`` handling every event of a fresh stream."""
     stream = f"bench:redis:{uuid.uuid4().hex[:8]}"
     async with RedisPublisher(client=client) as publisher:
         ids = await publisher.publish_many(stream, [(f"item:{n}", {"amount": n % 97}) for n in range(EVENTS)])
@@ -99,11 +119,15 @@ async def measure(client: Any, kind: str, workers: int) -> float:
     logs = os.environ.get("BENCH_REDIS_WORKER_LOGS")  # a directory: keep the workers' stderr there
     procs = []
     for index in range(workers):
-        stderr = open(os.path.join(logs, f"{stream}-{kind}-{index}.log"), "wb") if logs else None  # noqa: SIM115
+        log_path = os.path.join(logs, f"{stream}-{kind}-{index}.log") if logs else None
+        stderr = open(log_path, "wb") if log_path else None  # noqa: ASYNC230 - once, before timing
         procs.append(await asyncio.create_subprocess_exec(*worker_command(kind), env=env, stderr=stderr))
     try:
-        while len(await client.xinfo_consumers(stream, GROUP)) < workers:
-            await asyncio.sleep(0.01)  # other processes starting: nothing to await but Redis
+        # Other processes starting: there is nothing to await but what Redis says.
+        while len(await client.xinfo_consumers(stream, GROUP)) < workers:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        cpu_before = sum(process_cpu_seconds(proc.pid) for proc in procs)
+        redis_before = await redis_cpu_seconds(client)
         start = now()
         await client.xgroup_setid(stream, GROUP, id="0")
         while True:
@@ -112,13 +136,15 @@ async def measure(client: Any, kind: str, workers: int) -> float:
                 break
             await asyncio.sleep(0.002)
         elapsed = now() - start
+        cpu = sum(process_cpu_seconds(proc.pid) for proc in procs) - cpu_before
+        redis_cpu = await redis_cpu_seconds(client) - redis_before
     finally:
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
         for proc in procs:
             await proc.wait()
         await client.delete(stream)
-    return EVENTS / elapsed
+    return Measurement(EVENTS / elapsed, cpu / EVENTS * 1e6, redis_cpu / EVENTS * 1e6)
 
 
 async def run() -> None:
@@ -128,16 +154,19 @@ async def run() -> None:
     rounds = rounds_from_env(3)
     cases = {"tiny_listener_1": ("ours", 1), "tiny_listener_2": ("ours", 2), "bare_1": ("bare", 1),
              "bare_2": ("bare", 2)}
-    samples: Dict[str, List[float]] = {name: [] for name in cases}
+    runs: Dict[str, List[Measurement]] = {name: [] for name in cases}
     try:
         await measure(client, "ours", 1)  # warm-up: imports, page cache
         for round_number in range(rounds):
             for name, (kind, workers) in cases.items():
-                samples[name].append(await measure(client, kind, workers))
-            eprint(f"round {round_number + 1}: " + ", ".join(f"{k}={v[-1]:.0f}/s" for k, v in samples.items()))
+                runs[name].append(await measure(client, kind, workers))
+            eprint(f"round {round_number + 1}: " + ", ".join(f"{k}={v[-1].rate:.0f}/s" for k, v in runs.items()))
     finally:
         await client.aclose()
+    samples = {name: [run.rate for run in values] for name, values in runs.items()}
     rate = {name: statistics.median(values) for name, values in samples.items()}
+    worker_cpu = {name: statistics.median(run.worker_cpu_us for run in values) for name, values in runs.items()}
+    redis_cpu = {name: statistics.median(run.redis_cpu_us for run in values) for name, values in runs.items()}
     scale_out = statistics.median(b / a for a, b in zip(samples["tiny_listener_1"], samples["tiny_listener_2"]))
     bare_scale = statistics.median(b / a for a, b in zip(samples["bare_1"], samples["bare_2"]))
     cost = statistics.median(b / a for a, b in zip(samples["tiny_listener_1"], samples["bare_1"]))
@@ -153,6 +182,11 @@ async def run() -> None:
         "tiny_listener_us_per_event": 1e6 / rate["tiny_listener_1"],
         "bare_us_per_event": 1e6 / rate["bare_1"],
         "cost_per_event_ratio_vs_bare": cost,
+        "tiny_listener_worker_cpu_us_per_event": worker_cpu["tiny_listener_1"],
+        "bare_worker_cpu_us_per_event": worker_cpu["bare_1"],
+        "worker_cpu_ratio_vs_bare": worker_cpu["tiny_listener_1"] / worker_cpu["bare_1"],
+        "redis_cpu_us_per_event_1_worker": redis_cpu["tiny_listener_1"],
+        "redis_cpu_us_per_event_bare_1": redis_cpu["bare_1"],
     })
 
 

@@ -168,6 +168,8 @@ class RedisStreamListener(Listener[CTXType]):
         config = self.config
         loop = asyncio.get_running_loop()
         stream_count = len(config.streams)
+        # Read once half the slots are free, not at the first one: fewer, fuller reads.
+        read_when_free = max(stream_count, config.max_in_flight // 2)
         names = {stream.encode(): stream for stream in config.streams}
         # "0" first: a consumer restarted under the same name gets its own pending messages back.
         cursors: Dict[str, Union[bytes, str]] = {stream: b"0" for stream in config.streams}
@@ -177,7 +179,7 @@ class RedisStreamListener(Listener[CTXType]):
         failures: Iterator[float] | None = None
         assert self._stopping is not None
         while not self._stopping.is_set():
-            await self._slots.wait_free(stream_count)
+            await self._slots.wait_free(read_when_free)
             if self._stopping.is_set():
                 return
             try:
@@ -240,21 +242,24 @@ class RedisStreamListener(Listener[CTXType]):
             self._slots.release()
 
     async def _deliver(self, stream: str, message_id: bytes, fields: Fields, previous: int) -> None:
-        path = None
         try:
             path, data = decode_event(fields, self.config.codec)
-            _, params = self.match_route(path)
         except UndeliverableMessage as exc:
             await self._dead_letter(stream, message_id, fields, exc.reason, str(exc), 0)
-            return
-        except EventNotFound:
-            await self._dead_letter(stream, message_id, fields, NO_ROUTE, f"no route matches event path {path!r}", 0)
             return
         if previous > self.config.max_retries:
             detail = f"delivered {previous} times without being acknowledged: its consumers stopped or died"
             await self._dead_letter(stream, message_id, fields, REDELIVERED_TOO_OFTEN, detail, previous)
             return
-        key = self._order_key(path, params, data) if self._order_key is not None else None
+        if self._order_key is None:  # no route lookup here: trigger_event does it, once
+            await self._run_with_retries(stream, message_id, fields, path, data, previous)
+            return
+        try:
+            _, params = self.match_route(path)
+        except EventNotFound:
+            await self._dead_letter(stream, message_id, fields, NO_ROUTE, f"no route matches event path {path!r}", 0)
+            return
+        key = self._order_key(path, params, data)
         if key is None:
             await self._run_with_retries(stream, message_id, fields, path, data, previous)
         else:
@@ -273,7 +278,7 @@ class RedisStreamListener(Listener[CTXType]):
             ctx = self.new_ctx(scope={"stream": stream, "message_id": message_id, "attempt": attempt, "fields": fields})
             try:
                 await ctx.trigger_event(path, data=data)
-            except EventNotFound:  # the route was removed since the message was read
+            except EventNotFound:
                 ctx.drop()
                 detail = f"no route matches event path {path!r}"
                 await self._dead_letter(stream, message_id, fields, NO_ROUTE, detail, attempt - 1)
