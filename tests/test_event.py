@@ -71,20 +71,56 @@ async def test_cancelled_event_ends_cancelled() -> None:
     assert events[0].state is EventState.CANCELLED
 
 
-async def test_event_cancelled_before_it_starts_ends_and_releases_its_context() -> None:
-    app = App()
+def test_event_cancelled_before_it_starts_is_ended_and_its_context_released_at_shutdown() -> None:
+    seen: list[Any] = []
+
+    class Server(Listener):  # type: ignore[type-arg]
+        async def listen(self) -> None:
+            task = self.trigger_event("x")
+            (ctx,) = self.ctxs.values()
+            seen.extend(ctx.events[self.get_route("handler")])
+            task.cancel()  # before its first step: the handler never runs
+            self.stop()
+
+    app = Server()
+
+    @app.on_event("x")
+    async def handler() -> None:
+        seen.append("ran")
+
+    app.run()
+    assert len(seen) == 1 and seen[0].state is EventState.CANCELLED
+    assert app.ctxs == {}
+
+
+async def test_event_cancelled_before_it_starts_is_ended_while_the_listener_runs() -> None:
+    class Server(Listener):  # type: ignore[type-arg]
+        async def listen(self) -> None:
+            await self.wait_for_shutdown()
+
+    app = Server()
+    waiters: list[Any] = []
+    cancelled = asyncio.Event()
 
     @app.on_event("x")
     async def handler() -> None: ...
 
-    task = app.trigger_event("x")
-    (ctx,) = app.ctxs.values()
-    (event,) = ctx.events[app.get_route("handler")]
-    task.cancel()
-    assert event.state is EventState.CANCELLED
-    assert app.ctxs == {}
-    with pytest.raises(asyncio.CancelledError):
-        await task
+    @app.startup
+    async def cancel_one_early() -> None:
+        task = app.trigger_event("x")
+        (ctx,) = app.ctxs.values()
+        (event,) = ctx.events[app.get_route("handler")]
+        task.cancel()
+        waiters.append((event, ctx))
+        cancelled.set()
+
+    runner = asyncio.ensure_future(app.main())
+    await asyncio.wait_for(cancelled.wait(), timeout=10)
+    event, ctx = waiters[0]
+    await asyncio.wait_for(event.wait_until_done(), timeout=10)  # the janitor ends it
+    assert event.state is EventState.CANCELLED and not ctx.is_alive
+    await app.graceful_shutdown()
+    await asyncio.wait_for(runner, timeout=10)
 
 
 async def test_prevent_auto_done_keeps_event_running_until_done() -> None:

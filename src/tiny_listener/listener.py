@@ -30,7 +30,7 @@ from .injection import Hook, check_coro_func
 from .lifecycle import CANCELLED, DONE, FAILED
 from .routing import Route, RouteShadowedWarning, RouteTable
 from .running import Runtime, close_loop, running_listeners
-from .tasks import EventTask, OwnedTasks, retrieve_exception
+from .tasks import OwnedTasks, retrieve_exception
 
 logger = logging.getLogger("tiny_listener")
 
@@ -282,11 +282,8 @@ class Listener(Generic[CTXType]):
         event: Event[Any] = Event(ctx, route, data, path, params)
         ctx._event_dispatched(event)
         # Registered in OwnedTasks.events here, inline: one call less on the per-event path.
-        tasks = self._tasks
-        task = EventTask(self._run_event(event, ctx, params, timeout), loop=asyncio.get_running_loop())
-        task._event = event
-        task._owner = tasks
-        tasks.events[event] = task
+        task = asyncio.Task(self._run_event(event, ctx, params, timeout), loop=asyncio.get_running_loop())
+        self._tasks.events[event] = task
         return task
 
     async def _run_event(self, event: Event[Any], ctx: Context, params: PathParams, timeout: float | None) -> Any:
@@ -413,6 +410,7 @@ class Listener(Generic[CTXType]):
         runtime = self._runtime
         runtime.start()
         self.install_signal_handlers()
+        self._tasks.start_janitor()
         try:
             for fn in self._startup:
                 await fn()
@@ -422,6 +420,7 @@ class Listener(Generic[CTXType]):
             await runtime.stop_requested.wait()
             await self._shut_down(listen_task)
         finally:
+            self._tasks.stop_janitor()
             runtime.finish()
         if runtime.listen_error is not None:
             raise runtime.listen_error

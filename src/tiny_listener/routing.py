@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import sys
+import uuid
 from typing import Any, Callable, Dict, Iterator, List, MutableMapping, Pattern, Tuple
 
 from ._types import CoroFunc, PathParams
@@ -115,6 +116,9 @@ class Route:
         self._is_static = first_param is None
         self.shape = _shape(path)
         # Only non-str convertors need a call per match.
+        # Values of the built-in convertors are immutable: a cached lookup can hand out copies
+        # of the converted parameters. Other convertors run for every match.
+        self._convert_per_match = any(conv.convert not in _IMMUTABLE_RESULTS for conv in self.convertors.values())
         self._converting: Tuple[Tuple[str, Callable[[str], Any]], ...] = tuple(
             (name, conv.convert) for name, conv in self.convertors.items() if conv.convert is not str
         )
@@ -153,6 +157,8 @@ class Route:
         return f"{self.__class__.__name__}(path={self.path!r}, name={self.name!r}, opts={self.opts})"
 
 
+_IMMUTABLE_RESULTS = frozenset({str, int, float, uuid.UUID})
+
 # (registration order, route) pairs that share one literal prefix, in registration order.
 _Candidates = List[Tuple[int, Route]]
 
@@ -176,7 +182,7 @@ class RouteTable(MutableMapping[str, Route]):
         # specific, so the first match found there usually has the lowest order and lets the
         # shorter buckets stop at once.
         self._index: Tuple[Tuple[int, Dict[str, _Candidates]], ...] = ()
-        # event path -> (route, raw params), or None when no route matches.
+        # event path -> (route, converted params, or raw ones if converted per match), or None.
         self._cache: Dict[str, Tuple[Route, Dict[str, str]] | None] = {}
 
     def __getitem__(self, name: str) -> Route:
@@ -248,15 +254,18 @@ class RouteTable(MutableMapping[str, Route]):
             found = self._cache[path]
         except KeyError:
             found = self._search(path)
+            if found is not None and not found[0]._convert_per_match:
+                found = (found[0], found[0].convert(found[1]))
             if len(self._cache) >= self.cache_size:
                 self._cache.clear()
             self._cache[path] = found
         if found is None:
             raise EventNotFound(f"no route matches event path {path!r}")
-        route, raw = found
-        params = dict(raw)
-        for name, convert in route._converting:
-            params[name] = convert(params[name])
+        route, template = found
+        params = dict(template)
+        if route._convert_per_match:
+            for name, convert in route._converting:
+                params[name] = convert(params[name])
         return route, params
 
     def _search(self, path: str) -> Tuple[Route, Dict[str, str]] | None:

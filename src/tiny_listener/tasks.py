@@ -14,27 +14,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger("tiny_listener")
 
 
-class EventTask(asyncio.Task):  # type: ignore[type-arg]
-    """The task of one event.
-
-    Made directly rather than with ``loop.create_task`` to keep dispatch cheap. It needs no
-    done-callback: the event's coroutine does its own bookkeeping, except when the task is
-    cancelled before its first step (the coroutine is then closed without running a line),
-    which ``cancel`` covers.
-    """
-
-    __slots__ = ("_event", "_owner")
-    _event: Event[Any]
-    _owner: OwnedTasks
-
-    def cancel(self, msg: Any = None) -> bool:
-        event = self._event
-        if event._state is PENDING and not self.done():
-            event._finish(CANCELLED)
-            self._owner.event_ended(event)
-        return super().cancel(msg)
-
-
 def retrieve_exception(task: asyncio.Future[Any]) -> None:
     """Done-callback: mark a task's exception as seen, so asyncio does not log it again."""
     if not task.cancelled():
@@ -47,8 +26,12 @@ class OwnedTasks:
     Event tasks and drain tasks are waited for at shutdown; background tasks are cancelled.
     """
 
+    # How often, in seconds, the janitor looks for event tasks cancelled before they started.
+    reap_interval = 1.0
+
     def __init__(self) -> None:
         self.events: Dict[Event[Any], asyncio.Task[Any]] = {}
+        self._janitor: asyncio.TimerHandle | None = None
         self.drain: Set[asyncio.Task[Any]] = set()
         self.background: Set[asyncio.Task[Any]] = set()
         # Set once nothing is left to drain, while someone waits for that.
@@ -78,6 +61,35 @@ class OwnedTasks:
         if not task.cancelled() and task.exception() is not None:
             logger.error("task %s failed", task.get_name(), exc_info=task.exception())
 
+    def reap_unstarted(self) -> int:
+        """End the events whose task was cancelled before its first step; return how many.
+
+        Such a task closes its coroutine without running a line of it, so the event's own
+        clean-up never runs. Event tasks are plain ``asyncio.Task`` objects (a subclass that
+        intercepts ``cancel`` makes every awaiting of them slower), so the listener looks for
+        them instead: every ``reap_interval`` seconds while it runs, and at shutdown.
+        """
+        unstarted = [event for event, task in self.events.items() if event._state is PENDING and task.done()]
+        for event in unstarted:
+            del self.events[event]
+            event._finish(CANCELLED)
+        if unstarted:
+            self.check_drained()
+        return len(unstarted)
+
+    def start_janitor(self) -> None:
+        """Call :meth:`reap_unstarted` every ``reap_interval`` seconds until ``stop_janitor``."""
+        self._janitor = asyncio.get_running_loop().call_later(self.reap_interval, self._janitor_round)
+
+    def _janitor_round(self) -> None:
+        self.reap_unstarted()
+        self.start_janitor()
+
+    def stop_janitor(self) -> None:
+        if self._janitor is not None:
+            self._janitor.cancel()
+            self._janitor = None
+
     @property
     def in_flight(self) -> int:
         """How many event and drain tasks are still running."""
@@ -85,6 +97,7 @@ class OwnedTasks:
 
     async def wait_drained(self) -> None:
         """Return once no event or drain task is left (new ones started meanwhile count)."""
+        self.reap_unstarted()
         if not self.in_flight:
             return
         self.drained = asyncio.Event()
@@ -101,4 +114,5 @@ class OwnedTasks:
             task.cancel()
         if leftovers:
             await asyncio.wait(leftovers)
+        self.reap_unstarted()
         return late
