@@ -203,3 +203,29 @@ async def test_consumer_restarted_under_its_name_takes_its_pending_messages_back
         await all_done.wait()
     assert handled == [0, 1, 2, 3]
     assert (await redis.xpending(stream, GROUP))["pending"] == 0
+
+
+async def test_pending_message_deleted_from_the_stream_is_acknowledged_not_handled(
+    redis_url: str, names: StreamNames, redis: Any
+) -> None:
+    stream = names()
+    async with RedisPublisher(redis_url) as publisher:
+        gone, _ = await publisher.publish_many(stream, [("job:1", None), ("job:2", None)])
+    await redis.xgroup_create(stream, GROUP, id="0")
+    await redis.xreadgroup(GROUP, "worker-a", {stream: ">"}, count=2)
+    await redis.xdel(stream, gone)  # trimmed or deleted while pending
+    app: RedisStreamListener[Any] = RedisStreamListener(
+        redis_url, streams=[stream], group=GROUP, consumer="worker-a", claim_idle=3600
+    )
+    handled: List[int] = []
+    done = asyncio.Event()
+
+    @app.on_event("job:{n:int}")
+    async def job(n: Param) -> None:
+        handled.append(n)
+        done.set()
+
+    async with running(app):
+        await done.wait()
+    assert handled == [2]
+    assert await pending_of(redis, stream, "worker-a") == []

@@ -229,8 +229,10 @@ class RedisStreamListener(Listener[CTXType]):
         return True
 
     def _forget(self, stream: str, message_id: bytes) -> None:
+        """Acknowledge a pending message deleted from the stream: there is nothing to handle."""
         self.spawn(self._with_reconnect("acknowledge a deleted message",
-                                        lambda: self._client.xack(stream, self.config.group, message_id)))
+                                        lambda: self._client.xack(stream, self.config.group, message_id)),
+                   drain=True)
 
     # ------------------------------------------------------------------ handling
 
