@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from typing import Any, List
 
 import pytest
@@ -83,3 +84,41 @@ async def test_waits_for_redis_at_startup(redis_server: RedisServer) -> None:
             await got.wait()
     finally:
         logging.getLogger("tiny_listener.redis").removeHandler(unreachable)
+
+
+async def test_stops_promptly_while_redis_is_away(redis_server: RedisServer) -> None:
+    app: RedisStreamListener[Any] = RedisStreamListener(
+        redis_server.url, streams=["orders"], group="billing", reconnect_backoff=0.05
+    )
+
+    @app.on_event("order:{n:int}")
+    async def order(n: Param) -> None:
+        pass
+
+    unreachable = LogWaiter("is unreachable")
+    logging.getLogger("tiny_listener.redis").addHandler(unreachable)
+    try:
+        task = asyncio.create_task(app.main())
+        await publish_when_up(redis_server.url, "orders", "order:1")
+        redis_server.stop()
+        await unreachable.wait()
+        await app.graceful_shutdown()
+        await task  # the reader gives up its reconnect loop instead of holding the shutdown
+    finally:
+        logging.getLogger("tiny_listener.redis").removeHandler(unreachable)
+
+
+async def test_missing_redis_client_is_reported_with_the_extra_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tiny_listener.optional import MissingExtraError
+    from tiny_listener.redis import publish
+
+    for name in [module for module in sys.modules if module == "redis" or module.startswith("redis.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "redis", None)
+    app: RedisStreamListener[Any] = RedisStreamListener(streams=["orders"])  # made without redis-py
+    with pytest.raises(MissingExtraError, match=r"tiny-listener\[redis\]"):
+        await app.main()
+    with pytest.raises(MissingExtraError, match=r"tiny-listener\[redis\]"):
+        await publish("orders", "order:1")
