@@ -371,7 +371,10 @@ class RedisStreamListener(Listener[CTXType]):
             if refreshed <= stale_before:
                 stale.setdefault(stream, []).append(message_id)
         for stream, message_ids in stale.items():
-            await self._client.xclaim(stream, self.config.group, self.consumer, 0, message_ids, justid=True)
+            # Idle for a quarter of claim_idle at least: a message another consumer has just
+            # claimed (this one having been too slow to refresh it) is not taken back.
+            await self._client.xclaim(stream, self.config.group, self.consumer,
+                                      int(self.config.claim_idle * 250), message_ids, justid=True)
             for message_id in message_ids:
                 if (stream, message_id) in self._in_flight:
                     self._in_flight[(stream, message_id)] = now
