@@ -361,3 +361,34 @@ def test_spawned_drain_task_is_awaited_at_shutdown() -> None:
 
     Server(shutdown_timeout=10).run()
     assert finished == ["acked"]
+
+
+async def test_a_failing_observer_is_logged_and_does_not_break_the_event(caplog: pytest.LogCaptureFixture) -> None:
+    app = App()
+    seen: list[str] = []
+
+    class Broken:
+        def event_started(self, event: Event) -> None:
+            raise RuntimeError("observer bug")
+
+        def event_ended(self, event: Event) -> None:
+            raise RuntimeError("observer bug")
+
+    class Recorder:
+        def event_started(self, event: Event) -> None:
+            seen.append(f"start {event.path}")
+
+        def event_ended(self, event: Event) -> None:
+            seen.append(f"end {event.state.value}")
+
+    app.add_event_observer(Broken())
+    app.add_event_observer(Recorder())
+
+    @app.on_event("x")
+    async def handler() -> str:
+        return "ok"
+
+    assert await app.trigger_event("x") == "ok"
+    assert seen == ["start x", "end done"]
+    assert app.ctxs == {}
+    assert len([r for r in caplog.records if "observer" in r.getMessage()]) == 2

@@ -293,8 +293,7 @@ class Listener(Generic[CTXType]):
         event._start()
         observers = self._observers
         if observers:
-            for observer in observers:
-                observer.event_started(event)
+            _notify(observers, "event_started", event)
         outcome = FAILED
         try:
             try:
@@ -321,8 +320,7 @@ class Listener(Generic[CTXType]):
             if outcome is not DONE or event._auto_done:
                 event._finish(outcome)
             if observers:
-                for observer in observers:
-                    observer.event_ended(event)
+                _notify(observers, "event_ended", event)
             # OwnedTasks.event_ended, inlined but for the rare draining case.
             tasks = self._tasks
             del tasks.events[event]
@@ -474,3 +472,13 @@ class Listener(Generic[CTXType]):
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}(routes_count={len(self.routes)})"
+
+
+def _notify(observers: Tuple[EventObserver, ...], method: str, event: Event[Any]) -> None:
+    """Call ``method`` of every observer; one that raises is logged and does not stop the
+    event, its clean-up or the other observers."""
+    for observer in observers:
+        try:
+            getattr(observer, method)(event)
+        except Exception:
+            logger.exception("event observer %r failed in %s for event %r", observer, method, event.path)
