@@ -124,7 +124,8 @@ class RedisStreamListener(Listener[CTXType]):
         redis_exceptions = require("redis.exceptions", extra="redis")
         self._connection_errors = (redis_exceptions.ConnectionError, redis_exceptions.TimeoutError, OSError)
         self._response_error = redis_exceptions.ResponseError
-        client = redis_asyncio.from_url(self.config.url, socket_keepalive=True)
+        # RESP2: the replies are parsed here as lists (RESP3 would turn XREADGROUP's into a map).
+        client = redis_asyncio.from_url(self.config.url, socket_keepalive=True, protocol=2)
         self._client = client
         self._stopping = asyncio.Event()
         self._acks = AckBatcher(self._send_acks, lambda coro: self.spawn(coro, drain=True))
