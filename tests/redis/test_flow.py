@@ -147,7 +147,18 @@ def test_settings_are_checked_when_the_listener_is_made() -> None:
         RedisStreamListener(streams=["a", "a"])
     with pytest.raises(ValueError, match="claim_idle"):
         RedisStreamListener(streams=["a"], claim_idle=0)
-    with pytest.raises(ValueError, match="max_retries"):
-        RedisStreamListener(streams=["a"], max_retries=-1)
     with pytest.raises(RuntimeError, match="not running"):
         _ = app.redis
+
+
+def test_delivery_settings_are_checked_and_kept_as_by_the_other_broker_listeners() -> None:
+    with pytest.raises(ValueError, match="max_in_flight must be at least 1, not 0"):
+        RedisStreamListener(streams=["a"], max_in_flight=0)
+    with pytest.raises(ValueError, match="max_retries must be 0 or more, not -1"):
+        RedisStreamListener(streams=["a"], max_retries=-1)
+    app: RedisStreamListener[Any] = RedisStreamListener(
+        streams=["a"], max_in_flight=5, max_retries=0, retry_backoff=0.25, reconnect_backoff=0.5
+    )
+    assert (app.max_in_flight, app.max_retries) == (5, 0)
+    assert (app.retry_backoff, app.reconnect_backoff) == (0.25, 0.5)
+    assert (app.max_retry_delay, app.max_reconnect_delay) == (30.0, 10.0)

@@ -15,14 +15,23 @@ from typing import Any, Dict, Mapping, Tuple, Union
 
 from .._types import EventData
 from ..codecs import Codec, DecodeError
-from ..delivery import UNDECODABLE, data_to_payload, payload_to_data
+from ..delivery import (
+    ATTEMPT,
+    DEAD_LETTER_REASON,
+    LAST_ERROR,
+    MAX_ERROR_TEXT,
+    UNDECODABLE,
+    data_to_payload,
+    payload_to_data,
+)
 
 PATH_FIELD = b"path"
 DATA_FIELD = b"data"
 
-REASON_FIELD = b"x-dead-letter-reason"
-ERROR_FIELD = b"x-last-error"
-ATTEMPT_FIELD = b"x-attempt"
+# The first three as the other broker listeners name their dead-letter headers.
+REASON_FIELD = DEAD_LETTER_REASON.encode()
+ERROR_FIELD = LAST_ERROR.encode()
+ATTEMPT_FIELD = ATTEMPT.encode()
 STREAM_FIELD = b"x-original-stream"
 ID_FIELD = b"x-original-id"
 GROUP_FIELD = b"x-dead-letter-group"
@@ -34,8 +43,6 @@ DEAD_LETTER_FIELDS = frozenset(
 
 REDELIVERED_TOO_OFTEN = "redelivered-too-often"
 """Dead-letter reason: consumers kept stopping or dying while handling the message."""
-
-MAX_ERROR_TEXT = 1000
 
 Fields = Dict[bytes, bytes]
 FieldValue = Union[bytes, str, int, float]

@@ -15,10 +15,9 @@ import logging
 from typing import Any, Awaitable, Callable, Dict, Hashable, Iterable, Iterator, List, Sequence, Tuple, TypeVar, Union
 
 from .._types import EventData, PathParams
-from ..backoff import backoff_delays
 from ..codecs import Codec
 from ..context import Context
-from ..delivery import NO_ROUTE, DeadLetter, Retry, after_failure
+from ..delivery import NO_ROUTE, DeadLetter, DeliverySettings, Retry, after_failure, error_text
 from ..errors import EventNotFound
 from ..listener import Listener
 from ..optional import require
@@ -35,13 +34,11 @@ T = TypeVar("T")
 READ_BLOCK_MS = 250
 """How long one XREADGROUP waits for new messages: at shutdown, the read in progress is let
 finish rather than cancelled, so this bounds how long stopping the intake takes."""
-MAX_RECONNECT_DELAY = 10.0
-MAX_RETRY_DELAY = 30.0
 
 _OrderKeyOf = Callable[[str, PathParams, EventData], Union[Hashable, None]]
 
 
-class RedisStreamListener(Listener[CTXType]):
+class RedisStreamListener(DeliverySettings, Listener[CTXType]):
     """Handle the events published to Redis ``streams`` as one consumer of ``group``.
 
     Start as many processes as wanted, on as many machines: each message is handled by one of
@@ -69,6 +66,9 @@ class RedisStreamListener(Listener[CTXType]):
         shutdown_timeout: float | None = None,
     ) -> None:
         super().__init__(max_event_history=max_event_history, shutdown_timeout=shutdown_timeout)
+        # Checked and kept as the other broker listeners do: app.max_in_flight, app.max_retries...
+        self._set_delivery_settings(max_in_flight=max_in_flight, max_retries=max_retries,
+                                    retry_backoff=retry_backoff, reconnect_backoff=reconnect_backoff)
         optional: Dict[str, Any] = {}
         if consumer is not None:
             optional["consumer"] = consumer
@@ -195,7 +195,7 @@ class RedisStreamListener(Listener[CTXType]):
                     block=min(wait_ms, READ_BLOCK_MS),
                 )
             except self._connection_errors as exc:
-                failures = failures or backoff_delays(config.reconnect_backoff, MAX_RECONNECT_DELAY)
+                failures = failures or self._reconnect_delays()
                 await self._wait_before_reconnect("read", exc, failures, intake=True)
                 continue
             except self._response_error as exc:
@@ -287,9 +287,9 @@ class RedisStreamListener(Listener[CTXType]):
                 await self._dead_letter(stream, message_id, fields, NO_ROUTE, detail, attempt - 1)
                 return
             except Exception as exc:  # the core has logged it with the event's path and handler
-                step = after_failure(attempt, config.max_retries, config.retry_backoff, MAX_RETRY_DELAY)
+                step = after_failure(attempt, config.max_retries, config.retry_backoff, self.max_retry_delay)
                 if isinstance(step, DeadLetter):
-                    await self._dead_letter(stream, message_id, fields, step.reason, repr(exc), attempt)
+                    await self._dead_letter(stream, message_id, fields, step.reason, error_text(exc), attempt)
                     return
                 assert isinstance(step, Retry)
                 logger.warning("event %r (message %s of %r) failed on attempt %d of %d: retrying in %.2fs",
@@ -438,7 +438,7 @@ class RedisStreamListener(Listener[CTXType]):
             try:
                 result = await operation()
             except self._connection_errors as exc:
-                failures = failures or backoff_delays(self.config.reconnect_backoff, MAX_RECONNECT_DELAY)
+                failures = failures or self._reconnect_delays()
                 await self._wait_before_reconnect(what, exc, failures, intake)
                 continue
             if failures is not None and intake:
