@@ -162,7 +162,7 @@ async def test_replayed_dead_letters_are_handled_once_the_cause_is_fixed(
     async with running(app):
         await dead_lettered.wait(2)
     letters = await read_dead_letters(f"{stream}:dead", url=redis_url)
-    assert [letter.path for letter in letters] == ["orders:1", "orders:2"]
+    assert sorted(letter.path or "" for letter in letters) == ["orders:1", "orders:2"]
 
     # Fix the cause (here: the route) and replay.
     @app.on_event("orders:{n:int}")
