@@ -392,3 +392,22 @@ async def test_a_failing_observer_is_logged_and_does_not_break_the_event(caplog:
     assert seen == ["start x", "end done"]
     assert app.ctxs == {}
     assert len([r for r in caplog.records if "observer" in r.getMessage()]) == 2
+
+
+def test_a_task_that_swallows_its_cancellation_does_not_hang_shutdown(caplog: pytest.LogCaptureFixture) -> None:
+    async def stubborn() -> None:
+        forever = asyncio.Event()
+        try:
+            await forever.wait()
+        except asyncio.CancelledError:
+            pass  # ignored once, as some client libraries' wait_for can
+        await forever.wait()  # the loop's final clean-up cancels it again
+
+    class Server(Listener):  # type: ignore[type-arg]
+        async def listen(self) -> None:
+            self.spawn(stubborn(), name="stubborn-task")
+            self.stop()
+
+    Server(shutdown_timeout=0.05).run()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("ignored their cancellation" in w and "stubborn-task" in w for w in warnings)

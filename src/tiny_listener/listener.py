@@ -432,10 +432,13 @@ class Listener(Generic[CTXType]):
     async def _shut_down(self, listen_task: asyncio.Task[None]) -> None:
         """The shutdown sequence; every step of it is here, in order."""
         runtime, tasks = self._runtime, self._tasks
-        # 1. Stop intake: listen() may own a server or a consumer loop.
+        # 1. Stop intake: listen() may own a server or a consumer loop. A task that swallows
+        #    its cancellation must not hang the process: each wait below is bounded.
         if not listen_task.done():
             listen_task.cancel()
-            await asyncio.wait([listen_task])
+            await asyncio.wait([listen_task], timeout=self.shutdown_timeout)
+            if not listen_task.done():
+                logger.warning("listen() did not stop within %.1fs of being cancelled", self.shutdown_timeout)
         # 2. Shutdown hooks: listeners written for 1.2 close their servers here.
         for fn in self._shutdown:
             try:
@@ -449,7 +452,10 @@ class Listener(Generic[CTXType]):
         # 4. Cancel what is left, and only what this listener started.
         if tasks.in_flight:
             logger.warning("cancelling %d event(s) still running at shutdown", tasks.in_flight)
-        await tasks.cancel_all()
+        stuck = await tasks.cancel_all(timeout=self.shutdown_timeout)
+        if stuck:
+            names = ", ".join(sorted(task.get_name() for task in stuck))
+            logger.warning("%d task(s) ignored their cancellation and are left behind: %s", len(stuck), names)
 
     def run(self) -> None:
         """Run the listener in this thread until it is stopped (signal, ``stop()``).

@@ -106,13 +106,16 @@ class OwnedTasks:
         finally:
             self.drained = None
 
-    async def cancel_all(self) -> int:
-        """Cancel every owned task, wait until they have ended; return how many were in flight."""
-        late = self.in_flight
+    async def cancel_all(self, timeout: float | None = None) -> Set[asyncio.Task[Any]]:
+        """Cancel every owned task and wait up to ``timeout`` seconds for them to end.
+
+        Returns the tasks still running then: they ignored their cancellation.
+        """
         leftovers: List[asyncio.Task[Any]] = [*self.events.values(), *self.drain, *self.background]
         for task in leftovers:
             task.cancel()
+        stuck: Set[asyncio.Task[Any]] = set()
         if leftovers:
-            await asyncio.wait(leftovers)
+            _, stuck = await asyncio.wait(leftovers, timeout=timeout)
         self.reap_unstarted()
-        return late
+        return stuck
