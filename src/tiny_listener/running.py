@@ -91,6 +91,10 @@ class Runtime:
         return True
 
 
+# Seconds ``close_loop`` waits for the tasks it cancels.
+CLOSE_TIMEOUT = 5.0
+
+
 def close_loop(loop: asyncio.AbstractEventLoop) -> None:
     """Close a loop ``run()`` used, as ``asyncio.run()`` does: nothing is left pending."""
     try:
@@ -98,7 +102,10 @@ def close_loop(loop: asyncio.AbstractEventLoop) -> None:
         for task in pending:
             task.cancel()
         if pending:
-            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            # Bounded: a task that ignores cancellation must not keep the process alive.
+            _, stuck = loop.run_until_complete(asyncio.wait(pending, timeout=CLOSE_TIMEOUT))
+            for task in stuck:
+                logger.warning("task %s still running as the loop closes: abandoned", task.get_name())
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.run_until_complete(loop.shutdown_default_executor())
     finally:
