@@ -103,7 +103,10 @@ def close_loop(loop: asyncio.AbstractEventLoop) -> None:
             task.cancel()
         if pending:
             # Bounded: a task that ignores cancellation must not keep the process alive.
-            _, stuck = loop.run_until_complete(asyncio.wait(pending, timeout=CLOSE_TIMEOUT))
+            ended, stuck = loop.run_until_complete(asyncio.wait(pending, timeout=CLOSE_TIMEOUT))
+            for task in ended:
+                if not task.cancelled() and task.exception() is not None:
+                    logger.error("task %s failed as the loop closed", task.get_name(), exc_info=task.exception())
             for task in stuck:
                 logger.warning("task %s still running as the loop closes: abandoned", task.get_name())
         loop.run_until_complete(loop.shutdown_asyncgens())
