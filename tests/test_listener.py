@@ -408,6 +408,8 @@ def test_a_task_that_swallows_its_cancellation_does_not_hang_shutdown(caplog: py
             self.spawn(stubborn(), name="stubborn-task")
             self.stop()
 
-    Server(shutdown_timeout=0.05).run()
+    app = Server(shutdown_timeout=0.05)
+    app.cancel_timeout = 0.05
+    app.run()
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("ignored their cancellation" in w and "stubborn-task" in w for w in warnings)

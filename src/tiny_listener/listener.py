@@ -50,11 +50,14 @@ class Listener(Generic[CTXType]):
 
     ``max_event_history`` bounds how many events each context keeps per route;
     ``shutdown_timeout`` is how many seconds shutdown waits for in-flight events before
-    cancelling them.
+    cancelling them; ``cancel_timeout`` how long it then waits for cancelled tasks to end.
     """
 
     max_event_history: int = 100
     shutdown_timeout: float = 10.0
+    # Seconds a cancelled listen() or leftover task may take to end (to nak a message, close
+    # a connection) before shutdown goes on without it.
+    cancel_timeout: float = 30.0
 
     def __init__(self, *, max_event_history: int | None = None, shutdown_timeout: float | None = None) -> None:
         if max_event_history is not None:
@@ -436,9 +439,9 @@ class Listener(Generic[CTXType]):
         #    its cancellation must not hang the process: each wait below is bounded.
         if not listen_task.done():
             listen_task.cancel()
-            await asyncio.wait([listen_task], timeout=self.shutdown_timeout)
+            await runtime.unless_forced(asyncio.wait([listen_task]), timeout=self.cancel_timeout)
             if not listen_task.done():
-                logger.warning("listen() did not stop within %.1fs of being cancelled", self.shutdown_timeout)
+                logger.warning("listen() did not stop within %.1fs of being cancelled", self.cancel_timeout)
         # 2. Shutdown hooks: listeners written for 1.2 close their servers here.
         for fn in self._shutdown:
             try:
@@ -452,7 +455,7 @@ class Listener(Generic[CTXType]):
         # 4. Cancel what is left, and only what this listener started.
         if tasks.in_flight:
             logger.warning("cancelling %d event(s) still running at shutdown", tasks.in_flight)
-        stuck = await tasks.cancel_all(timeout=self.shutdown_timeout)
+        stuck = await tasks.cancel_all(timeout=self.cancel_timeout)
         if stuck:
             names = ", ".join(sorted(task.get_name() for task in stuck))
             logger.warning("%d task(s) ignored their cancellation and are left behind: %s", len(stuck), names)
