@@ -97,11 +97,10 @@ class Context:
         return event
 
     def _record(self, event: Event[Any]) -> None:
-        history = self.events[event.route]
+        history = self.events[event._route]
         history.append(event)
-        keep = self._listener.max_event_history
-        if len(history) > keep + (keep >> 2):
-            del history[:-keep]
+        if len(history) > self._listener._history_trim_at:
+            del history[: -self._listener.max_event_history]
 
     def trigger_event(
         self, path: str, timeout: float | None = None, data: EventData | None = None
@@ -134,6 +133,7 @@ class Context:
         return ended[-n:] if n > 0 else []
 
     def _event_dispatched(self, event: Event[Any]) -> None:
+        # _record(), inlined: this runs for every event.
         history = self.events[event._route]
         history.append(event)
         if len(history) > self._listener._history_trim_at:

@@ -49,9 +49,3 @@ class EventStateError(EventAlreadyDone):
         self.current = current
         self.target = target
         super().__init__(f"can't move event {path!r} from {current.value} to {target.value}")
-
-
-def check_transition(path: str, current: EventState, target: EventState) -> None:
-    """Raise :class:`EventStateError` unless ``current -> target`` is in ``TRANSITIONS``."""
-    if target not in TRANSITIONS[current]:
-        raise EventStateError(path, current, target)
