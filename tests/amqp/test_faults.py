@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import logging
 import shutil
 import signal
 import sys
@@ -15,6 +14,7 @@ from typing import Any, Iterator, List
 
 import pytest
 
+from tests.log_watch import LogWatch, watching_log
 from tiny_listener import Event, Param
 
 from .conftest import Names, aio_pika, message_count, running
@@ -22,26 +22,10 @@ from .conftest import Names, aio_pika, message_count, running
 ROOT = Path(__file__).resolve().parents[2]
 
 
-class LogWatch(logging.Handler):
-    """Sets an asyncio event when a record containing ``text`` is logged."""
-
-    def __init__(self, text: str) -> None:
-        super().__init__()
-        self.text = text
-        self.seen = asyncio.Event()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if self.text in record.getMessage():
-            self.seen.set()
-
-
 @pytest.fixture
 def lost_connection_log() -> Iterator[LogWatch]:
-    watch = LogWatch("stopped (")
-    logger = logging.getLogger("tiny_listener.amqp")
-    logger.addHandler(watch)
-    yield watch
-    logger.removeHandler(watch)
+    with watching_log("tiny_listener.amqp", "stopped (") as watch:
+        yield watch
 
 
 async def rabbitmqctl(*args: str) -> str:
@@ -89,7 +73,7 @@ async def test_reconnects_after_the_server_closes_the_connection(
         await app.publish("job:0", {})
         await asyncio.wait_for(first_started.wait(), 10)
         await close_connection_named(connection_name)
-        await asyncio.wait_for(lost_connection_log.seen.wait(), 20)
+        await asyncio.wait_for(lost_connection_log.wait(), 20)
         # Job 0 finishes now, on a closed channel: its ack cannot reach RabbitMQ, which
         # has requeued it, so it must run again after the reconnect.
         release_first.set()
@@ -180,9 +164,6 @@ async def test_keeps_retrying_until_the_broker_is_reachable(names: Names, channe
     from tests.conftest import free_port
 
     proxy = Proxy(free_port())
-    refused = LogWatch("retrying in")
-    logger = logging.getLogger("tiny_listener.amqp")
-    logger.addHandler(refused)
     app = names.app(url=f"amqp://guest:guest@127.0.0.1:{proxy.port}/", reconnect_backoff=0.05)
     handled = asyncio.Event()
 
@@ -190,18 +171,18 @@ async def test_keeps_retrying_until_the_broker_is_reachable(names: Names, channe
     async def hello() -> None:
         handled.set()
 
-    task = asyncio.create_task(app.main())
-    try:
-        await asyncio.wait_for(refused.seen.wait(), 20)  # nothing listens on the port yet
-        await proxy.start()
-        await asyncio.wait_for(app.wait_connected(), 20)
-        await app.publish("hello", {})
-        await asyncio.wait_for(handled.wait(), 10)
-    finally:
-        app.stop()
-        await asyncio.wait_for(task, 30)
-        logger.removeHandler(refused)
-        await proxy.close()
+    with watching_log("tiny_listener.amqp", "retrying in") as refused:
+        task = asyncio.create_task(app.main())
+        try:
+            await asyncio.wait_for(refused.wait(), 20)  # nothing listens on the port yet
+            await proxy.start()
+            await asyncio.wait_for(app.wait_connected(), 20)
+            await app.publish("hello", {})
+            await asyncio.wait_for(handled.wait(), 10)
+        finally:
+            app.stop()
+            await asyncio.wait_for(task, 30)
+            await proxy.close()
     assert await message_count(channel, app.queue) == 0
 
 
@@ -225,7 +206,7 @@ async def test_starts_over_when_rabbitmq_closes_the_channel(
 
     async with running(app):
         await app.publish("poison", {})
-        await asyncio.wait_for(lost_connection_log.seen.wait(), 20)
+        await asyncio.wait_for(lost_connection_log.wait(), 20)
         await asyncio.wait_for(handled_again.wait(), 20)
     assert runs == [False, True]
     assert await message_count(channel, app.queue) == 0
@@ -247,7 +228,7 @@ async def test_queue_deleted_under_the_listener_is_declared_again(
 
     async with running(app):
         await channel.queue_delete(app.queue)  # RabbitMQ cancels the consumer
-        await asyncio.wait_for(lost_connection_log.seen.wait(), 20)
+        await asyncio.wait_for(lost_connection_log.wait(), 20)
         await asyncio.wait_for(app.wait_connected(), 20)
         await app.publish("after", {})
         await asyncio.wait_for(handled.wait(), 10)

@@ -12,24 +12,12 @@ from typing import Dict
 
 import pytest
 
+from tests.log_watch import watching_log
 from tests.mqtt.conftest import MosquittoServer, client, running
 from tiny_listener import Param
 from tiny_listener.mqtt import MQTTListener
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-class LogSeen(logging.Handler):
-    """Sets ``seen`` when a record containing ``text`` is logged (from the event loop)."""
-
-    def __init__(self, text: str) -> None:
-        super().__init__()
-        self.text = text
-        self.seen = asyncio.Event()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if self.text in record.getMessage():
-            self.seen.set()
 
 
 async def publish_range(url: str, topic: str, numbers: range) -> None:
@@ -123,14 +111,10 @@ async def test_a_listener_started_before_its_broker_retries_and_says_so(mosquitt
     async def late() -> None:
         handled.set()
 
-    refused = LogSeen("cannot connect to MQTT broker")
-    logging.getLogger("tiny_listener.mqtt").addHandler(refused)
-    try:
+    with watching_log("tiny_listener.mqtt", "cannot connect to MQTT broker") as refused:
         async with running(app, connected=False):
-            await asyncio.wait_for(refused.seen.wait(), 15)
+            await asyncio.wait_for(refused.wait(), 15)
             await loop.run_in_executor(None, mosquitto.start)
             await asyncio.wait_for(app.wait_connected(), 30)
             await app.publish("late/1", b"")
             await asyncio.wait_for(handled.wait(), 15)
-    finally:
-        logging.getLogger("tiny_listener.mqtt").removeHandler(refused)

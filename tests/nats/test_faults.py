@@ -5,13 +5,13 @@ processes share one durable consumer. Nothing may be lost."""
 from __future__ import annotations
 
 import asyncio
-import logging
 import sys
 from pathlib import Path
 from typing import Any, AsyncIterator, Iterator, List
 
 import pytest
 
+from tests.log_watch import LogWatch, watching_log
 from tiny_listener import Param
 
 from .conftest import NatsServer, Streams, nats, pending, running
@@ -19,26 +19,10 @@ from .conftest import NatsServer, Streams, nats, pending, running
 ROOT = Path(__file__).resolve().parents[2]
 
 
-class LogWatch(logging.Handler):
-    """Sets an asyncio event when a record containing ``text`` is logged."""
-
-    def __init__(self, text: str) -> None:
-        super().__init__()
-        self.text = text
-        self.seen = asyncio.Event()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if self.text in record.getMessage():
-            self.seen.set()
-
-
 @pytest.fixture
 def lost_connection_log() -> Iterator[LogWatch]:
-    watch = LogWatch("stopped (")
-    logger = logging.getLogger("tiny_listener.nats")
-    logger.addHandler(watch)
-    yield watch
-    logger.removeHandler(watch)
+    with watching_log("tiny_listener.nats", "stopped (") as watch:
+        yield watch
 
 
 class Worker:
@@ -112,7 +96,7 @@ async def test_server_restart_in_the_middle_of_a_stream(
         await publish_jobs(private_server.url, p, range(20))
         await asyncio.wait_for(first_batch_in.wait(), 20)
         await private_server.stop(kill=True)
-        await asyncio.wait_for(lost_connection_log.seen.wait(), 20)
+        await asyncio.wait_for(lost_connection_log.wait(), 20)
         # Job 5 ends while the server is down: its ack is lost, so it must come again.
         release_five.set()
         await private_server.start()
@@ -185,9 +169,6 @@ async def test_keeps_retrying_until_the_server_is_up(tmp_path: Path) -> None:
     if shutil.which("nats-server") is None:
         pytest.skip("nats-server is not installed")
     server = NatsServer(tmp_path / "jetstream")  # not started yet
-    refused = LogWatch("retrying in")
-    logger = logging.getLogger("tiny_listener.nats")
-    logger.addHandler(refused)
     streams = Streams(server.url)
     app = streams.app(reconnect_backoff=0.05)
     handled = asyncio.Event()
@@ -196,18 +177,18 @@ async def test_keeps_retrying_until_the_server_is_up(tmp_path: Path) -> None:
     async def hello() -> None:
         handled.set()
 
-    task = asyncio.create_task(app.main())
-    try:
-        await asyncio.wait_for(refused.seen.wait(), 20)
-        await server.start()
-        await asyncio.wait_for(app.wait_connected(), 30)
-        await app.publish(f"{streams.prefix}.hello", {})
-        await asyncio.wait_for(handled.wait(), 10)
-    finally:
-        app.stop()
-        await asyncio.wait_for(task, 30)
-        logger.removeHandler(refused)
-        await server.stop(kill=True)
+    with watching_log("tiny_listener.nats", "retrying in") as refused:
+        task = asyncio.create_task(app.main())
+        try:
+            await asyncio.wait_for(refused.wait(), 20)
+            await server.start()
+            await asyncio.wait_for(app.wait_connected(), 30)
+            await app.publish(f"{streams.prefix}.hello", {})
+            await asyncio.wait_for(handled.wait(), 10)
+        finally:
+            app.stop()
+            await asyncio.wait_for(task, 30)
+            await server.stop(kill=True)
 
 
 async def test_consumer_deleted_on_the_server_is_made_again(
@@ -227,7 +208,7 @@ async def test_consumer_deleted_on_the_server_is_made_again(
         await app.publish(f"{streams.prefix}.job.1", {})
         await asyncio.wait_for(first.wait(), 10)
         await client.jetstream().delete_consumer(app.stream, app.durable)
-        await asyncio.wait_for(lost_connection_log.seen.wait(), 20)
+        await asyncio.wait_for(lost_connection_log.wait(), 20)
         await asyncio.wait_for(app.wait_connected(), 20)
         await publish_jobs("nats://127.0.0.1:4222", streams.prefix, range(2, 3))
         await asyncio.wait_for(second.wait(), 20)

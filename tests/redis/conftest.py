@@ -15,6 +15,7 @@ from typing import Any, AsyncIterator, Iterator, List
 import pytest
 
 from tests.conftest import free_port, require_service, service_reachable
+from tests.log_watch import LogWatch, watching_log
 from tiny_listener import Listener
 
 redis_asyncio = pytest.importorskip("redis.asyncio")
@@ -116,36 +117,15 @@ def redis_server() -> Iterator[RedisServer]:
         server.stop()
 
 
-class LogWaiter(logging.Handler):
-    """Counts records of logger ``tiny_listener.redis`` containing ``text``; ``wait(n)`` returns
-    once ``n`` were seen. For outcomes that only logs announce, like a dead letter written."""
-
-    def __init__(self, text: str) -> None:
-        super().__init__(logging.DEBUG)
-        self.text = text
-        self.seen = 0
-        self._changed = asyncio.Event()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if self.text in record.getMessage():
-            self.seen += 1
-            self._changed.set()
-
-    async def wait(self, count: int = 1) -> None:
-        while self.seen < count:
-            self._changed.clear()
-            await self._changed.wait()
-
-
 @pytest.fixture
-def dead_lettered() -> Iterator[LogWaiter]:
-    waiter = LogWaiter("dead-lettered")
+def dead_lettered() -> Iterator[LogWatch]:
+    """Watches for the log lines of dead letters written, with logger ``tiny_listener.redis`` at
+    DEBUG meanwhile so that no level set elsewhere hides them."""
     logger = logging.getLogger("tiny_listener.redis")
-    logger.addHandler(waiter)
     previous = logger.level
     logger.setLevel(logging.DEBUG)
     try:
-        yield waiter
+        with watching_log("tiny_listener.redis", "dead-lettered") as watch:
+            yield watch
     finally:
-        logger.removeHandler(waiter)
         logger.setLevel(previous)

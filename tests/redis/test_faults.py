@@ -9,7 +9,8 @@ from typing import Any, List
 
 import pytest
 
-from tests.redis.conftest import LogWaiter, RedisServer, running
+from tests.log_watch import watching_log
+from tests.redis.conftest import RedisServer, running
 from tiny_listener import Param
 from tiny_listener.redis import RedisPublisher, RedisStreamListener
 
@@ -44,9 +45,7 @@ async def test_reconnects_and_recreates_its_group_after_redis_restarts(
         handled.append(n)
         got[n].set()
 
-    reconnected = LogWaiter("reconnected to Redis")
-    logging.getLogger("tiny_listener.redis").addHandler(reconnected)
-    try:
+    with watching_log("tiny_listener.redis", "reconnected to Redis") as reconnected:
         async with running(app):
             await publish_when_up(redis_server.url, "orders", "order:0")
             await got[0].wait()
@@ -55,8 +54,6 @@ async def test_reconnects_and_recreates_its_group_after_redis_restarts(
             await reconnected.wait()
             await publish_when_up(redis_server.url, "orders", "order:1")
             await got[1].wait()
-    finally:
-        logging.getLogger("tiny_listener.redis").removeHandler(reconnected)
     assert handled == [0, 1]
     messages = [record.getMessage() for record in caplog.records]
     assert any(message.startswith(f"Redis at {redis_server.url} is unreachable") for message in messages)
@@ -74,16 +71,12 @@ async def test_waits_for_redis_at_startup(redis_server: RedisServer) -> None:
     async def order(n: Param) -> None:
         got.set()
 
-    unreachable = LogWaiter("is unreachable")
-    logging.getLogger("tiny_listener.redis").addHandler(unreachable)
-    try:
+    with watching_log("tiny_listener.redis", "is unreachable") as unreachable:
         async with running(app):
             await unreachable.wait()
             redis_server.start()
             await publish_when_up(redis_server.url, "orders", "order:1")
             await got.wait()
-    finally:
-        logging.getLogger("tiny_listener.redis").removeHandler(unreachable)
 
 
 async def test_shutdown_completes_while_redis_is_away(redis_server: RedisServer) -> None:
@@ -97,17 +90,13 @@ async def test_shutdown_completes_while_redis_is_away(redis_server: RedisServer)
     async def order(n: Param) -> None:
         pass
 
-    unreachable = LogWaiter("is unreachable")
-    logging.getLogger("tiny_listener.redis").addHandler(unreachable)
-    try:
+    with watching_log("tiny_listener.redis", "is unreachable") as unreachable:
         task = asyncio.create_task(app.main())
         await publish_when_up(redis_server.url, "orders", "order:1")
         redis_server.stop()
         await unreachable.wait()
         await app.graceful_shutdown()
         await task  # the reader gives up its reconnect loop instead of holding the shutdown
-    finally:
-        logging.getLogger("tiny_listener.redis").removeHandler(unreachable)
 
 
 async def test_missing_redis_client_is_reported_with_the_extra_to_install(

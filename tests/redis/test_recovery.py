@@ -8,7 +8,8 @@ from typing import Any, Dict, List
 
 import pytest
 
-from tests.redis.conftest import LogWaiter, StreamNames, running
+from tests.log_watch import LogWatch
+from tests.redis.conftest import StreamNames, running
 from tiny_listener import Event, Param
 from tiny_listener.redis import RedisPublisher, RedisStreamListener, read_dead_letters, replay_dead_letters
 
@@ -54,7 +55,7 @@ async def test_claims_messages_left_pending_by_a_dead_consumer(redis_url: str, n
 
 
 async def test_message_delivered_too_often_is_dead_lettered_not_run(
-    redis_url: str, names: StreamNames, redis: Any, dead_lettered: LogWaiter
+    redis_url: str, names: StreamNames, redis: Any, dead_lettered: LogWatch
 ) -> None:
     """A message whose consumers keep dying while handling it (a poison message) stops there."""
     stream = names()
@@ -144,7 +145,7 @@ async def test_graceful_shutdown_leaves_unfinished_messages_pending(
 
 
 async def test_replayed_dead_letters_are_handled_once_the_cause_is_fixed(
-    redis_url: str, names: StreamNames, redis: Any, dead_lettered: LogWaiter
+    redis_url: str, names: StreamNames, redis: Any, dead_lettered: LogWatch
 ) -> None:
     stream = names()
     app: RedisStreamListener[Any] = RedisStreamListener(redis_url, streams=[stream], group=GROUP, max_retries=0)
