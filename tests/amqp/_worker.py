@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
+from tests.worker_processes import announce_when_consuming
 from tiny_listener import Event
 from tiny_listener.amqp import AMQPListener
 
@@ -23,14 +24,7 @@ async def block_forever(event: Event) -> None:  # type: ignore[type-arg]
     await asyncio.Event().wait()
 
 
-@app.startup
-async def announce_when_consuming() -> None:
-    async def announce() -> None:
-        await app.wait_connected()
-        print("consuming", flush=True)
-
-    app.spawn(announce())
-
+announce_when_consuming(app)
 
 if __name__ == "__main__":
     app.run()

@@ -6,20 +6,16 @@ from __future__ import annotations
 import asyncio
 import inspect
 import shutil
-import signal
-import sys
 import uuid
-from pathlib import Path
 from typing import Any, Iterator, List
 
 import pytest
 
 from tests.log_watch import LogWatch, watching_log
+from tests.worker_processes import Workers
 from tiny_listener import Event, Param
 
 from .conftest import Names, aio_pika, message_count, running
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -90,12 +86,8 @@ async def test_reconnects_after_the_server_closes_the_connection(
 
 async def test_message_of_a_killed_consumer_is_handled_by_another(names: Names, channel: Any) -> None:
     queue = names.queue()
-    worker = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tests.amqp._worker", queue, cwd=ROOT, stdout=asyncio.subprocess.PIPE
-    )
-    try:
-        assert worker.stdout is not None
-        assert (await asyncio.wait_for(worker.stdout.readline(), 30)).strip() == b"consuming"
+    async with Workers("tests.amqp._worker") as workers:
+        worker = await workers.start(queue)
         app = names.app(queue=queue)
         handled: List[Any] = []
         done = asyncio.Event()
@@ -109,17 +101,12 @@ async def test_message_of_a_killed_consumer_is_handled_by_another(names: Names, 
         await channel.default_exchange.publish(
             aio_pika.Message(b"{}", headers={"x-event-path": "order:9"}), routing_key=queue, mandatory=True
         )
-        assert (await asyncio.wait_for(worker.stdout.readline(), 30)).strip() == b"started order:9"
-        worker.send_signal(signal.SIGKILL)
-        await asyncio.wait_for(worker.wait(), 30)
+        assert await worker.next_line() == "started order:9"
+        await worker.kill()
         async with running(app):
             await asyncio.wait_for(done.wait(), 30)
         assert handled == [("9", True)]
         assert await message_count(channel, queue) == 0
-    finally:
-        if worker.returncode is None:
-            worker.kill()
-            await worker.wait()
 
 
 class Proxy:

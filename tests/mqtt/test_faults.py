@@ -5,19 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
-import sys
-from pathlib import Path
 from typing import Dict
 
 import pytest
 
 from tests.log_watch import watching_log
 from tests.mqtt.conftest import MosquittoServer, client, running
+from tests.worker_processes import Workers
 from tiny_listener import Param
 from tiny_listener.mqtt import MQTTListener
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 async def publish_range(url: str, topic: str, numbers: range) -> None:
@@ -67,27 +63,11 @@ async def test_broker_restart_mid_stream_loses_nothing_and_says_so(
 
 
 async def test_a_consumer_killed_mid_event_gets_its_message_redelivered(mosquitto: MosquittoServer) -> None:
-    worker = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tests.mqtt._worker",
-        mosquitto.url,
-        "killed-consumer",
-        "jobs",
-        cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    assert worker.stdout is not None
-    try:
-        assert await asyncio.wait_for(worker.stdout.readline(), 30) == b"consuming\n"
+    async with Workers("tests.mqtt._worker") as workers:
+        worker = await workers.start(mosquitto.url, "killed-consumer", "jobs")
         await publish_range(mosquitto.url, "jobs", range(1))
-        assert await asyncio.wait_for(worker.stdout.readline(), 30) == b"started jobs/0\n"
-        worker.send_signal(signal.SIGKILL)  # no shutdown, no acknowledgement
-    finally:
-        if worker.returncode is None:
-            worker.kill()
-        await asyncio.wait_for(worker.wait(), 10)
+        assert await worker.next_line() == "started jobs/0"
+        await worker.kill()  # no shutdown, no acknowledgement
 
     app = MQTTListener(mosquitto.url, client_id="killed-consumer")
     redelivered = asyncio.Event()

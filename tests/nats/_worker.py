@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
+from tests.worker_processes import announce_when_consuming
 from tiny_listener import Param
 from tiny_listener.nats import NATSListener
 
@@ -31,14 +32,7 @@ async def job(n: Param) -> None:
     print(f"handled {n}", flush=True)
 
 
-@app.startup
-async def announce_when_consuming() -> None:
-    async def announce() -> None:
-        await app.wait_connected()
-        print("consuming", flush=True)
-
-    app.spawn(announce())
-
+announce_when_consuming(app)
 
 if __name__ == "__main__":
     app.run()

@@ -5,18 +5,16 @@ processes share one durable consumer. Nothing may be lost."""
 from __future__ import annotations
 
 import asyncio
-import sys
 from pathlib import Path
 from typing import Any, AsyncIterator, Iterator, List
 
 import pytest
 
 from tests.log_watch import LogWatch, watching_log
+from tests.worker_processes import Workers
 from tiny_listener import Param
 
 from .conftest import NatsServer, Streams, nats, pending, running
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -25,38 +23,10 @@ def lost_connection_log() -> Iterator[LogWatch]:
         yield watch
 
 
-class Worker:
-    """A listener process running ``tests.nats._worker``."""
-
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process = process
-        self.lines: List[str] = []
-
-    async def next_line(self, timeout: float = 30) -> str:
-        assert self.process.stdout is not None
-        line = (await asyncio.wait_for(self.process.stdout.readline(), timeout)).decode().strip()
-        self.lines.append(line)
-        return line
-
-
 @pytest.fixture
-async def workers() -> AsyncIterator[Any]:
-    started: List[Worker] = []
-
-    async def start(*args: str) -> Worker:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "tests.nats._worker", *args, cwd=ROOT, stdout=asyncio.subprocess.PIPE
-        )
-        worker = Worker(process)
-        started.append(worker)
-        assert await worker.next_line() == "consuming"
-        return worker
-
-    yield start
-    for worker in started:
-        if worker.process.returncode is None:
-            worker.process.kill()
-            await worker.process.wait()
+async def workers() -> AsyncIterator[Workers]:
+    async with Workers("tests.nats._worker") as started:
+        yield started
 
 
 async def publish_jobs(url: str, prefix: str, numbers: range) -> None:
@@ -108,16 +78,15 @@ async def test_server_restart_in_the_middle_of_a_stream(
 
 
 async def test_message_of_a_killed_consumer_is_redelivered_to_another(
-    streams: Streams, client: Any, workers: Any
+    streams: Streams, client: Any, workers: Workers
 ) -> None:
     p = streams.prefix
     stream = f"{p}_s"
     streams.streams += [stream, f"{stream}_dead"]
-    worker = await workers("nats://127.0.0.1:4222", stream, p, "1", "block")
+    worker = await workers.start("nats://127.0.0.1:4222", stream, p, "1", "block")
     await publish_jobs("nats://127.0.0.1:4222", p, range(1))
     assert await worker.next_line() == "started 0"
-    worker.process.kill()
-    await worker.process.wait()
+    await worker.kill()
 
     app = streams.app(stream=stream, ack_wait=1)
     got: List[Any] = []
@@ -134,12 +103,12 @@ async def test_message_of_a_killed_consumer_is_redelivered_to_another(
     assert await pending(client, stream, "workers") == 0
 
 
-async def test_two_processes_share_one_durable_consumer(streams: Streams, client: Any, workers: Any) -> None:
+async def test_two_processes_share_one_durable_consumer(streams: Streams, client: Any, workers: Workers) -> None:
     p = streams.prefix
     stream = f"{p}_s"
     streams.streams += [stream, f"{stream}_dead"]
-    first = await workers("nats://127.0.0.1:4222", stream, p, "30", "work")
-    second = await workers("nats://127.0.0.1:4222", stream, p, "30", "work")
+    first = await workers.start("nats://127.0.0.1:4222", stream, p, "30", "work")
+    second = await workers.start("nats://127.0.0.1:4222", stream, p, "30", "work")
     total = 400
     await publish_jobs("nats://127.0.0.1:4222", p, range(total))
     by_worker: List[List[int]] = [[], []]
