@@ -1,9 +1,10 @@
 """Listener processes for the fault tests that kill a consumer in the middle of an event.
 
 Both sides of the exchange live here. A worker script (``tests/<broker>/_worker.py``) calls
-:func:`announce_when_consuming` and prints one line per thing it does; the test starts it
-with :class:`Workers`, which waits for that announcement, reads the worker's lines as they
-come and kills every worker still running when the test ends.
+:func:`announce_when_consuming` and prints one line per thing it does (:func:`block_forever`
+is a handler that announces itself and never returns); the test starts it with
+:class:`Workers`, which waits for that announcement, reads the worker's lines as they come
+and kills every worker still running when the test ends.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import sys
 from pathlib import Path
 from types import TracebackType
 from typing import Any, List, Type
+
+from tiny_listener import Event
 
 ROOT = Path(__file__).resolve().parents[1]
 CONSUMING = "consuming"
@@ -30,6 +33,13 @@ def announce_when_consuming(app: Any) -> None:
         app.spawn(announce())
 
     app.startup(announce_when_connected)
+
+
+async def block_forever(event: Event) -> None:  # type: ignore[type-arg]
+    """A handler that prints ``started <path>`` and never returns: the test kills the worker
+    while it waits here."""
+    print(f"started {event.path}", flush=True)
+    await asyncio.Event().wait()
 
 
 class Worker:

@@ -8,22 +8,13 @@ starts, then blocks in it forever.
 
 from __future__ import annotations
 
-import asyncio
 import sys
 
-from tests.worker_processes import announce_when_consuming
-from tiny_listener import Event
+from tests.worker_processes import announce_when_consuming, block_forever
 from tiny_listener.amqp import AMQPListener
 
 app: AMQPListener = AMQPListener(queue=sys.argv[1], retry_backoff=0.05)  # type: ignore[type-arg]
-
-
-@app.on_event("{path:path}")
-async def block_forever(event: Event) -> None:  # type: ignore[type-arg]
-    print(f"started {event.path}", flush=True)
-    await asyncio.Event().wait()
-
-
+app.on_event("{path:path}")(block_forever)
 announce_when_consuming(app)
 
 if __name__ == "__main__":

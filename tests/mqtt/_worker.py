@@ -8,22 +8,13 @@ It prints ``consuming`` once subscribed (persistent session ``CLIENT_ID``) and
 
 from __future__ import annotations
 
-import asyncio
 import sys
 
-from tests.worker_processes import announce_when_consuming
-from tiny_listener import Event
+from tests.worker_processes import announce_when_consuming, block_forever
 from tiny_listener.mqtt import MQTTListener
 
 app = MQTTListener(sys.argv[1], client_id=sys.argv[2])
-
-
-@app.on_event(sys.argv[3] + "/{rest:path}")
-async def block_forever(event: Event) -> None:  # type: ignore[type-arg]
-    print(f"started {event.path}", flush=True)
-    await asyncio.Event().wait()
-
-
+app.on_event(sys.argv[3] + "/{rest:path}")(block_forever)
 announce_when_consuming(app)
 
 if __name__ == "__main__":
