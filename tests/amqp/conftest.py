@@ -3,8 +3,6 @@ deleted afterwards, and a plain aio-pika channel to publish and inspect with."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import uuid
 from typing import Any, AsyncIterator, List
 
@@ -70,18 +68,6 @@ async def channel() -> AsyncIterator[Any]:
     connection = await aio_pika.connect(DEFAULT_URL)
     async with connection:
         yield await connection.channel()
-
-
-@contextlib.asynccontextmanager
-async def running(app: AMQPListener[Any]) -> AsyncIterator[asyncio.Task[None]]:
-    """Run ``app.main()`` in a task until the block ends, then stop it and wait for it."""
-    task = asyncio.create_task(app.main())
-    try:
-        await asyncio.wait_for(app.wait_connected(), 20)
-        yield task
-    finally:
-        app.stop()
-        await asyncio.wait_for(task, 60)
 
 
 async def message_count(channel: Any, queue: str) -> int:

@@ -11,11 +11,12 @@ from typing import Any, Iterator, List
 
 import pytest
 
+from tests.broker_listeners import running
 from tests.log_watch import LogWatch, watching_log
 from tests.worker_processes import Workers
 from tiny_listener import Event, Param
 
-from .conftest import Names, aio_pika, message_count, running
+from .conftest import Names, aio_pika, message_count
 
 
 @pytest.fixture

@@ -8,10 +8,11 @@ from typing import Any, Dict, List
 
 import pytest
 
+from tests.broker_listeners import peak_in_flight, running, stop_with_two_in_flight
 from tiny_listener import Data, Event, Param
 from tiny_listener.amqp import ATTEMPT, DEAD_LETTER_REASON, EVENT_PATH, LAST_ERROR, NotConnected
 
-from .conftest import Names, aio_pika, get_all, message_count, running
+from .conftest import Names, aio_pika, get_all, message_count
 
 
 async def test_message_becomes_event_and_is_acknowledged(names: Names, channel: Any) -> None:
@@ -147,62 +148,12 @@ async def test_without_dead_letter_queue_bad_messages_are_logged_and_acknowledge
 
 async def test_prefetch_bounds_messages_in_flight(names: Names) -> None:
     app = names.app(max_in_flight=3)
-    running_now = 0
-    peak = 0
-    finished = 0
-    three_in = asyncio.Event()
-    release = asyncio.Event()
-    all_done = asyncio.Event()
-
-    @app.on_event("job:{n:int}")
-    async def job(n: Param) -> None:
-        nonlocal running_now, peak, finished
-        running_now += 1
-        peak = max(peak, running_now)
-        if running_now == 3:
-            three_in.set()
-        await release.wait()
-        running_now -= 1
-        finished += 1
-        if finished == 10:
-            all_done.set()
-
-    async with running(app):
-        for n in range(10):
-            await app.publish(f"job:{n}", {})
-        await asyncio.wait_for(three_in.wait(), 10)
-        release.set()
-        await asyncio.wait_for(all_done.wait(), 10)
-    assert peak == 3
+    assert await peak_in_flight(app, "job:{n:int}", "job:{}".format, hold_until=3) == 3
 
 
 async def test_shutdown_finishes_in_flight_and_leaves_the_rest(names: Names, channel: Any) -> None:
     app = names.app(max_in_flight=2)
-    started: List[int] = []
-    handled: List[int] = []
-    two_in = asyncio.Event()
-    release = asyncio.Event()
-
-    @app.shutdown
-    async def release_handlers() -> None:
-        # Shutdown hooks run once listen() has stopped, so the consumer is cancelled by now.
-        release.set()
-
-    @app.on_event("job:{n:int}")
-    async def job(n: Param) -> None:
-        started.append(n)
-        if len(started) == 2:
-            two_in.set()
-        await release.wait()
-        handled.append(n)
-
-    task = asyncio.create_task(app.main())
-    await asyncio.wait_for(app.wait_connected(), 20)
-    for n in range(5):
-        await app.publish(f"job:{n}", {})
-    await asyncio.wait_for(two_in.wait(), 10)
-    app.stop()
-    await asyncio.wait_for(task, 30)
+    started, handled = await stop_with_two_in_flight(app, "job:{n:int}", "job:{}".format)
     assert sorted(handled) == sorted(started) and len(handled) == 2
     assert await message_count(channel, app.queue) == 3
 

@@ -111,18 +111,6 @@ async def private_server(tmp_path: Path) -> AsyncIterator[NatsServer]:
         await server.stop(kill=True)
 
 
-@contextlib.asynccontextmanager
-async def running(app: NATSListener[Any]) -> AsyncIterator[asyncio.Task[None]]:
-    """Run ``app.main()`` in a task until the block ends, then stop it and wait for it."""
-    task = asyncio.create_task(app.main())
-    try:
-        await asyncio.wait_for(app.wait_connected(), 20)
-        yield task
-    finally:
-        app.stop()
-        await asyncio.wait_for(task, 60)
-
-
 async def pending(nc: Any, stream: str, durable: str) -> int:
     """How many messages of ``stream`` the consumer has not had acknowledged yet (waiting or
     delivered and unacknowledged)."""

@@ -10,11 +10,12 @@ from typing import Any, AsyncIterator, Iterator, List
 
 import pytest
 
+from tests.broker_listeners import running
 from tests.log_watch import LogWatch, watching_log
 from tests.worker_processes import Workers
 from tiny_listener import Param
 
-from .conftest import NatsServer, Streams, nats, pending, running
+from .conftest import NatsServer, Streams, nats, pending
 
 
 @pytest.fixture

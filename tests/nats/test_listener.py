@@ -9,10 +9,11 @@ from typing import Any, Dict, List
 
 import pytest
 
+from tests.broker_listeners import peak_in_flight, running, stop_with_two_in_flight
 from tiny_listener import Data, Event, Param
 from tiny_listener.nats import ATTEMPT, DEAD_LETTER_REASON, EVENT_PATH, LAST_ERROR, NotConnected
 
-from .conftest import Streams, pending, running
+from .conftest import Streams, pending
 
 
 async def dead_letters(client: Any, app: Any, expected: int) -> List[Any]:
@@ -139,62 +140,14 @@ async def test_unknown_route_and_undecodable_payload_are_dead_lettered(streams: 
 
 async def test_in_flight_messages_are_bounded(streams: Streams) -> None:
     app = streams.app(max_in_flight=3)
-    running_now = 0
-    peak = 0
-    finished = 0
-    three_in = asyncio.Event()
-    release = asyncio.Event()
-    all_done = asyncio.Event()
-
-    @app.on_event(streams.prefix + ".job.{n:int}")
-    async def job(n: Param) -> None:
-        nonlocal running_now, peak, finished
-        running_now += 1
-        peak = max(peak, running_now)
-        if running_now == 3:
-            three_in.set()
-        await release.wait()
-        running_now -= 1
-        finished += 1
-        if finished == 10:
-            all_done.set()
-
-    async with running(app):
-        for n in range(10):
-            await app.publish(f"{streams.prefix}.job.{n}", {})
-        await asyncio.wait_for(three_in.wait(), 10)
-        release.set()
-        await asyncio.wait_for(all_done.wait(), 10)
-    assert peak == 3
+    route, path = streams.prefix + ".job.{n:int}", f"{streams.prefix}.job.{{}}".format
+    assert await peak_in_flight(app, route, path, hold_until=3) == 3
 
 
 async def test_shutdown_finishes_in_flight_and_leaves_the_rest(streams: Streams, client: Any) -> None:
     app = streams.app(max_in_flight=2)
-    started: List[int] = []
-    handled: List[int] = []
-    two_in = asyncio.Event()
-    release = asyncio.Event()
-
-    @app.shutdown
-    async def release_handlers() -> None:
-        # Shutdown hooks run once listen() has stopped, so no more messages are pulled.
-        release.set()
-
-    @app.on_event(streams.prefix + ".job.{n:int}")
-    async def job(n: Param) -> None:
-        started.append(n)
-        if len(started) == 2:
-            two_in.set()
-        await release.wait()
-        handled.append(n)
-
-    task = asyncio.create_task(app.main())
-    await asyncio.wait_for(app.wait_connected(), 20)
-    for n in range(5):
-        await app.publish(f"{streams.prefix}.job.{n}", {})
-    await asyncio.wait_for(two_in.wait(), 10)
-    app.stop()
-    await asyncio.wait_for(task, 30)
+    route, path = streams.prefix + ".job.{n:int}", f"{streams.prefix}.job.{{}}".format
+    started, handled = await stop_with_two_in_flight(app, route, path)
     assert sorted(handled) == sorted(started) and len(handled) == 2
 
     # A new process of the same durable consumer gets the three that were not handled.
