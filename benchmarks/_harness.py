@@ -12,7 +12,7 @@ import platform
 import statistics
 import sys
 import time
-from typing import Any, Callable, Dict, List
+from typing import Any, Awaitable, Callable, Dict, List, Sequence
 
 
 def tiny_listener_version() -> str:
@@ -28,6 +28,44 @@ def interleaved(cases: Dict[str, Callable[[], float]], rounds: int) -> Dict[str,
         for name, case in cases.items():
             samples[name].append(case())
     return samples
+
+
+async def interleaved_async(
+    cases: Dict[str, Callable[[], Awaitable[float]]],
+    rounds: int,
+    warm_up: Sequence[str] | None = None,
+    round_format: str | None = None,
+) -> Dict[str, List[float]]:
+    """Await every case once per round, in turn, and return each case's figures, one per round.
+
+    First each case named in ``warm_up`` (every case if None) is awaited once, its figure
+    dropped. With ``round_format`` (like ``"{:.0f}/s"``), each round's figures are printed to
+    stderr as they come.
+    """
+    for name in cases if warm_up is None else warm_up:
+        await cases[name]()
+    samples: Dict[str, List[float]] = {name: [] for name in cases}
+    for round_number in range(rounds):
+        for name, case in cases.items():
+            samples[name].append(await case())
+        if round_format is not None:
+            figures = ", ".join(f"{name}={round_format.format(values[-1])}" for name, values in samples.items())
+            eprint(f"round {round_number + 1}: {figures}")
+    return samples
+
+
+def throughput_figures(samples: Dict[str, List[float]], bare_label: str) -> Dict[str, float]:
+    """The figures of a throughput benchmark whose cases ``tiny_listener`` and ``bare`` give
+    events/s: the median rate of each (the bare one named ``bare_<bare_label>_events_per_s``),
+    the median per-round ratio, and the microseconds per event of each median rate."""
+    rate = {name: statistics.median(values) for name, values in samples.items()}
+    return {
+        "tiny_listener_events_per_s": rate["tiny_listener"],
+        f"bare_{bare_label}_events_per_s": rate["bare"],
+        "throughput_ratio_vs_bare": median_ratio(samples, "tiny_listener", "bare"),
+        "tiny_listener_us_per_event": 1e6 / rate["tiny_listener"],
+        "bare_us_per_event": 1e6 / rate["bare"],
+    }
 
 
 def median_ratio(samples: Dict[str, List[float]], ours: str, baseline: str) -> float:

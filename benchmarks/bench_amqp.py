@@ -14,24 +14,18 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import statistics
 import time
 import uuid
-from typing import Any, Dict, List
+from typing import Any
 
-from _harness import eprint, now, report, rounds_from_env
+from _broker_throughput import handle, listener_rate
+from _harness import eprint, interleaved_async, now, report, rounds_from_env, throughput_figures
 
-from tiny_listener import Data, Param
 from tiny_listener.amqp import EVENT_PATH, AMQPListener
 
 URL = os.environ.get("BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 EVENTS = int(os.environ.get("BENCH_AMQP_EVENTS", "10000"))
 PREFETCH = 100
-
-
-async def handle(n: int, amount: int) -> int:
-    """What every event costs its handler: a little arithmetic, no I/O."""
-    return (n * 31 + amount) % 1_000_003
 
 
 async def fill(channel: Any, queue: str) -> None:
@@ -79,25 +73,7 @@ async def run_bare(queue: str) -> float:
 async def run_ours(queue: str) -> float:
     app: AMQPListener[Any] = AMQPListener(URL, queue=queue, max_in_flight=PREFETCH, max_retries=0,
                                           dead_letter=False)
-    done = asyncio.Event()
-    handled = 0
-
-    @app.on_event("item.{n:int}")
-    async def item(n: Param, amount: Data) -> int:
-        nonlocal handled
-        result = await handle(n, amount)
-        handled += 1
-        if handled == EVENTS:
-            done.set()
-        return result
-
-    start = now()
-    task = asyncio.create_task(app.main())
-    await done.wait()
-    elapsed = now() - start
-    app.stop()
-    await task
-    return EVENTS / elapsed
+    return await listener_rate(app, "item.{n:int}", EVENTS)
 
 
 async def measure(kind: str) -> float:
@@ -119,23 +95,13 @@ async def measure(kind: str) -> float:
 
 
 async def run() -> None:
-    rounds = rounds_from_env(3)
-    samples: Dict[str, List[float]] = {"tiny_listener": [], "bare": []}
-    await measure("ours")  # warm-up: imports, broker caches
-    for round_number in range(rounds):
-        for name, kind in (("tiny_listener", "ours"), ("bare", "bare")):
-            samples[name].append(await measure(kind))
-        eprint(f"round {round_number + 1}: " + ", ".join(f"{k}={v[-1]:.0f}/s" for k, v in samples.items()))
-    rate = {name: statistics.median(values) for name, values in samples.items()}
-    ratio = statistics.median(a / b for a, b in zip(samples["tiny_listener"], samples["bare"]))
+    cases = {"tiny_listener": lambda: measure("ours"), "bare": lambda: measure("bare")}
+    # One unrecorded measurement of ours first, as a warm-up: imports, broker caches.
+    samples = await interleaved_async(cases, rounds_from_env(3), warm_up=["tiny_listener"], round_format="{:.0f}/s")
     report("amqp", {
         "events_per_measurement": EVENTS,
         "prefetch": PREFETCH,
-        "tiny_listener_events_per_s": rate["tiny_listener"],
-        "bare_aio_pika_events_per_s": rate["bare"],
-        "throughput_ratio_vs_bare": ratio,
-        "tiny_listener_us_per_event": 1e6 / rate["tiny_listener"],
-        "bare_us_per_event": 1e6 / rate["bare"],
+        **throughput_figures(samples, "aio_pika"),
     })
 
 

@@ -15,14 +15,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import statistics
 import time
 import uuid
-from typing import Any, Dict, List
+from typing import Any
 
-from _harness import eprint, now, report, rounds_from_env
+from _broker_throughput import handle, listener_rate
+from _harness import eprint, interleaved_async, now, report, rounds_from_env, throughput_figures
 
-from tiny_listener import Data, Param
 from tiny_listener.nats import NATSListener
 
 URL = os.environ.get("BENCH_NATS_URL", "nats://127.0.0.1:4222")
@@ -30,11 +29,6 @@ EVENTS = int(os.environ.get("BENCH_NATS_EVENTS", "10000"))
 IN_FLIGHT = 100
 STREAM = f"BENCH_{uuid.uuid4().hex[:8]}"
 SUBJECT = f"{STREAM.lower()}.item"
-
-
-async def handle(n: int, amount: int) -> int:
-    """What every event costs its handler: a little arithmetic, no I/O."""
-    return (n * 31 + amount) % 1_000_003
 
 
 async def fill(js: Any) -> None:
@@ -79,25 +73,7 @@ async def run_bare(durable: str) -> float:
 async def run_ours(durable: str) -> float:
     app: NATSListener[Any] = NATSListener(URL, stream=STREAM, durable=durable, max_in_flight=IN_FLIGHT,
                                           max_retries=0, dead_letter=False)
-    done = asyncio.Event()
-    handled = 0
-
-    @app.on_event(SUBJECT + ".{n:int}")
-    async def item(n: Param, amount: Data) -> int:
-        nonlocal handled
-        result = await handle(n, amount)
-        handled += 1
-        if handled == EVENTS:
-            done.set()
-        return result
-
-    start = now()
-    task = asyncio.create_task(app.main())
-    await done.wait()
-    elapsed = now() - start
-    app.stop()
-    await task
-    return EVENTS / elapsed
+    return await listener_rate(app, SUBJECT + ".{n:int}", EVENTS)
 
 
 async def measure(js: Any, kind: str) -> float:
@@ -115,30 +91,20 @@ async def measure(js: Any, kind: str) -> float:
 async def run() -> None:
     import nats
 
-    rounds = rounds_from_env(3)
-    samples: Dict[str, List[float]] = {"tiny_listener": [], "bare": []}
     nc = await nats.connect(URL)
     js = nc.jetstream()
     try:
         await fill(js)
-        await measure(js, "ours")  # warm-up: imports, server caches
-        for round_number in range(rounds):
-            for name, kind in (("tiny_listener", "ours"), ("bare", "bare")):
-                samples[name].append(await measure(js, kind))
-            eprint(f"round {round_number + 1}: " + ", ".join(f"{k}={v[-1]:.0f}/s" for k, v in samples.items()))
+        cases = {"tiny_listener": lambda: measure(js, "ours"), "bare": lambda: measure(js, "bare")}
+        # One unrecorded measurement of ours first, as a warm-up: imports, server caches.
+        samples = await interleaved_async(cases, rounds_from_env(3), warm_up=["tiny_listener"], round_format="{:.0f}/s")
     finally:
         await js.delete_stream(STREAM)
         await nc.close()
-    rate = {name: statistics.median(values) for name, values in samples.items()}
-    ratio = statistics.median(a / b for a, b in zip(samples["tiny_listener"], samples["bare"]))
     report("nats-jetstream", {
         "events_per_measurement": EVENTS,
         "in_flight": IN_FLIGHT,
-        "tiny_listener_events_per_s": rate["tiny_listener"],
-        "bare_nats_py_events_per_s": rate["bare"],
-        "throughput_ratio_vs_bare": ratio,
-        "tiny_listener_us_per_event": 1e6 / rate["tiny_listener"],
-        "bare_us_per_event": 1e6 / rate["bare"],
+        **throughput_figures(samples, "nats_py"),
     })
 
 

@@ -24,6 +24,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Dict, List
 
+from _broker_throughput import handle  # the work every event costs, both sides
 from _harness import eprint, now, report, rounds_from_env
 
 from tiny_listener import Data, Param
@@ -35,13 +36,6 @@ STREAM = os.environ.get("BENCH_REDIS_STREAM", "bench:redis")
 GROUP = "bench"
 BATCH = 100
 EVENTS = int(os.environ.get("BENCH_REDIS_EVENTS", "20000"))
-
-
-# ---------------------------------------------------------------- the work, both sides
-
-async def handle(n: int, amount: int) -> int:
-    """What every event costs its handler: a little arithmetic, no I/O."""
-    return (n * 31 + amount) % 1_000_003
 
 
 # ---------------------------------------------------------------- tiny-listener worker
