@@ -21,20 +21,13 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-from typing import Any, Awaitable, Callable, Dict, List
+from typing import Dict
 
-from _harness import median_ratio, now, report, rounds_from_env
+from _harness import interleaved_async, report, rounds_from_env
+from _observer_cost import App, batch_case, cost_figures, make_app
 
-from tiny_listener import Data, Listener, Param
 from tiny_listener.devtools.logs import EventLogObserver, JsonFormatter
 from tiny_listener.testing import EventRecorder
-
-BATCH = 5_000
-
-
-class App(Listener):  # type: ignore[type-arg]
-    async def listen(self) -> None:  # pragma: no cover - never run
-        pass
 
 
 class Discard(io.TextIOBase):
@@ -46,16 +39,6 @@ class Discard(io.TextIOBase):
     def write(self, text: str) -> int:
         self.chars += len(text)
         return len(text)
-
-
-def make_app() -> App:
-    app = App()
-
-    @app.on_event("user:{name}:{order:int}")
-    async def handler(name: Param, order: Param, amount: Data) -> Any:
-        return amount
-
-    return app
 
 
 def event_logger(name: str, formatter: logging.Formatter, level: int) -> logging.Logger:
@@ -70,8 +53,6 @@ def event_logger(name: str, formatter: logging.Formatter, level: int) -> logging
 
 def main() -> None:
     rounds = rounds_from_env(20)
-    paths = [f"user:u{i % 1000}:{i % 1000}" for i in range(BATCH)]
-    data = {"amount": 1}
     text = logging.Formatter("%(levelname)s: %(message)s")
 
     names = ("off", "event_log_idle", "event_log_text", "event_log_json", "recorder")
@@ -82,34 +63,10 @@ def main() -> None:
     recorder = EventRecorder()
     apps["recorder"].add_event_observer(recorder)
 
-    def case(app: App) -> Callable[[], Awaitable[float]]:
-        async def run() -> float:
-            start = now()
-            for path in paths:
-                await app.trigger_event(path, data=data)
-            elapsed = (now() - start) / BATCH
-            recorder.clear()  # the recorder keeps every event: measure a batch at a time
-            return elapsed
-
-        return run
-
-    cases = {name: case(app) for name, app in apps.items()}
-
-    async def run() -> Dict[str, List[float]]:
-        samples: Dict[str, List[float]] = {name: [] for name in cases}
-        for measure in cases.values():  # warm-up
-            await measure()
-        for _ in range(rounds):
-            for name, measure in cases.items():
-                samples[name].append(await measure())
-        return samples
-
-    samples = asyncio.run(run())
-    figures: Dict[str, Any] = {f"{name}_us_per_event": min(samples[name]) * 1e6 for name in cases}
-    for name in cases:
-        if name != "off":
-            figures[f"{name}_ratio_vs_off"] = median_ratio(samples, name, "off")
-    report("devtools", figures)
+    # The recorder keeps every event: each case clears it after its batch.
+    cases = {name: batch_case(app, recorder.clear) for name, app in apps.items()}
+    samples = asyncio.run(interleaved_async(cases, rounds))
+    report("devtools", cost_figures(samples))
 
 
 if __name__ == "__main__":

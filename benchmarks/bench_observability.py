@@ -16,23 +16,16 @@ by event as in bench_dispatch.py:
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Awaitable, Callable, Dict, List, Sequence
+from typing import Any, Dict, List, Sequence
 
-from _harness import median_ratio, now, report, rounds_from_env
+from _harness import interleaved_async, now, report, rounds_from_env
+from _observer_cost import BATCH, App, batch_case, cost_figures, make_app
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 
-from tiny_listener import Data, Listener, Param
 from tiny_listener.observability import RouteMetrics
 from tiny_listener.observability.otel import EventTracer
 from tiny_listener.observability.prometheus import PrometheusExporter
-
-BATCH = 5_000
-
-
-class App(Listener):  # type: ignore[type-arg]
-    async def listen(self) -> None:  # pragma: no cover - never run
-        pass
 
 
 class DropSpans(SpanExporter):
@@ -40,16 +33,6 @@ class DropSpans(SpanExporter):
 
     def export(self, spans: Sequence[Any]) -> SpanExportResult:
         return SpanExportResult.SUCCESS
-
-
-def make_app() -> App:
-    app = App()
-
-    @app.on_event("user:{name}:{order:int}")
-    async def handler(name: Param, order: Param, amount: Data) -> Any:
-        return amount
-
-    return app
 
 
 def sdk_provider() -> TracerProvider:
@@ -79,8 +62,6 @@ def sdk_span_cost() -> float:
 
 def main() -> None:
     rounds = rounds_from_env(20)
-    paths = [f"user:u{i % 1000}:{i % 1000}" for i in range(BATCH)]
-    data = {"amount": 1}
 
     names = ("off", "metrics", "prometheus", "otel_noop", "otel_sdk", "all")
     apps: Dict[str, App] = {name: make_app() for name in names}
@@ -92,45 +73,19 @@ def main() -> None:
     EventTracer(sdk_provider()).install(apps["all"])
     scrapes: List[int] = []
 
-    def case(app: App, after: Callable[[], None] | None = None) -> Callable[[], Awaitable[float]]:
-        async def run() -> float:
-            start = now()
-            for path in paths:
-                await app.trigger_event(path, data=data)
-            elapsed = (now() - start) / BATCH
-            if after is not None:
-                after()
-            return elapsed
-
-        return run
-
     cases = {
-        "off": case(apps["off"]),
-        "metrics": case(apps["metrics"]),
-        "prometheus": case(apps["prometheus"], lambda: scrapes.append(len(exporter.generate_latest()))),
-        "otel_noop": case(apps["otel_noop"]),
-        "otel_sdk": case(apps["otel_sdk"]),
-        "all": case(apps["all"], lambda: scrapes.append(len(all_exporter.generate_latest()))),
+        "off": batch_case(apps["off"]),
+        "metrics": batch_case(apps["metrics"]),
+        "prometheus": batch_case(apps["prometheus"], lambda: scrapes.append(len(exporter.generate_latest()))),
+        "otel_noop": batch_case(apps["otel_noop"]),
+        "otel_sdk": batch_case(apps["otel_sdk"]),
+        "all": batch_case(apps["all"], lambda: scrapes.append(len(all_exporter.generate_latest()))),
     }
-
-    async def run() -> Dict[str, List[float]]:
-        samples: Dict[str, List[float]] = {name: [] for name in cases}
-        for measure in cases.values():  # warm-up
-            await measure()
-        for _ in range(rounds):
-            for name, measure in cases.items():
-                samples[name].append(await measure())
-        return samples
-
-    samples = asyncio.run(run())
-    best = {name: min(values) for name, values in samples.items()}
-    figures: Dict[str, Any] = {f"{name}_us_per_event": best[name] * 1e6 for name in cases}
-    for name in cases:
-        if name != "off":
-            figures[f"{name}_ratio_vs_off"] = median_ratio(samples, name, "off")
+    samples = asyncio.run(interleaved_async(cases, rounds))
+    figures = cost_figures(samples)
     figures["scrape_bytes"] = max(scrapes)
     figures["sdk_span_alone_us"] = sdk_span_cost() * 1e6
-    otel_sdk_added_us = (best["otel_sdk"] - best["off"]) * 1e6
+    otel_sdk_added_us = figures["otel_sdk_us_per_event"] - figures["off_us_per_event"]
     figures["otel_sdk_added_beyond_sdk_span_us"] = otel_sdk_added_us - figures["sdk_span_alone_us"]
     figures["events_counted_by_prometheus_case"] = sum(stats.started for stats in exporter.metrics.snapshot().values())
     report("observability", figures)
