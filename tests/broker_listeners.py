@@ -54,6 +54,9 @@ async def peak_in_flight(app: Any, route: str, path: Callable[[int], str], *, ho
         for n in range(total):
             await app.publish(path(n), {})
         await asyncio.wait_for(enough_in.wait(), 10)
+        # "No further message starts" has no event to await: give a listener whose limit is
+        # too high a moment to start one more, so that the peak shows it.
+        await asyncio.sleep(0.3)
         release.set()
         await asyncio.wait_for(all_done.wait(), 10)
     return peak
