@@ -277,7 +277,7 @@ class Listener(Generic[CTXType]):
     ) -> asyncio.Task[Any]:
         event: Event[Any] = Event(ctx, route, data, path, params)
         ctx._event_dispatched(event)
-        # Registered in OwnedTasks.events here, inline: one call less on the per-event path.
+        # Kept in OwnedTasks.events until the event's coroutine ends (see _run_event).
         task = asyncio.Task(self._run_event(event, ctx, params, timeout), loop=asyncio.get_running_loop())
         self._tasks.events[event] = task
         return task
@@ -317,7 +317,7 @@ class Listener(Generic[CTXType]):
                 event._finish(outcome)
             if observers:
                 _notify(observers, "event_ended", event)
-            # OwnedTasks.event_ended, inlined but for the rare draining case.
+            # Forget the event's task (OwnedTasks.events is filled by _dispatch).
             tasks = self._tasks
             del tasks.events[event]
             if tasks.drained is not None:

@@ -1,4 +1,6 @@
-"""Running a listener: its loop, stop and force requests, signals and the shutdown sequence."""
+"""Running a listener: its loop, stop and force requests, signals, and closing the loop.
+
+The shutdown sequence itself is ``Listener._shut_down``, in one place."""
 
 from __future__ import annotations
 

@@ -37,11 +37,6 @@ class OwnedTasks:
         # Set once nothing is left to drain, while someone waits for that.
         self.drained: asyncio.Event | None = None
 
-    def event_ended(self, event: Event[Any]) -> None:
-        """Forget the task of ``event``; called as the event ends."""
-        del self.events[event]
-        self.check_drained()
-
     def check_drained(self) -> None:
         """Wake ``wait_drained`` if no event or drain task is left."""
         if self.drained is not None and not self.events and not self.drain:
