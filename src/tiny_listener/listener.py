@@ -244,8 +244,15 @@ class Listener(Generic[CTXType]):
         running event loop.
         """
         route, params = self.routes.match(path)
-        found = None if cid is None else self.ctxs.get(cid)
-        ctx = found if found is not None else self.new_ctx(cid, scope)
+        if cid is None:
+            # new_ctx() inlined: this is the per-event path of most listeners.
+            cid = self._cid_prefix + str(next(self._cid_counter))
+            ctx = self._context_cls(self, cid, scope)
+            ctx._anonymous = True
+            self.ctxs[cid] = ctx  # type: ignore[assignment]
+        else:
+            found = self.ctxs.get(cid)
+            ctx = found if found is not None else self.new_ctx(cid, scope)
         return self._dispatch(ctx, route, params, path, data, timeout)
 
     def trigger_event_in(
