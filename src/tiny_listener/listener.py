@@ -23,6 +23,7 @@ from .errors import (
     DuplicateListener,
     EventAlreadyExists,
     EventNotFound,
+    ListenerError,
     ListenerNotFound,
 )
 from .event import Event
@@ -30,11 +31,13 @@ from .injection import Hook, check_coro_func
 from .lifecycle import CANCELLED, DONE, FAILED
 from .routing import Route, RouteShadowedWarning, RouteTable
 from .running import Runtime, close_loop, running_listeners
+from .sources.base import Source, SourceState
 from .tasks import OwnedTasks, retrieve_exception
 
 logger = logging.getLogger("tiny_listener")
 
 CTXType = TypeVar("CTXType", bound=Context)
+_SourceT = TypeVar("_SourceT", bound=Source)
 
 
 class EventObserver(Protocol):
@@ -85,13 +88,56 @@ class Listener(Generic[CTXType]):
 
         self._tasks = OwnedTasks()
         self._runtime = Runtime()
+        self._sources: List[Source] = []
 
     # ------------------------------------------------------------------ registration
 
     async def listen(self) -> None:
-        """Receive messages and trigger events; override it. It may return at once (after
-        starting a server) or run until cancelled at shutdown."""
-        raise NotImplementedError(f"{type(self).__name__} must implement `async def listen(self)`")
+        """Receive messages and trigger events; override it, or host sources instead
+        (:meth:`add_source`). It may return at once (after starting a server) or run until
+        cancelled at shutdown."""
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement `async def listen(self)` or host a source (add_source)"
+        )
+
+    # ------------------------------------------------------------------ sources
+
+    def add_source(self, source: _SourceT) -> _SourceT:
+        """Host ``source``: it serves from startup, triggers events on this listener's routes
+        and is drained and closed by its shutdown. Returns ``source``.
+
+        Raises :class:`ListenerError` if a source of the same name is hosted already, or if
+        the listener is running.
+        """
+        if self._runtime.loop is not None:
+            raise ListenerError(f"cannot add source {source.name!r} to {self!r} while it runs")
+        if any(hosted.name == source.name for hosted in self._sources):
+            raise ListenerError(f"{self!r} already hosts a source named {source.name!r}")
+        source.attach(self)
+        self._sources.append(source)
+        return source
+
+    @property
+    def sources(self) -> Tuple[Source, ...]:
+        """The sources this listener hosts, in the order they were added."""
+        return tuple(self._sources)
+
+    @property
+    def ready(self) -> bool:
+        """True while the listener runs, is not shutting down, and every source it hosts
+        takes messages in: what a readiness probe asks."""
+        stop_requested = self._runtime.stop_requested
+        if stop_requested is None or stop_requested.is_set():
+            return False
+        return all(source.ready for source in self._sources)
+
+    def health(self) -> Dict[str, Any]:
+        """Return a health report: ``{"status": "ready" | "not ready", "sources": {name:
+        source.health()}}``."""
+        return {
+            "status": "ready" if self.ready else "not ready",
+            "sources": {source.name: source.health() for source in self._sources},
+        }
 
     def set_context_cls(self, kls: Type[Context]) -> None:
         """Make new contexts instances of ``kls``, a subclass of :class:`Context`."""
@@ -404,44 +450,66 @@ class Listener(Generic[CTXType]):
         await stop_requested.wait()
 
     async def main(self) -> None:
-        """Run startup hooks and ``listen()``, wait for a stop request, then shut down.
+        """Run startup hooks, then ``listen()`` and every hosted source; wait for a stop
+        request, then shut down.
 
-        Re-raises the exception ``listen()`` failed with, after shutting down.
+        Re-raises the exception ``listen()`` or a source failed with, after shutting down.
         """
         runtime = self._runtime
         runtime.start()
         self.install_signal_handlers()
         self._tasks.start_janitor()
+        intake: List[asyncio.Task[None]] = []
         try:
             for fn in self._startup:
                 await fn()
-            listen_task = asyncio.get_running_loop().create_task(self.listen(), name=f"{type(self).__name__}.listen")
-            listen_task.add_done_callback(self._on_listen_done)
+            loop = asyncio.get_running_loop()
+            # listen() runs when it is overridden, or when there is nothing else to run (and
+            # then says it must be).
+            if type(self).listen is not Listener.listen or not self._sources:
+                intake.append(loop.create_task(self.listen(), name=f"{type(self).__name__}.listen"))
+            for source in self._sources:
+                source.set_state(SourceState.STARTING)
+                intake.append(loop.create_task(source.serve(), name=f"source {source.name}"))
+            for task in intake:
+                task.add_done_callback(self._on_intake_done)
             assert runtime.stop_requested is not None
             await runtime.stop_requested.wait()
-            await self._shut_down(listen_task)
+            await self._shut_down(intake)
         finally:
             self._tasks.stop_janitor()
+            for source in self._sources:
+                source.set_state(SourceState.STOPPED)
             runtime.finish()
         if runtime.listen_error is not None:
             raise runtime.listen_error
 
-    def _on_listen_done(self, task: asyncio.Task[None]) -> None:
+    def _on_intake_done(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
-            self._runtime.listen_error = error = task.exception()
-            logger.error("listen() failed: %r", error, exc_info=error)
+            error = task.exception()
+            if self._runtime.listen_error is None:
+                self._runtime.listen_error = error
+            what = "listen()" if task.get_name().endswith(".listen") else task.get_name()
+            logger.error("%s failed: %r", what, error, exc_info=error)
             self._runtime.request_stop()
 
-    async def _shut_down(self, listen_task: asyncio.Task[None]) -> None:
+    async def _shut_down(self, intake: List[asyncio.Task[None]]) -> None:
         """The shutdown sequence; every step of it is here, in order."""
         runtime, tasks = self._runtime, self._tasks
-        # 1. Stop intake: listen() may own a server or a consumer loop. A task that swallows
-        #    its cancellation must not hang the process: each wait below is bounded.
-        if not listen_task.done():
-            listen_task.cancel()
-            await runtime.unless_forced(asyncio.wait([listen_task]), timeout=self.cancel_timeout)
-            if not listen_task.done():
-                logger.warning("listen() did not stop within %.1fs of being cancelled", self.cancel_timeout)
+        # 1. Stop intake: listen() may own a server or a consumer loop, and each source serves
+        #    from its own task. A task that swallows its cancellation must not hang the
+        #    process: each wait below is bounded. Connections stay open for step 3.
+        for source in self._sources:
+            source.set_state(SourceState.DRAINING)
+        running = [task for task in intake if not task.done()]
+        for task in running:
+            task.cancel()
+        if running:
+            await runtime.unless_forced(asyncio.wait(running), timeout=self.cancel_timeout)
+            for task in running:
+                if not task.done():
+                    what = "listen()" if task.get_name().endswith(".listen") else task.get_name()
+                    logger.warning("%s did not stop within %.1fs of being cancelled", what, self.cancel_timeout)
         # 2. Shutdown hooks: listeners written for 1.2 close their servers here.
         for fn in self._shutdown:
             try:
@@ -459,6 +527,16 @@ class Listener(Generic[CTXType]):
         if stuck:
             names = ", ".join(sorted(task.get_name() for task in stuck))
             logger.warning("%d task(s) ignored their cancellation and are left behind: %s", len(stuck), names)
+        # 5. Close what the sources kept open for the in-flight events.
+        for source in self._sources:
+            try:
+                closed = await runtime.unless_forced(source.close(), timeout=self.cancel_timeout)
+            except Exception:
+                logger.exception("closing source %s failed", source.name)
+            else:
+                if not closed:
+                    logger.warning("source %s did not close within %.1fs", source.name, self.cancel_timeout)
+            source.set_state(SourceState.STOPPED)
 
     def run(self) -> None:
         """Run the listener in this thread until it is stopped (signal, ``stop()``).
