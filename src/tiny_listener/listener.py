@@ -123,6 +123,12 @@ class Listener(Generic[CTXType]):
         return tuple(self._sources)
 
     @property
+    def runs_listen(self) -> bool:
+        """True if ``main()`` runs ``listen()``: when it is overridden (on the class or the
+        instance), or when the listener hosts no source (and then says it must be)."""
+        return getattr(self.listen, "__func__", None) is not Listener.listen or not self._sources
+
+    @property
     def ready(self) -> bool:
         """True while the listener runs, is not shutting down, and every source it hosts
         takes messages in: what a readiness probe asks."""
@@ -248,8 +254,12 @@ class Listener(Generic[CTXType]):
 
     # ------------------------------------------------------------------ contexts
 
-    def new_ctx(self, cid: str | None = None, scope: Dict[str, Any] | None = None) -> CTXType:
-        """Create a context. Without ``cid`` it is anonymous: released once its events end.
+    def new_ctx(
+        self, cid: str | None = None, scope: Dict[str, Any] | None = None, *, context_cls: Type[Context] | None = None
+    ) -> CTXType:
+        """Create a context, an instance of ``context_cls`` (default: the listener's context
+        class, see :meth:`set_context_cls`). Without ``cid`` it is anonymous: released once its
+        events end.
 
         Raises :class:`ContextAlreadyExists` if ``cid`` is taken.
         """
@@ -258,7 +268,8 @@ class Listener(Generic[CTXType]):
             cid = self._cid_prefix + str(next(self._cid_counter))
         elif cid in self.ctxs:
             raise ContextAlreadyExists(f"context {cid!r} already exists")
-        ctx: CTXType = self._context_cls(self, cid=cid, scope=scope)  # type: ignore[assignment]
+        kls = self._context_cls if context_cls is None else context_cls
+        ctx: CTXType = kls(self, cid=cid, scope=scope)  # type: ignore[assignment]
         ctx._anonymous = anonymous
         self.ctxs[cid] = ctx
         return ctx
@@ -449,9 +460,10 @@ class Listener(Generic[CTXType]):
             raise ListenerNotFound(f"{self!r} is not running")
         await stop_requested.wait()
 
-    async def main(self) -> None:
-        """Run startup hooks, then ``listen()`` and every hosted source; wait for a stop
-        request, then shut down.
+    async def main(self, *, serve_sources: bool = True) -> None:
+        """Run startup hooks, then ``listen()`` (if overridden) and every hosted source; wait
+        for a stop request, then shut down. ``serve_sources=False`` leaves the sources
+        stopped (the test client's default).
 
         Re-raises the exception ``listen()`` or a source failed with, after shutting down.
         """
@@ -464,11 +476,9 @@ class Listener(Generic[CTXType]):
             for fn in self._startup:
                 await fn()
             loop = asyncio.get_running_loop()
-            # listen() runs when it is overridden, or when there is nothing else to run (and
-            # then says it must be).
-            if type(self).listen is not Listener.listen or not self._sources:
+            if self.runs_listen:
                 intake.append(loop.create_task(self.listen(), name=f"{type(self).__name__}.listen"))
-            for source in self._sources:
+            for source in self._sources if serve_sources else ():
                 source.set_state(SourceState.STARTING)
                 intake.append(loop.create_task(source.serve(), name=f"source {source.name}"))
             for task in intake:

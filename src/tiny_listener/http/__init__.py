@@ -24,12 +24,14 @@ from .responses import PlainTextResponse as PlainTextResponse
 from .responses import Response as Response
 from .responses import StreamingResponse as StreamingResponse
 from .server import ResponseAlreadyStarted as ResponseAlreadyStarted
+from .source import HTTPSource as HTTPSource
 
 __all__ = (
     "Headers",
     "HTMLResponse",
     "HTTPContext",
     "HTTPListener",
+    "HTTPSource",
     "JSONResponse",
     "Limits",
     "PlainTextResponse",

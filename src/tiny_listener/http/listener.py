@@ -1,31 +1,21 @@
-"""``HTTPListener``: an HTTP/1.1 server whose requests are tiny-listener events.
+"""``HTTPListener``: a listener that hosts one :class:`~tiny_listener.http.HTTPSource`.
 
 Each request becomes the event ``"METHOD:/decoded/path"`` in a new anonymous
 :class:`~tiny_listener.http.HTTPContext` (which is also the request), released when the
 event ends. What the handler returns is sent back; see :mod:`tiny_listener.http.responses`.
+To serve HTTP beside another source (a broker consumer's health probes), host an
+``HTTPSource`` on that listener instead.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from typing import Any, List, Set, Tuple, Type
+from typing import Any, List, Type
 
 from ..context import Context
-from ..errors import EventNotFound
-from ..event import Event
 from ..listener import Listener
-from .body import RequestAborted
 from .context import HTTPContext
 from .limits import Limits
-from .protocol import BaseServerConnection, ServerConnection
-from .responses import StreamingResponse, to_response
-from .server import NOT_STARTED, HTTPConnection
-
-logger = logging.getLogger("tiny_listener.http")
-
-_TEXT = b"text/plain; charset=utf-8"
-_METHOD_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+from .source import HTTPSource, MetricsExposition
 
 
 class HTTPListener(Listener[HTTPContext]):
@@ -38,17 +28,29 @@ class HTTPListener(Listener[HTTPContext]):
     (logged with its traceback on ``tiny_listener``). One access line per request is logged on
     ``tiny_listener.http.access`` at INFO. ``limits`` bounds sizes and times (see
     :class:`~tiny_listener.http.Limits`); ``parser`` is ``"h11"`` (the default) or
-    ``"httptools"`` (faster; needs the ``httptools`` extra). Other keyword arguments are the
-    core listener's.
+    ``"httptools"`` (faster; needs the ``httptools`` extra); ``health`` and ``metrics`` add the
+    built-in endpoints of :class:`~tiny_listener.http.HTTPSource`. Other keyword arguments are
+    the core listener's. The server itself is ``self.http``, the source this listener hosts.
 
     Raises ``ValueError`` for an unknown parser and
     :class:`~tiny_listener.optional.MissingExtraError` if its library is not installed.
     """
 
-    host: str = "127.0.0.1"
-    port: int = 8000
-    backlog: int = 1024
-    parser: str = "h11"
+    # Defaults of the server's settings. A subclass may set them as class attributes
+    # (``port = 9000``): __init_subclass__ moves those here, since the instance reads and sets
+    # them on its source through the properties below.
+    default_host: str = "127.0.0.1"
+    default_port: int = 8000
+    default_backlog: int = 1024
+    default_parser: str = "h11"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in _SERVER_SETTINGS:
+            value = cls.__dict__.get(name)
+            if value is not None and not isinstance(value, property):
+                setattr(cls, f"default_{name}", value)
+                delattr(cls, name)
 
     def __init__(
         self,
@@ -57,24 +59,22 @@ class HTTPListener(Listener[HTTPContext]):
         *,
         limits: Limits | None = None,
         parser: str | None = None,
+        health: bool = False,
+        metrics: MetricsExposition | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if host is not None:
-            self.host = host
-        if port is not None:
-            self.port = port
-        if parser is not None:
-            self.parser = parser
-        self.limits = limits or Limits()
-        self._protocol_cls = _protocol_class(self.parser)
-        # True from the moment shutdown starts: new requests are answered "Connection: close".
-        self.closing = False
-        self._connections: Set[HTTPConnection] = set()
-        self._serving: asyncio.Event | None = None
-        self.set_context_cls(HTTPContext)
-        self.add_after_event_hook(self._send_result)
-        self.add_on_error_hook(_request_aborted, RequestAborted)
+        self.http = HTTPSource(
+            host if host is not None else self.default_host,
+            port if port is not None else self.default_port,
+            limits=limits,
+            parser=parser if parser is not None else self.default_parser,
+            backlog=self.default_backlog,
+            health=health,
+            metrics=metrics,
+        )
+        self.add_source(self.http)
+        super().set_context_cls(HTTPContext)
 
     def set_context_cls(self, kls: Type[Context]) -> None:
         """Make request contexts instances of ``kls``; raises ``TypeError`` unless it is a
@@ -82,120 +82,68 @@ class HTTPListener(Listener[HTTPContext]):
         if not (isinstance(kls, type) and issubclass(kls, HTTPContext)):
             raise TypeError(f"{kls!r} must be a subclass of tiny_listener.http.HTTPContext")
         super().set_context_cls(kls)
+        self.http.context_cls = kls
+
+    async def wait_until_serving(self) -> None:
+        """Return once the listener accepts connections (``port`` is then the bound port)."""
+        await self.http.wait_ready()
+
+    def allowed_methods(self, path: str) -> List[str]:
+        """Return the methods that have a route for ``path`` (with HEAD if GET has one)."""
+        return self.http.allowed_methods(path)
 
     @property
     def connections(self) -> int:
         """How many client connections are open."""
-        return len(self._connections)
+        return self.http.connections
 
-    # ------------------------------------------------------------------ serving
+    @property
+    def closing(self) -> bool:
+        """True from the moment shutdown starts: new requests are answered ``Connection: close``."""
+        return self.http.closing
 
-    async def listen(self) -> None:
-        """Serve until cancelled; then stop accepting, close idle connections and let busy
-        ones close after their current response (the core waits for in-flight requests)."""
-        loop = asyncio.get_running_loop()
-        self.closing = False
-        self._protocol_cls = _protocol_class(self.parser)  # ``parser`` may have been set since
-        server = await loop.create_server(
-            lambda: HTTPConnection(self), self.host, self.port, reuse_address=True, backlog=self.backlog
-        )
-        if self.port == 0:
-            self.port = int(server.sockets[0].getsockname()[1])
-        logger.info("HTTP server running on http://%s:%d", self.host, self.port)
-        self._serving_event().set()
-        try:
-            await loop.create_future()  # until shutdown cancels listen()
-        finally:
-            self.closing = True
-            server.close()
-            for connection in list(self._connections):
-                connection.shutdown()
-            self._serving = None
+    # The server's settings live on the source; the CLI sets host, port and parser here.
 
-    def _new_protocol(self) -> BaseServerConnection:
-        return self._protocol_cls(self.limits)
+    @property
+    def host(self) -> str:
+        """Address the server binds."""
+        return self.http.host
 
-    def _serving_event(self) -> asyncio.Event:
-        if self._serving is None:
-            self._serving = asyncio.Event()
-        return self._serving
+    @host.setter
+    def host(self, value: str) -> None:
+        self.http.host = value
 
-    async def wait_until_serving(self) -> None:
-        """Return once ``listen()`` accepts connections (``port`` is then the bound port)."""
-        await self._serving_event().wait()
+    @property
+    def port(self) -> int:
+        """Port the server binds; once serving, the bound port (when it was 0)."""
+        return self.http.port
 
-    # ------------------------------------------------------------------ routing requests
+    @port.setter
+    def port(self, value: int) -> None:
+        self.http.port = value
 
-    def _dispatch_request(self, ctx: HTTPContext) -> asyncio.Task[Any]:
-        """Start the event of ``ctx``'s request; raises ``EventNotFound`` if no route matches."""
-        method = ctx.method
-        path = ctx.path
-        if method == "HEAD":
-            head_path = "HEAD:" + path
-            try:
-                route, _ = self.routes.match(head_path)
-            except EventNotFound:
-                pass
-            else:
-                if route.literal_prefix.startswith("HEAD:"):
-                    return self.trigger_event_in(ctx, head_path)
-            method = "GET"
-        return self.trigger_event_in(ctx, f"{method}:{path}")
+    @property
+    def parser(self) -> str:
+        """``"h11"`` or ``"httptools"``."""
+        return self.http.parser
 
-    def allowed_methods(self, path: str) -> List[str]:
-        """Return the methods that have a route for ``path`` (with HEAD if GET has one)."""
-        allowed: List[str] = []
-        for route in self.routes.values():
-            method, sep, _ = route.path.partition(":")
-            if sep and method and set(method) <= _METHOD_CHARS and method not in allowed:
-                if route.match_raw(f"{method}:{path}") is not None:
-                    allowed.append(method)
-        if "GET" in allowed and "HEAD" not in allowed:
-            allowed.append("HEAD")
-        return allowed
+    @parser.setter
+    def parser(self, value: str) -> None:
+        self.http.parser = value
 
-    def _no_route_response(self, ctx: HTTPContext) -> Tuple[int, List[Tuple[bytes, bytes]], bytes]:
-        allowed = self.allowed_methods(ctx.path)
-        if allowed:
-            body = b"Method Not Allowed"
-            headers = [(b"allow", ", ".join(allowed).encode()), (b"content-type", _TEXT)]
-            return 405, [*headers, (b"content-length", str(len(body)).encode())], body
-        body = b"Not Found"
-        return 404, [(b"content-type", _TEXT), (b"content-length", str(len(body)).encode())], body
+    @property
+    def backlog(self) -> int:
+        """The listening socket's backlog."""
+        return self.http.backlog
 
-    # ``Event`` without a parameter: the core's injection reads ``Event[Any]`` as no class.
-    async def _send_result(self, event: Event) -> None:  # type: ignore[type-arg]
-        """After-event hook: send what the handler returned, unless it answered already."""
-        ctx = event.ctx
-        if not isinstance(ctx, HTTPContext) or ctx._response_state != NOT_STARTED:
-            return
-        connection = ctx._connection
-        if connection is None:
-            return  # an event this app triggered itself, not a request
-        result = event.result
-        if type(result) is str:
-            # The most common answer, sent without building a Response object.
-            body = result.encode()
-            headers = [(b"content-type", _TEXT), (b"content-length", str(len(body)).encode())]
-            connection.send_response(ctx, 200, headers, body)
-            return
-        response = to_response(result)
-        if isinstance(response, StreamingResponse):
-            await connection.stream_response(ctx, response)
-        else:
-            connection.send_response(ctx, response.status_code, response.head_items(), response.body)
+    @backlog.setter
+    def backlog(self, value: int) -> None:
+        self.http.backlog = value
+
+    @property
+    def limits(self) -> Limits:
+        """The :class:`Limits` of the server."""
+        return self.http.limits
 
 
-def _protocol_class(parser: str) -> Type[BaseServerConnection]:
-    if parser == "h11":
-        return ServerConnection
-    if parser == "httptools":
-        from .httptools_protocol import HttptoolsConnection  # imports httptools, an optional extra
-
-        return HttptoolsConnection
-    raise ValueError(f"unknown HTTP parser {parser!r}: use 'h11' or 'httptools'")
-
-
-async def _request_aborted(event: Event) -> None:  # type: ignore[type-arg]
-    # Not a bug of the handler: the client left or broke a limit, and has been answered.
-    logger.debug("request %s ended early: %s", event.path, event.error)
+_SERVER_SETTINGS = ("host", "port", "backlog", "parser")

@@ -37,7 +37,7 @@ from .responses import StreamingResponse
 
 if TYPE_CHECKING:
     from .context import HTTPContext
-    from .listener import HTTPListener
+    from .source import HTTPSource
 
 logger = logging.getLogger("tiny_listener.http")
 access_logger = logging.getLogger("tiny_listener.http.access")
@@ -53,10 +53,10 @@ class ResponseAlreadyStarted(RuntimeError):
 class HTTPConnection(asyncio.Protocol):
     """One client connection; see the module docstring."""
 
-    def __init__(self, listener: HTTPListener) -> None:
-        self.listener = listener
-        self.limits = listener.limits
-        self.conn = listener._new_protocol()
+    def __init__(self, source: HTTPSource) -> None:
+        self.source = source
+        self.limits = source.limits
+        self.conn = source._new_protocol()
         self.transport: asyncio.Transport | None = None
         self.client: Tuple[str, int] | None = None
         # The request being read or answered; the next one waits in h11's buffer.
@@ -79,8 +79,8 @@ class HTTPConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and len(peer) >= 2:
             self.client = (str(peer[0]), int(peer[1]))
-        self.listener._connections.add(self)
-        if self.listener.closing:
+        self.source._connections.add(self)
+        if self.source.closing:
             self._close()
             return
         self._arm_timer(header=False)
@@ -98,7 +98,7 @@ class HTTPConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self.listener._connections.discard(self)
+        self.source._connections.discard(self)
         self._cancel_timer()
         if self.current is not None:
             self.current._abort_body("the client disconnected")
@@ -170,17 +170,23 @@ class HTTPConnection(asyncio.Protocol):
         path, _, query_string = head.target.partition("?")
         if "%" in path:
             path = unquote(path)
-        listener = self.listener
-        ctx = listener.new_ctx()
+        source = self.source
+        ctx = source.new_ctx()
         ctx._bind(self, head, path, query_string)
         self.current = ctx
-        if listener.closing:
+        if source.closing:
             self.conn.request_close()
+        if source._endpoints:
+            answer = source.builtin_answer(ctx)
+            if answer is not None:
+                ctx.drop()
+                self.send_response(ctx, *answer)
+                return
         try:
-            task = listener._dispatch_request(ctx)
+            task = source._dispatch_request(ctx)
         except EventNotFound:
             ctx.drop()
-            status, headers, body = listener._no_route_response(ctx)
+            status, headers, body = source._no_route_response(ctx)
             self.send_response(ctx, status, headers, body)
             return
         task.add_done_callback(ctx._handler_done)

@@ -31,7 +31,8 @@ class TestClient:
     in-flight events awaited up to the shutdown timeout, then cancelled.
 
     ``shutdown_timeout`` replaces ``app.shutdown_timeout`` while the client runs. With
-    ``listen=True`` the app's ``listen()`` runs after the startup hooks, as in production.
+    ``listen=True`` the app's ``listen()`` and the sources it hosts run after the startup
+    hooks, as in production.
     Signal handlers are not installed, so Ctrl-C still interrupts the test run.
     """
 
@@ -63,7 +64,7 @@ class TestClient:
             raise RuntimeError(f"{self.app!r} is already running in a TestClient")
         _running_apps.add(self.app)
         started = asyncio.Event()
-        app_listen = self.app.listen if self.listen else None
+        app_listen = self.app.listen if self.listen and self.app.runs_listen else None
 
         async def listen_to_the_test() -> None:
             # main() calls listen() right after the startup hooks: they are done.
@@ -76,7 +77,9 @@ class TestClient:
         if self.shutdown_timeout is not None:
             self._shadow("shutdown_timeout", self.shutdown_timeout)
         self.app.add_event_observer(self.recorder)
-        self._main = asyncio.get_running_loop().create_task(self.app.main(), name=f"TestClient({self.app!r})")
+        self._main = asyncio.get_running_loop().create_task(
+            self.app.main(serve_sources=self.listen), name=f"TestClient({self.app!r})"
+        )
         ready = asyncio.ensure_future(started.wait())
         await asyncio.wait([self._main, ready], return_when=asyncio.FIRST_COMPLETED)
         if not started.is_set():
@@ -131,7 +134,10 @@ class TestClient:
 
     def _shadow(self, name: str, value: Any) -> None:
         """Set an attribute on the app instance, remembering what to put back."""
-        self._shadowed[name] = self.app.__dict__.get(name, _MISSING)
+        previous = self.app.__dict__.get(name, _MISSING)
+        if previous is _MISSING and isinstance(getattr(type(self.app), name, None), property):
+            previous = getattr(self.app, name)  # a setting kept elsewhere (HTTPListener.port): set it back
+        self._shadowed[name] = previous
         setattr(self.app, name, value)
 
     def _restore(self) -> None:
