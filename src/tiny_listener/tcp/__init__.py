@@ -11,7 +11,8 @@ from .framing import FrameTooLarge as FrameTooLarge
 from .framing import LengthPrefixFramer as LengthPrefixFramer
 from .framing import LineFramer as LineFramer
 from .listener import TCPListener as TCPListener
-from .listener import decode_line as decode_line
+from .source import TCPSource as TCPSource
+from .source import decode_line as decode_line
 
 __all__ = (
     "Connection",
@@ -21,4 +22,5 @@ __all__ = (
     "LineFramer",
     "TCPContext",
     "TCPListener",
+    "TCPSource",
 )

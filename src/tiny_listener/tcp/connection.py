@@ -20,7 +20,7 @@ from .framing import Framer
 
 if TYPE_CHECKING:
     from .context import TCPContext
-    from .listener import TCPListener
+    from .source import TCPSource
 
 logger = logging.getLogger("tiny_listener.tcp")
 
@@ -40,8 +40,8 @@ class Connection(asyncio.Protocol):
     """A client connection of a :class:`~tiny_listener.tcp.TCPListener`; its context is
     ``ctx`` (cid ``host:port``), made when the connection opens and dropped when it ends."""
 
-    def __init__(self, listener: TCPListener, framer: Framer) -> None:
-        self.listener = listener
+    def __init__(self, source: TCPSource, framer: Framer) -> None:
+        self.source = source
         self.framer = framer
         self.ctx: TCPContext | None = None
         self.peer = ""
@@ -65,17 +65,17 @@ class Connection(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
         self.peer = format_address(transport.get_extra_info("peername"))
-        listener = self.listener
-        refusal = listener._admit(self)
+        source = self.source
+        refusal = source._admit(self)
         if refusal is not None:
             logger.warning("refusing connection from %s: %s", self.peer, refusal)
             self._lost = self._stop_reading = True
             transport.abort()
             return
-        self.ctx = listener._new_connection_ctx(self)
-        self._worker = listener.spawn(self._work(), drain=True, name=f"tcp connection {self.ctx.cid}")
-        if listener.idle_timeout is not None:
-            self._idle_timer = self._loop.call_at(self._last_activity + listener.idle_timeout, self._check_idle)
+        self.ctx = source._new_connection_ctx(self)
+        self._worker = source.spawn(self._work(), drain=True, name=f"tcp connection {self.ctx.cid}")
+        if source.idle_timeout is not None:
+            self._idle_timer = self._loop.call_at(self._last_activity + source.idle_timeout, self._check_idle)
         logger.debug("connection from %s", self.peer)
 
     def data_received(self, data: bytes) -> None:
@@ -167,7 +167,7 @@ class Connection(asyncio.Protocol):
 
     async def _work(self) -> None:
         frames = self._frames
-        max_in_flight = self.listener.max_in_flight
+        max_in_flight = self.source.max_in_flight
         try:
             while True:
                 if not frames:
@@ -200,12 +200,12 @@ class Connection(asyncio.Protocol):
             self._close()
 
     def _dispatch(self, frame: bytes) -> asyncio.Task[Any] | None:
-        listener = self.listener
+        source = self.source
         ctx = self.ctx
         assert ctx is not None
         try:
-            path = listener.event_path(frame)
-            data = listener.frame_data(frame)
+            path = source.event_path(frame)
+            data = source.frame_data(frame)
         except DecodeError as exc:
             logger.warning("cannot decode frame %r from %s (%s); skipped", frame[:200], self.peer, exc)
             return None
@@ -223,7 +223,7 @@ class Connection(asyncio.Protocol):
         _retrieve(task)
 
     def _check_idle(self) -> None:
-        timeout = self.listener.idle_timeout
+        timeout = self.source.idle_timeout
         if timeout is None or self._stop_reading:
             return
         now = self._loop.time()
@@ -242,7 +242,7 @@ class Connection(asyncio.Protocol):
             self._transport.close()  # sends what is buffered, then closes
         if self.ctx is not None:
             self.ctx.drop()
-        self.listener._forget(self)
+        self.source._forget(self)
         logger.debug("connection %s closed", self.peer)
 
 

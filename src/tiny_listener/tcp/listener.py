@@ -1,45 +1,23 @@
-"""A TCP server where each connection is a context and each frame an event."""
+"""``TCPListener``: a listener that hosts one :class:`~tiny_listener.tcp.TCPSource`."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from typing import Any, Callable, Dict, Set, Tuple, Type
+from typing import Any, Callable, Tuple, Type
 
 from .._types import EventData
 from ..codecs import Codec
 from ..listener import Listener
-from .connection import Connection, format_address
 from .context import TCPContext
-from .framing import make_framer
-
-logger = logging.getLogger("tiny_listener.tcp")
-
-def decode_line(frame: bytes) -> str:
-    """The default event path of a frame: its text, UTF-8 (invalid bytes become U+FFFD)."""
-    return frame.decode("utf-8", "replace")
+from .source import TCPSource, decode_line
 
 
 class TCPListener(Listener[TCPContext]):
-    """Serve TCP on ``host``:``port`` (``port=0`` picks a free one, then ``port`` says which).
+    """Serve TCP on ``host``:``port``; each connection is a context, each frame an event.
 
-    Each connection gets a context whose cid is the peer address (``"127.0.0.1:54321"``),
-    dropped when the connection closes. Each frame (a line, or with
-    ``framing="length-prefixed"`` a 4-byte big-endian length and that many bytes) becomes an
-    event: its path is ``event_path(frame)`` (by default the frame's UTF-8 text) and its data
-    ``{"payload": frame}``, or with a ``codec`` the decoded frame (a decoded mapping is the data
-    itself, as for the broker listeners). Handlers answer with ``ctx.send(...)`` or
-    ``await ctx.write(...)``.
-
-    A connection's frames run one at a time, in order, unless ``max_in_flight`` allows more.
-    Beyond ``max_connections`` new connections are closed at once; a connection that sends
-    nothing for ``idle_timeout`` seconds (``None``: never) while no frame of it is being
-    handled is closed; a frame longer than ``max_frame_size`` closes its connection after the
-    frames before it were handled. A frame that matches no route, or that ``event_path`` or
-    the codec cannot read, is logged and skipped; a failing handler is logged by the core and
-    the connection goes on. At shutdown the server stops accepting, every connection stops
-    reading, the frames already received are handled, the replies sent, and the connections
-    closed (all within ``shutdown_timeout``).
+    The arguments are :class:`~tiny_listener.tcp.TCPSource`'s (which says what each does) and
+    the core listener's ``max_event_history`` and ``shutdown_timeout``. The server itself is
+    ``self.tcp``, the source this listener hosts; to serve TCP beside another source, host a
+    ``TCPSource`` on that listener instead.
     """
 
     def __init__(
@@ -60,99 +38,55 @@ class TCPListener(Listener[TCPContext]):
         shutdown_timeout: float | None = None,
     ) -> None:
         super().__init__(max_event_history=max_event_history, shutdown_timeout=shutdown_timeout)
-        make_framer(framing, max_frame_size)  # fail now on a bad name, not per connection
-        if max_in_flight < 1:
-            raise ValueError(f"max_in_flight must be at least 1, not {max_in_flight}")
-        if max_connections < 1:
-            raise ValueError(f"max_connections must be at least 1, not {max_connections}")
-        self.host = host
-        self.port = port
-        self.framing = framing
-        self.max_frame_size = max_frame_size
-        self.max_connections = max_connections
-        self.idle_timeout = idle_timeout
-        self.max_in_flight = max_in_flight
-        self.codec = codec
-        self.event_path = event_path
-        self.backlog = backlog
+        self.tcp = TCPSource(
+            host,
+            port,
+            framing=framing,
+            max_frame_size=max_frame_size,
+            max_connections=max_connections,
+            idle_timeout=idle_timeout,
+            max_in_flight=max_in_flight,
+            codec=codec,
+            event_path=event_path,
+            context_cls=context_cls,
+            backlog=backlog,
+        )
+        self.add_source(self.tcp)
         self.set_context_cls(context_cls)
-        self._connections: Set[Connection] = set()
-        self._accepting = False
-        self._listening: asyncio.Event | None = None
-        self._cid_suffix = 0
+
+    @property
+    def host(self) -> str:
+        """Address the server binds."""
+        return self.tcp.host
+
+    @host.setter
+    def host(self, value: str) -> None:
+        self.tcp.host = value
+
+    @property
+    def port(self) -> int:
+        """Port the server binds; once serving, the bound port (when it was 0)."""
+        return self.tcp.port
+
+    @port.setter
+    def port(self, value: int) -> None:
+        self.tcp.port = value
 
     @property
     def connections(self) -> int:
         """How many client connections are open."""
-        return len(self._connections)
+        return self.tcp.connections
 
     def frame_data(self, frame: bytes) -> EventData:
-        """Return the event data of ``frame``: ``{"payload": frame}``, or with a codec the
-        decoded frame. Raises :class:`~tiny_listener.codecs.DecodeError` if it cannot decode."""
-        if self.codec is None:
-            return {"payload": frame}
-        decoded = self.codec.decode(frame)
-        return decoded if isinstance(decoded, dict) else {"payload": decoded}
+        """Return the event data of ``frame`` (see :meth:`TCPSource.frame_data`)."""
+        return self.tcp.frame_data(frame)
 
     async def wait_listening(self) -> Tuple[str, int]:
         """Return ``(host, port)`` once the server accepts connections."""
-        if self._listening is None:
-            self._listening = asyncio.Event()
-        await self._listening.wait()
-        return self.host, self.port
+        return await self.tcp.wait_listening()
 
-    async def listen(self) -> None:
-        """Serve until cancelled at shutdown, then stop accepting and let every connection
-        finish the frames it received."""
-        loop = asyncio.get_running_loop()
-        server = await loop.create_server(
-            lambda: Connection(self, make_framer(self.framing, self.max_frame_size)),
-            self.host,
-            self.port,
-            backlog=self.backlog,
-        )
-        self._accepting = True
-        try:
-            sockname = server.sockets[0].getsockname()
-            self.port = int(sockname[1])
-            logger.info("TCP listener on %s (%s framing)", format_address(sockname), self.framing)
-            if self._listening is None:
-                self._listening = asyncio.Event()
-            self._listening.set()
-            await asyncio.Future()  # serve until cancelled
-        finally:
-            self._accepting = False
-            server.close()
-            for connection in list(self._connections):
-                connection.stop_reading()
-            if self._connections:
-                logger.info("TCP listener stopped accepting; finishing %d connection(s)", len(self._connections))
-
-    # ------------------------------------------------------------------ used by connections
-
-    def _admit(self, connection: Connection) -> str | None:
-        """Register ``connection`` and return None, or return why it is refused."""
-        if not self._accepting:
-            return "the listener is shutting down"
-        if len(self._connections) >= self.max_connections:
-            return f"max_connections={self.max_connections} reached"
-        self._connections.add(connection)
-        return None
-
-    def _new_connection_ctx(self, connection: Connection) -> TCPContext:
-        transport = connection._transport
-        assert transport is not None
-        cid = connection.peer
-        if cid in self.ctxs:
-            # The same address reconnecting before its previous context was dropped.
-            self._cid_suffix += 1
-            cid = f"{cid}#{self._cid_suffix}"
-        scope: Dict[str, Any] = {
-            "connection": connection,
-            "peername": transport.get_extra_info("peername"),
-            "sockname": transport.get_extra_info("sockname"),
-        }
-        return self.new_ctx(cid=cid, scope=scope)
-
-    def _forget(self, connection: Connection) -> None:
-        self._connections.discard(connection)
+    def __getattr__(self, name: str) -> Any:
+        # The other settings (framing, max_frame_size, idle_timeout...) are read from the source.
+        if name.startswith("_") or name == "tcp":
+            raise AttributeError(name)
+        return getattr(self.tcp, name)
