@@ -3,8 +3,9 @@
 The app runs as in production (startup hooks, ``listen()``, shutdown), bound to a free port
 on 127.0.0.1, on the test's event loop; the client speaks HTTP/1.1 to it over the loopback
 interface with h11 (extra ``http``), reusing one keep-alive connection while the server keeps
-it open. Works with :class:`~tiny_listener.http.HTTPListener` and any listener that has
-``host`` and ``port`` attributes and serves HTTP/1.1.
+it open. Works with any listener that hosts an :class:`~tiny_listener.http.HTTPSource` (an
+:class:`~tiny_listener.http.HTTPListener`, or a broker consumer that also serves health probes),
+and with any listener that has ``host`` and ``port`` attributes and serves HTTP/1.1.
 """
 
 from __future__ import annotations
@@ -70,8 +71,14 @@ class HTTPTestClient:
         shutdown_timeout: float | None = None,
         timeout: float = 30.0,
     ) -> None:
-        if not (hasattr(app, "host") and hasattr(app, "port")):
-            raise TypeError(f"{type(app).__name__} has no host/port attributes: HTTPTestClient cannot reach it")
+        # The HTTP server to reach: the first HTTP source the app hosts, else the app itself.
+        self._server: Any = next((source for source in app.sources if source.kind == "http"), app)
+        if not (hasattr(self._server, "host") and hasattr(self._server, "port")):
+            raise TypeError(
+                f"{type(app).__name__} hosts no HTTP source and has no host/port attributes: HTTPTestClient cannot"
+                " reach it"
+            )
+        self._server_address: Tuple[Any, Any] | None = None
         self._h11: Any = require("h11", extra="http")
         self.client = TestClient(app, shutdown_timeout=shutdown_timeout, listen=True)
         self.host = host
@@ -96,15 +103,22 @@ class HTTPTestClient:
     async def __aenter__(self) -> HTTPTestClient:
         """Start the app and wait until it serves; raises what a startup hook or ``listen()``
         raised, or ``asyncio.TimeoutError`` if it does not serve within ``timeout``."""
-        # A listener that reports the port it bound (HTTPListener) gets port 0: no race for it.
-        reports_port = callable(getattr(self.app, "wait_until_serving", None))
+        # A server that reports the port it bound (an HTTP source) gets port 0: no race for it.
+        server = self._server
+        reports_port = server is not self.app or callable(getattr(self.app, "wait_until_serving", None))
         self._lock = asyncio.Lock()  # made here, on the test's loop (Python 3.9 binds it at creation)
-        self.client._shadow("host", self.host)
-        self.client._shadow("port", 0 if reports_port else _free_port(self.host))
+        port = 0 if reports_port else _free_port(self.host)
+        if server is self.app:
+            self.client._shadow("host", self.host)
+            self.client._shadow("port", port)
+        else:
+            self._server_address = (server.host, server.port)
+            server.host, server.port = self.host, port
         try:
             await self.client.__aenter__()
         except BaseException:
             self.client._restore()
+            self._restore_server_address()
             raise
         try:
             await asyncio.wait_for(self._until_serving(reports_port), self.timeout)
@@ -115,13 +129,18 @@ class HTTPTestClient:
                 if again is not failure:  # the exit re-raises listen()'s error: report it once
                     raise
             raise
-        self.port = int(getattr(self.app, "port"))  # noqa: B009 - checked in __init__, not typed on Listener
+        self.port = int(server.port)
         return self
+
+    def _restore_server_address(self) -> None:
+        if self._server_address is not None:
+            self._server.host, self._server.port = self._server_address
+            self._server_address = None
 
     async def _until_serving(self, reports_port: bool) -> None:
         stopped = asyncio.ensure_future(self.client.wait_stopped())
         serving = asyncio.ensure_future(
-            self.app.wait_until_serving() if reports_port else self._until_connectable()  # type: ignore[attr-defined]
+            self._wait_serving() if reports_port else self._until_connectable()
         )
         try:
             await asyncio.wait([stopped, serving], return_when=asyncio.FIRST_COMPLETED)
@@ -137,9 +156,16 @@ class HTTPTestClient:
             stopped.result()  # raises the error of listen() or a startup hook
         raise RuntimeError(f"{self.app!r} stopped before it served on {self.host}")
 
+    async def _wait_serving(self) -> None:
+        server = self._server
+        if server is self.app:
+            await server.wait_until_serving()
+        else:
+            await server.wait_ready()
+
     async def _until_connectable(self) -> None:
         # This listener has no "serving" signal: try to connect until it accepts.
-        port = int(getattr(self.app, "port"))  # noqa: B009
+        port = int(self._server.port)
         delay = 0.005
         while True:
             try:
@@ -160,6 +186,7 @@ class HTTPTestClient:
         try:
             await self.client.__aexit__(exc_type, exc, tb)
         finally:
+            self._restore_server_address()
             if self._connection is not None:
                 await self._connection.close()
                 self._connection = None
