@@ -157,11 +157,9 @@ class HTTPTestClient:
         raise RuntimeError(f"{self.app!r} stopped before it served on {self.host}")
 
     async def _wait_serving(self) -> None:
-        server = self._server
-        if server is self.app:
-            await server.wait_until_serving()
-        else:
-            await server.wait_ready()
+        # An HTTP source says when it is ready; a listener that is its own server, when it serves.
+        wait = "wait_until_serving" if self._server is self.app else "wait_ready"
+        await getattr(self._server, wait)()
 
     async def _until_connectable(self) -> None:
         # This listener has no "serving" signal: try to connect until it accepts.
