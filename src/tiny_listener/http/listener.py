@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from typing import Any, List, Set, Tuple, Type
 
 from ..context import Context
@@ -41,6 +42,10 @@ class HTTPListener(Listener[HTTPContext]):
     ``"httptools"`` (faster; needs the ``httptools`` extra). Other keyword arguments are the
     core listener's.
 
+    ``sock``, if set before ``listen()``, is a listening socket that is already bound (as
+    ``tiny-listener run --fd`` and ``--workers`` pass one): it is served instead of binding
+    ``host``:``port``, which then say where it is bound.
+
     Raises ``ValueError`` for an unknown parser and
     :class:`~tiny_listener.optional.MissingExtraError` if its library is not installed.
     """
@@ -49,6 +54,7 @@ class HTTPListener(Listener[HTTPContext]):
     port: int = 8000
     backlog: int = 1024
     parser: str = "h11"
+    sock: socket.socket | None = None
 
     def __init__(
         self,
@@ -96,9 +102,13 @@ class HTTPListener(Listener[HTTPContext]):
         loop = asyncio.get_running_loop()
         self.closing = False
         self._protocol_cls = _protocol_class(self.parser)  # ``parser`` may have been set since
-        server = await loop.create_server(
-            lambda: HTTPConnection(self), self.host, self.port, reuse_address=True, backlog=self.backlog
-        )
+        if self.sock is not None:
+            server = await loop.create_server(lambda: HTTPConnection(self), sock=self.sock, backlog=self.backlog)
+            self.host, self.port = server.sockets[0].getsockname()[:2]
+        else:
+            server = await loop.create_server(
+                lambda: HTTPConnection(self), self.host, self.port, reuse_address=True, backlog=self.backlog
+            )
         if self.port == 0:
             self.port = int(server.sockets[0].getsockname()[1])
         logger.info("HTTP server running on http://%s:%d", self.host, self.port)
