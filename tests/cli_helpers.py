@@ -64,6 +64,18 @@ def running_cli(*args: str, ignore_sigint: bool = False) -> Iterator[tuple[subpr
         output.close()
 
 
+@contextlib.contextmanager
+def ended(proc: subprocess.Popen[str]) -> Iterator[subprocess.Popen[str]]:
+    """Yield ``proc``; on leaving the block, SIGKILL it if it still runs, and collect it (its
+    pipes closed), whatever happened in the block."""
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=30)
+
+
 def kill_group(proc: subprocess.Popen[str]) -> None:
     """SIGKILL the process group ``proc`` leads (even if ``proc`` itself has exited, what it
     started may not have) and wait for ``proc``."""
