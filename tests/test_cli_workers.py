@@ -3,17 +3,20 @@ processes, signals and sockets. The restart decisions alone: tests/test_workers.
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import os
 import signal
 import socket
+import uuid
 from pathlib import Path
 from typing import Iterator, List
 
 import pytest
 
 from .cli_helpers import LineReader, kill_pids, run_cli, running_cli, write_module
+from .conftest import require_service
 
 TIMEOUT = 30
 
@@ -142,6 +145,60 @@ def test_tcp_workers_share_the_port(tmp_path: Path, worker_pids: List[int]) -> N
         assert word == "hello" and int(pid) in pids
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(TIMEOUT) == 0, output.seen
+
+
+def test_broker_workers_share_their_consumer_group(tmp_path: Path, worker_pids: List[int]) -> None:
+    require_service("Redis", "127.0.0.1", 6379)
+    redis = pytest.importorskip("redis")
+    from tiny_listener.redis import publish
+
+    url = "redis://127.0.0.1:6379/0"
+    stream = f"tl-test-{uuid.uuid4().hex[:10]}:jobs"
+    write_module(tmp_path, "consumer", f"""
+        import os
+
+        from tiny_listener import Param
+        from tiny_listener.redis import RedisStreamListener
+
+        app = RedisStreamListener({url!r}, streams=[{stream!r}], group="workers")
+
+
+        @app.on_event("job:{{n:int}}")
+        async def job(n: Param):
+            print(f"HANDLED {{n}} BY {{os.getpid()}}", flush=True)
+    """)
+    try:
+        with running_cli("run", "--workers", "2", "--app-dir", str(tmp_path), "consumer:app") as (proc, output):
+            pids = {started(output, 1, worker_pids), started(output, 2, worker_pids)}
+            consumers = set()
+            for _ in range(2):
+                match = output.wait_for_match(r"consumer (\S+) of group 'workers' reading", TIMEOUT)
+                assert match, output.seen
+                consumers.add(match.group(1))
+            assert len(consumers) == 2  # one consumer per worker, in one group
+
+            async def publish_jobs() -> None:
+                for n in range(20):
+                    await publish(stream, f"job:{n}", url=url)
+
+            asyncio.run(publish_jobs())
+            handled = []
+            for _ in range(20):
+                match = output.wait_for_match(r"HANDLED (\d+) BY (\d+)", TIMEOUT)
+                assert match, output.seen
+                handled.append(int(match.group(1)))
+                assert int(match.group(2)) in pids
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(TIMEOUT) == 0, output.seen
+            assert output.wait_for_end(TIMEOUT)
+        assert sorted(handled) == list(range(20))  # each job once, by one worker or the other
+        assert not any("HANDLED" in line for line in output.seen[output.seen.index(match.string) + 1 :])
+    finally:
+        client = redis.Redis.from_url(url)
+        try:
+            client.delete(stream, f"{stream}:dead")
+        finally:
+            client.close()
 
 
 def test_a_worker_that_cannot_start_is_restarted_with_backoff_then_the_supervisor_gives_up(
