@@ -133,7 +133,8 @@ class FailureReport(logging.Filter):
             raise
         except Exception as exc:
             failure = explain(exc, self.user_paths())
-            if (failure.traceback_helps or self.debug) and exc not in self._logged:
+            already_logged = any(logged is exc for logged in self._logged)
+            if (failure.traceback_helps or self.debug) and not already_logged:
                 click.echo(format_user_traceback(exc), err=True, nl=False)
             raise click.ClickException(failure.message(self.app, self.debug_hint)) from None
         finally:
