@@ -500,7 +500,8 @@ class Listener(Generic[CTXType]):
             if self._runtime.listen_error is None:
                 self._runtime.listen_error = error
             what = "listen()" if task.get_name().endswith(".listen") else task.get_name()
-            logger.error("%s failed: %r", what, error, exc_info=error)
+            # ``intake_failure`` marks the record for the CLI, which reports such a failure itself.
+            logger.error("%s failed: %r", what, error, exc_info=error, extra={"intake_failure": what})
             self._runtime.request_stop()
 
     async def _shut_down(self, intake: List[asyncio.Task[None]]) -> None:
