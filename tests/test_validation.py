@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import enum
-from typing import Any, Dict, FrozenSet, List, Literal, NewType, Optional, Tuple, TypedDict, Union
+from typing import Any, Dict, FrozenSet, List, Literal, NewType, NotRequired, Optional, Tuple, TypedDict, Union
 
 import msgspec
 import pydantic
@@ -160,6 +160,21 @@ def test_every_error_is_reported_with_its_location() -> None:
 def test_a_union_reports_each_member_error_and_optional_only_its_type() -> None:
     assert errors(Union[int, str], 1.5) == [(("int",), "int_type"), (("str",), "string_type")]
     assert errors(Optional[int], "x") == [((), "int_type")]
+
+
+def test_typed_dict_required_keys_and_dataclass_fields_not_in_init() -> None:
+    class Event(TypedDict):
+        name: str
+        note: NotRequired[str]
+
+    @dataclasses.dataclass
+    class Counter:
+        start: int
+        count: int = dataclasses.field(init=False, default=0)
+
+    assert check(Event, {"name": "a"}) == {"name": "a"}
+    assert errors(Event, {"note": 1}) == [(("name",), "missing"), (("note",), "string_type")]
+    assert check(Counter, {"start": 1, "count": "ignored"}) == Counter(1)
 
 
 def test_post_init_value_errors_become_value_errors() -> None:

@@ -530,9 +530,14 @@ class _Builder:
         else:
             required_keys = cls.__required_keys__
             for name, hint in hints.items():
-                while getattr(typing.get_origin(hint), "_name", None) in _TYPED_DICT_WRAPPERS:
+                required = name in required_keys
+                # Read from the resolved hint too: with string annotations (``from __future__
+                # import annotations``) the class could not see Required/NotRequired.
+                while (wrapper := getattr(typing.get_origin(hint), "_name", None)) in _TYPED_DICT_WRAPPERS:
+                    if wrapper != "ReadOnly":
+                        required = wrapper == "Required"
                     hint = typing.get_args(hint)[0]
-                fields.append((name, self.node(hint), name in required_keys))
+                fields.append((name, self.node(hint), required))
         title = cls.__name__
         wrong_type = (
             field_error(f"Input should be a dictionary or an instance of {title}", "dataclass_type")
