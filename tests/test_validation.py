@@ -11,6 +11,7 @@ from typing import Any, Dict, FrozenSet, List, Literal, NewType, NotRequired, Op
 
 import msgspec
 import pydantic
+import pydantic.dataclasses
 import pytest
 
 from tiny_listener.validation import (
@@ -216,6 +217,16 @@ def test_pydantic_models_keep_their_own_rules_and_error_types() -> None:
 
     assert check(Item, {"name": "pen", "price": "1.5"}) == Item(name="pen", price=1.5)
     assert errors(Item, {"price": -1}) == [(("name",), "missing"), (("price",), "greater_than")]
+
+
+def test_pydantic_dataclasses_are_pydantics_to_validate() -> None:
+    @pydantic.dataclasses.dataclass
+    class Point:
+        x: int
+
+    assert check(Point, {"x": "3"}) == Point(3)  # pydantic's lax rules, not the checker's
+    assert errors(Point, {"x": "three"}) == [(("x",), "int_parsing")]
+    assert errors(List[Point], [{"x": 1}, {}]) == [((1, "x"), "missing")]
 
 
 class Order(msgspec.Struct, forbid_unknown_fields=True):

@@ -9,7 +9,8 @@ field errors, and the type's JSON Schema. Nothing here runs per event but the ch
 
 Who checks what, decided by the type alone (never by what happens to be installed):
 
-- a pydantic model: pydantic (extra ``pydantic``), with the model's own configuration;
+- a pydantic model or pydantic dataclass: pydantic (extra ``pydantic``), with its own
+  configuration;
 - a msgspec ``Struct``: ``msgspec.convert`` (extra ``msgspec``), strict as msgspec is;
 - dataclasses, ``TypedDict`` and the plain types ``bool``, ``int``, ``float``, ``str``,
   ``bytes``, ``None``, ``Any``, ``list``, ``tuple``, ``set``, ``frozenset``, ``dict``,
@@ -29,7 +30,7 @@ import enum
 import re
 import sys
 import typing
-from typing import Any, Callable, Dict, List, Literal, Sequence, Tuple, Type, Union
+from typing import Any, Callable, Dict, List, Literal, Sequence, Set, Tuple, Type, Union
 
 from .errors import FieldError
 from .optional import MissingExtraError, require
@@ -183,6 +184,12 @@ def is_pydantic_model(tp: Any) -> bool:
     return _library_class(tp, "pydantic", "BaseModel")
 
 
+def is_pydantic_dataclass(tp: Any) -> bool:
+    """True if ``tp`` is a pydantic dataclass (``@pydantic.dataclasses.dataclass``): pydantic
+    validates it, with its own rules, as it does a model."""
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp) and hasattr(tp, "__pydantic_validator__")
+
+
 def is_msgspec_struct(tp: Any) -> bool:
     """True if ``tp`` is a msgspec ``Struct`` class."""
     return _library_class(tp, "msgspec", "Struct")
@@ -229,6 +236,8 @@ def validator_for(tp: Any) -> Validator:
     """
     if is_pydantic_model(tp):
         return _pydantic_model_validator(tp)
+    if is_pydantic_dataclass(tp):
+        return _pydantic_adapter_validator(tp)
     if is_msgspec_struct(tp):
         return _msgspec_validator(tp)
     node = _Builder().node(tp)
@@ -316,17 +325,15 @@ _SIMPLE: Dict[Any, _Node] = {
     bytes: _simple(_check_bytes, {"type": "string", "format": "binary"}),
 }
 
-_LIST_ORIGINS = {list, typing.List, Sequence, typing.MutableSequence}
-_SET_ORIGINS = {set, frozenset, typing.Set, typing.FrozenSet, typing.AbstractSet, typing.MutableSet}
-_DICT_ORIGINS = {dict, typing.Dict, typing.Mapping, typing.MutableMapping}
-_TUPLE_ORIGINS = {tuple, typing.Tuple}
-# collections.abc aliases are what get_origin() returns for typing.Sequence[int] and the like.
-for _alias in list(_LIST_ORIGINS | _SET_ORIGINS | _DICT_ORIGINS):
-    _origin = typing.get_origin(_alias)
-    if _origin is not None:
-        (_LIST_ORIGINS if _alias in _LIST_ORIGINS else _SET_ORIGINS if _alias in _SET_ORIGINS else _DICT_ORIGINS).add(
-            _origin
-        )
+# Bare classes, typing aliases and what get_origin() gives for them (collections.abc classes).
+def _with_origins(*aliases: Any) -> Set[Any]:
+    return set(aliases) | {typing.get_origin(alias) for alias in aliases} - {None}
+
+
+_LIST_ORIGINS = _with_origins(list, typing.List, Sequence, typing.MutableSequence)
+_SET_ORIGINS = _with_origins(set, frozenset, typing.Set, typing.FrozenSet, typing.AbstractSet, typing.MutableSet)
+_DICT_ORIGINS = _with_origins(dict, typing.Dict, typing.Mapping, typing.MutableMapping)
+_TUPLE_ORIGINS = _with_origins(tuple, typing.Tuple)
 _TYPED_DICT_WRAPPERS = {"Required", "NotRequired", "ReadOnly"}
 
 
@@ -369,6 +376,8 @@ class _Builder:
             return self.node(supertype)
         if is_pydantic_model(tp):
             return _leaf(_pydantic_model_validator(tp))
+        if is_pydantic_dataclass(tp):
+            return _leaf(_pydantic_adapter_validator(tp))
         if is_msgspec_struct(tp):
             return _leaf(_msgspec_validator(tp))
         if isinstance(tp, type):
