@@ -143,6 +143,17 @@ async def test_errors_of_every_typed_parameter_are_reported_together_before_depe
     )
 
 
+async def test_a_typed_parameter_with_a_default_keeps_its_default_as_before() -> None:
+    app = App()
+    default = ItemData("default", 0.0)
+
+    @app.on_event("item")
+    async def handler(item: ItemData = default) -> ItemData:
+        return item
+
+    assert await app.trigger_event("item", data={"name": "pen", "price": 2}) is default
+
+
 async def test_pydantic_constraints_in_annotated_data_are_checked() -> None:
     app = App()
 

@@ -373,7 +373,9 @@ def _plan_parameter(plan: _Plan, param: inspect.Parameter, index: int) -> None:
         if issubclass(annotation, Listener):
             plan.lines.append(f"{var} = event.listener")
             return
-        if is_payload_type(annotation) and annotation is declared:
+        # With a default the parameter keeps it, as any parameter did in 1.2 (``config: Config =
+        # DEFAULT`` must not start reading the event data).
+        if is_payload_type(annotation) and annotation is declared and not has_default:
             plan.add_model(index, plan.validator(annotation, name))
             return
     if has_default:
