@@ -135,3 +135,16 @@ async def test_an_on_error_handler_can_answer_validation_errors_itself() -> None
     async with serving(app):
         status, _, body = await post(app, "/items/1", b"{}")
     assert (status, body, seen) == (400, {"problems": 2}, ["/items/1"])
+
+
+async def test_events_the_app_triggers_itself_are_checked_against_their_own_data() -> None:
+    app = make_app()
+    async with serving(app):
+        assert await app.trigger_event("POST:/items/5", data={"name": "pen", "price": 1}) == {
+            "id": 5,
+            "name": "pen",
+            "price": 1.0,
+        }
+        with pytest.raises(ValidationError) as info:
+            await app.trigger_event("POST:/items/5")  # no request, no body: empty data
+        assert [error["loc"] for error in info.value.errors()] == [("name",), ("price",)]

@@ -159,11 +159,14 @@ class Request(Context):
     async def read_event_data(self) -> EventData:
         """Return the request's event data, for handlers that declare typed data: the JSON body
         (a JSON object is the data itself, any other value is ``{"payload": value}``, as on the
-        broker listeners; an empty body is ``{}``).
+        broker listeners; an empty body is ``{}``, and so is the data of a context that is not a
+        request: one the app made itself with ``new_ctx()``).
 
         Raises :class:`~tiny_listener.ValidationError` (type ``json_invalid``, 422 for the
         client) if the body is not JSON.
         """
+        if self._connection is None and self._body is None:
+            return {}
         body = await self.body()
         if not body.strip():
             return {}
