@@ -68,6 +68,9 @@ def _prefixed(errors: Sequence[FieldError], key: Union[str, int]) -> List[FieldE
     return [FieldError(loc=(key, *error["loc"]), msg=error["msg"], type=error["type"]) for error in errors]
 
 
+_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
 class SchemaRegistry:
     """Named JSON Schemas that several messages share (models, dataclasses...), each referenced
     as ``ref_template.format(name=NAME)``, for example ``"#/components/schemas/{name}"``.
@@ -90,6 +93,8 @@ class SchemaRegistry:
         it) and whether it was already there."""
         if owner in self._names:
             return self._names[owner], True
+        # Component names are [A-Za-z0-9._-]: a generic model's "Page[Item]" becomes "Page_Item_".
+        wanted = _NAME_UNSAFE.sub("_", wanted)
         name = wanted
         counter = 1
         while name in self._owners:

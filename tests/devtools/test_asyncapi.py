@@ -7,7 +7,7 @@ import copy
 import dataclasses
 import json
 from pathlib import Path
-from typing import Annotated, Any, Dict, List, Literal, TypedDict
+from typing import Annotated, Any, Dict, Generic, List, Literal, TypedDict, TypeVar
 
 import jsonschema
 import msgspec
@@ -136,6 +136,26 @@ def test_messages_carry_the_json_schema_of_the_declared_data() -> None:
         "required": ["text"],
     }
     assert "payload" not in messages["hello"]
+
+
+T = TypeVar("T")
+
+
+class Page(pydantic.BaseModel, Generic[T]):
+    items: List[T]
+
+
+def test_generic_models_get_valid_component_names() -> None:
+    app = HTTPListener()
+
+    @app.on_event("POST:/lines")
+    async def lines(page: Page[Line]) -> None:
+        pass
+
+    document = asyncapi_document(app)
+    check_asyncapi(document)
+    assert document["components"]["messages"]["lines"]["payload"] == {"$ref": "#/components/schemas/Page_Line_"}
+    openapi_spec_validator.validate(openapi_document(app))
 
 
 def test_the_schema_check_is_not_a_formality() -> None:
