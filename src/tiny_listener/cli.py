@@ -20,9 +20,11 @@ from typing import Any, Dict, Iterator, List
 import click
 
 from . import __version__
+from .devtools.asyncapi import asyncapi_document, render
 from .devtools.failures import explain, format_user_traceback
 from .devtools.logs import log_events, use_json_format
 from .devtools.oneshot import render_result, run_one_event
+from .devtools.openapi import openapi_document
 from .devtools.routes import format_json, format_table, route_rows
 from .errors import EventNotFound
 from .importer import ImportFromStringError, import_from_string
@@ -391,6 +393,54 @@ def routes(app_dir: str, as_json: bool, app: str) -> None:
         listener = load_listener(app, app_dir)
     rows = route_rows(listener)
     click.echo(format_json(rows) if as_json else format_table(rows))
+
+
+def contract_options(fn: Any) -> Any:
+    """The options of the ``asyncapi`` and ``openapi`` commands."""
+    for option in reversed(
+        [
+            app_dir_option,
+            click.option("--yaml", "as_yaml", is_flag=True, help="Print YAML instead of JSON (extra: yaml)."),
+            click.option("--title", default=None, help="info.title of the document (default: APP)."),
+            click.option("--app-version", default="1.0.0", show_default=True, help="info.version of the document."),
+            click.argument("app"),
+        ]
+    ):
+        fn = option(fn)
+    return fn
+
+
+@main.command()
+@contract_options
+def asyncapi(app_dir: str, as_yaml: bool, title: str | None, app_version: str, app: str) -> None:
+    """Print the AsyncAPI 3.0 document of APP (MODULE:ATTR): a channel and a receive operation
+    per route, the message each handler declares, the listener's server."""
+    with FailureReport(app, log_level=None).reporting():
+        listener = load_listener(app, app_dir)
+    document = asyncapi_document(listener, title=title or app, version=app_version)
+    click.echo(render_document(document, as_yaml))
+
+
+@main.command()
+@contract_options
+def openapi(app_dir: str, as_yaml: bool, title: str | None, app_version: str, app: str) -> None:
+    """Print the OpenAPI 3.1 document of APP (MODULE:ATTR), an HTTP listener: a path per
+    METHOD:/path route, with its parameters, request body and 422 answer."""
+    with FailureReport(app, log_level=None).reporting():
+        listener = load_listener(app, app_dir)
+    try:
+        document = openapi_document(listener, title=title or app, version=app_version)
+    except TypeError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(render_document(document, as_yaml))
+
+
+def render_document(document: Dict[str, Any], as_yaml: bool) -> str:
+    """Return ``document`` as JSON or YAML; a missing YAML library is a usage error."""
+    try:
+        return render(document, as_yaml=as_yaml)
+    except MissingExtraError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @main.command()

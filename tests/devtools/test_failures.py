@@ -87,6 +87,8 @@ def test_format_user_traceback_keeps_an_exception_without_a_traceback() -> None:
 
 def test_a_listener_without_listen_is_told_where_listen_goes() -> None:
     failure = explain(caught(lambda: asyncio.run(Listener().listen())))
-    assert failure.summary == "NotImplementedError: Listener must implement `async def listen(self)`"
-    assert failure.hint is not None and "define it in your Listener subclass" in failure.hint
+    assert failure.summary == (
+        "NotImplementedError: Listener must implement `async def listen(self)` or host a source (add_source)"
+    )
+    assert failure.hint is not None and "define listen() in your Listener subclass" in failure.hint
     assert not failure.traceback_helps
