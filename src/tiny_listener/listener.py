@@ -13,7 +13,7 @@ import logging
 import threading
 import uuid
 import warnings
-from typing import Any, Callable, Coroutine, Dict, Generic, List, Protocol, Tuple, Type, TypeVar, Union
+from typing import Any, Callable, Coroutine, Dict, Generic, List, Mapping, Protocol, Tuple, Type, TypeVar, Union
 
 from ._types import CoroFunc, EventData, PathParams, Scope
 from .context import Context
@@ -67,7 +67,7 @@ class Listener(Generic[CTXType]):
         self.ctxs: Dict[str, CTXType] = {}
         # Histories are trimmed back to max_event_history once a quarter longer: O(1) per event.
         self._history_trim_at = self.max_event_history + (self.max_event_history >> 2)
-        self.routes: RouteTable = RouteTable()
+        self._route_table = RouteTable()
         self.dependency_overrides: Dict[Callable[..., Any], CoroFunc] = {}
 
         self._startup: List[CoroFunc] = []
@@ -85,6 +85,17 @@ class Listener(Generic[CTXType]):
 
         self._tasks = OwnedTasks()
         self._runtime = Runtime()
+
+    @property
+    def routes(self) -> RouteTable:
+        """The registered routes, by handler name, in registration order."""
+        return self._route_table
+
+    @routes.setter
+    def routes(self, routes: Mapping[str, Route]) -> None:
+        # 1.2 code and fixtures assign a plain dict: it becomes a RouteTable, so dispatch keeps
+        # its index. Raises TypeError if a value is not a Route.
+        self._route_table = routes if isinstance(routes, RouteTable) else RouteTable(routes)
 
     # ------------------------------------------------------------------ registration
 
@@ -243,7 +254,7 @@ class Listener(Generic[CTXType]):
         Raises :class:`EventNotFound` at once if no route matches; must be called from the
         running event loop.
         """
-        route, params = self.routes.match(path)
+        route, params = self._route_table.match(path)
         if cid is None:
             # new_ctx() inlined: this is the per-event path of most listeners.
             cid = self._cid_prefix + str(next(self._cid_counter))
@@ -265,7 +276,7 @@ class Listener(Generic[CTXType]):
         not kept.
         """
         try:
-            route, params = self.routes.match(path)
+            route, params = self._route_table.match(path)
         except EventNotFound:
             if ctx._anonymous and not ctx._in_flight and not ctx._released:
                 ctx._released = True
