@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import warnings
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
 from tiny_listener import (
+    Event,
     EventNotFound,
+    EventState,
     Listener,
     Param,
     Route,
@@ -68,3 +70,18 @@ def test_a_routes_dict_holding_something_else_than_routes_is_refused() -> None:
     app = App()
     with pytest.raises(TypeError, match=r"routes\['x'\] must be a tiny_listener.Route"):
         app.routes = {"x": "not a route"}  # type: ignore[dict-item]
+
+
+# ---------------------------------------------------------------------- 2. done() on a hand-built event
+
+
+async def test_an_event_built_by_hand_is_marked_done_from_a_loop_callback() -> None:
+    async def job() -> None: ...
+
+    app = App()
+    route = Route("job", job)
+    app.routes = {route.name: route}
+    event: Event[Any] = Event(app.new_ctx(), route)
+    asyncio.get_running_loop().call_soon(event.done)
+    await asyncio.wait_for(event.wait_until_done(), timeout=10)
+    assert event.is_done and event.state is EventState.DONE

@@ -304,7 +304,8 @@ class Listener(Generic[CTXType]):
         # ``ctx`` is held here so that the context outlives the event even if dropped meanwhile.
         # Hook lists are tested before looping: most apps have none, and an empty loop costs
         # more than a test on this path.
-        event._start()
+        if not event._start():
+            return self._skip_ended(event, ctx)
         observers = self._observers
         if observers:
             _notify(observers, "event_started", event)
@@ -340,6 +341,14 @@ class Listener(Generic[CTXType]):
             del tasks.events[event]
             if tasks.drained is not None:
                 tasks.check_drained()
+
+    def _skip_ended(self, event: Event[Any], ctx: Context) -> Any:
+        """End the task of an event marked done before it started (``Event.done()``): its
+        handler does not run; the context and the listener stop counting it."""
+        ctx._event_ended(event)
+        del self._tasks.events[event]
+        self._tasks.check_drained()
+        return event._result
 
     async def _handle_error(self, event: Event[Any], params: PathParams, exc: Exception) -> None:
         """Run the matching ``on_error`` handlers; log and re-raise if none takes ``exc``."""
