@@ -4,6 +4,7 @@ test fixtures do, through the public API."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import warnings
 from typing import Any, Iterator
 
@@ -85,3 +86,106 @@ async def test_an_event_built_by_hand_is_marked_done_from_a_loop_callback() -> N
     asyncio.get_running_loop().call_soon(event.done)
     await asyncio.wait_for(event.wait_until_done(), timeout=10)
     assert event.is_done and event.state is EventState.DONE
+
+
+# ---------------------------------------------------------------------- 3. trigger_event with no loop running
+
+
+def test_an_event_triggered_before_run_runs_once_the_listener_runs(no_thread_loop: None) -> None:
+    class Jobs(Listener):  # type: ignore[type-arg]
+        async def listen(self) -> None:
+            await early  # triggered before run(): it runs on run()'s loop
+            self.stop()
+
+    app = Jobs()
+    done: list[str] = []
+
+    @app.on_event("job/{name}")
+    async def job(name: Param) -> str:
+        done.append(name)
+        return name
+
+    early = app.trigger_event("job/early")  # as at a module's top level: no loop runs
+    app.run()
+    assert done == ["early"] and early.result() == "early"
+    assert app.ctxs == {}
+
+
+def test_an_event_triggered_with_no_loop_running_goes_to_the_threads_loop(no_thread_loop: None) -> None:
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    app = App()
+
+    @app.on_event("double/{n:int}")
+    async def double(n: Param) -> int:
+        return int(n) * 2
+
+    task = app.trigger_event("double/21")
+    assert task.get_loop() is loop and not task.done()
+    assert loop.run_until_complete(task) == 42
+
+
+def test_triggering_from_another_thread_while_the_listener_runs_is_refused() -> None:
+    app = App()
+    outcome: list[BaseException] = []
+
+    @app.on_event("x")
+    async def handler() -> None: ...
+
+    def from_a_thread() -> None:
+        try:
+            app.trigger_event("x")
+        except RuntimeError as exc:
+            outcome.append(exc)
+
+    @app.startup
+    async def try_it() -> None:
+        thread = threading.Thread(target=from_a_thread)
+        thread.start()
+        await asyncio.get_running_loop().run_in_executor(None, thread.join)
+        app.stop()
+
+    app.run()
+    assert len(outcome) == 1 and "runs in another thread" in str(outcome[0])
+
+
+# ---------------------------------------------------------------------- 4. setup_event_loop()
+
+
+def test_setup_event_loop_returns_the_loop_already_set(no_thread_loop: None) -> None:
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    assert App.setup_event_loop() is loop
+    assert App().setup_event_loop() is loop
+
+
+def test_setup_event_loop_makes_a_new_loop_when_none_is_usable(no_thread_loop: None) -> None:
+    closed = asyncio.new_event_loop()
+    closed.close()
+    asyncio.set_event_loop(closed)
+    fresh = App.setup_event_loop()
+    assert fresh is not closed and not fresh.is_closed()
+    assert App.setup_event_loop() is fresh  # and it is now the thread's loop
+
+    in_thread: list[asyncio.AbstractEventLoop] = []
+
+    def setup_in_a_thread() -> None:
+        loop = App.setup_event_loop()
+        in_thread.append(loop)
+        loop.close()
+
+    thread = threading.Thread(target=setup_in_a_thread)
+    thread.start()
+    thread.join(10)
+    assert len(in_thread) == 1 and in_thread[0] is not fresh
+
+
+def test_run_from_inside_a_running_loop_is_refused_without_touching_that_loop() -> None:
+    app = App()
+
+    async def inside() -> None:
+        with pytest.raises(RuntimeError, match="running event loop"):
+            app.run()
+        assert not asyncio.get_running_loop().is_closed()
+
+    asyncio.run(inside())

@@ -29,7 +29,7 @@ from .event import Event
 from .injection import Hook, check_coro_func
 from .lifecycle import CANCELLED, DONE, FAILED
 from .routing import Route, RouteShadowedWarning, RouteTable
-from .running import Runtime, close_loop, running_listeners
+from .running import Runtime, close_loop, running_listeners, thread_event_loop
 from .tasks import OwnedTasks, retrieve_exception
 
 logger = logging.getLogger("tiny_listener")
@@ -251,8 +251,10 @@ class Listener(Generic[CTXType]):
         anonymous context with ``scope``, made only once a route matched.
         Awaiting the task gives the handler's result, or raises its error (which is also
         logged once, unless an ``on_error`` handler took it). ``timeout`` bounds the handler.
-        Raises :class:`EventNotFound` at once if no route matches; must be called from the
-        running event loop.
+        Raises :class:`EventNotFound` at once if no route matches. Called while no loop runs
+        (at import, before ``run()``), it schedules the event on the loop ``setup_event_loop()``
+        gives, to start once that loop runs, as 1.2 did; from a thread other than the one of a
+        running listener, it raises ``RuntimeError``.
         """
         route, params = self._route_table.match(path)
         if cid is None:
@@ -293,10 +295,15 @@ class Listener(Generic[CTXType]):
         data: EventData | None,
         timeout: float | None,
     ) -> asyncio.Task[Any]:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            # Triggered before the loop runs (at import, before run()), as 1.2 allowed.
+            loop = self._runtime.loop_before_start(self.setup_event_loop)
         event: Event[Any] = Event(ctx, route, data, path, params)
         ctx._event_dispatched(event)
         # Kept in OwnedTasks.events until the event's coroutine ends (see _run_event).
-        task = asyncio.Task(self._run_event(event, ctx, params, timeout), loop=asyncio.get_running_loop())
+        task = asyncio.Task(self._run_event(event, ctx, params, timeout), loop=loop)
         self._tasks.events[event] = task
         return task
 
@@ -397,12 +404,11 @@ class Listener(Generic[CTXType]):
     def setup_event_loop() -> asyncio.AbstractEventLoop:
         """Return the event loop ``run()`` uses; override to use another (uvloop...).
 
-        The default makes a new loop, so ``run()`` works in any thread and after an earlier
-        ``asyncio.run()``.
+        The default returns the loop set for this thread, as 1.2 did, or a new one if none is
+        set or it is closed: ``run()`` works in any thread and after an earlier
+        ``asyncio.run()``, and events triggered before ``run()`` run on its loop.
         """
-        loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        return loop
+        return thread_event_loop()
 
     def install_signal_handlers(self) -> None:
         """Make SIGINT/SIGTERM stop the listener (a second one forces); main thread only."""
@@ -492,6 +498,8 @@ class Listener(Generic[CTXType]):
         running_listeners.listener = self
         try:
             loop = self.setup_event_loop()
+            if loop.is_running():
+                raise RuntimeError(f"{self!r}.run() called from a running event loop: await its main() instead")
             try:
                 loop.run_until_complete(self.main())
             finally:

@@ -7,7 +7,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from typing import TYPE_CHECKING, Any, Awaitable
+import warnings
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from .errors import ListenerNotFound
 from .signals import SignalHandlers
@@ -27,6 +28,26 @@ def get_current_running_listener() -> Listener[Any]:
     if listener is None:
         raise ListenerNotFound(f"no listener is running in thread {threading.get_ident()}")
     return listener
+
+
+def thread_event_loop() -> asyncio.AbstractEventLoop:
+    """Return the event loop set for this thread if it is not closed, else a new one, set.
+
+    Like 1.2's ``asyncio.get_event_loop()``, without its implicit loop (deprecated since
+    Python 3.12): ``run()`` works in any thread and after an earlier ``asyncio.run()``.
+    """
+    with warnings.catch_warnings():
+        # Python 3.12 and 3.13 warn when get_event_loop() has to make the loop itself: here
+        # making one is what is asked.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_event_loop()
+        except RuntimeError:  # none set in this thread
+            loop = None
+    if loop is None or loop.is_closed():
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+    return loop
 
 
 class Runtime:
@@ -50,6 +71,19 @@ class Runtime:
         """Restore the signal handlers and unbind; call at the end of ``main()``."""
         self.signals.restore()
         self.loop = None
+
+    def loop_before_start(self, setup_event_loop: Callable[[], asyncio.AbstractEventLoop]) -> asyncio.AbstractEventLoop:
+        """Return the loop for an event triggered while no loop runs in this thread: the one
+        ``setup_event_loop`` gives, where ``run()`` will run the listener, as in 1.2.
+
+        Raises ``RuntimeError`` if the listener already runs, in another thread.
+        """
+        if self.loop is not None:
+            raise RuntimeError(
+                "the listener runs in another thread: trigger events from its event loop "
+                "(loop.call_soon_threadsafe), not from this thread"
+            )
+        return setup_event_loop()
 
     def on_signal(self, signum: int) -> None:
         if self.stop_requested is not None and self.stop_requested.is_set():
