@@ -18,7 +18,9 @@ from tiny_listener import (
     Param,
     Route,
     RouteTable,
+    import_from_string,
 )
+from tiny_listener.importer import ImportFromStringError
 
 
 class App(Listener):  # type: ignore[type-arg]
@@ -189,3 +191,13 @@ def test_run_from_inside_a_running_loop_is_refused_without_touching_that_loop() 
         assert not asyncio.get_running_loop().is_closed()
 
     asyncio.run(inside())
+
+
+# ---------------------------------------------------------------------- 5. import_from_string
+
+
+def test_a_missing_module_is_a_module_not_found_error() -> None:
+    with pytest.raises(ModuleNotFoundError) as info:
+        import_from_string("tl_no_such_module_anywhere:app")
+    assert isinstance(info.value, ImportFromStringError)
+    assert info.value.name == "tl_no_such_module_anywhere"
