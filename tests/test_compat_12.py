@@ -11,6 +11,8 @@ from typing import Any, Iterator
 import pytest
 
 from tiny_listener import (
+    Data,
+    Depends,
     Event,
     EventNotFound,
     EventState,
@@ -18,6 +20,7 @@ from tiny_listener import (
     Param,
     Route,
     RouteTable,
+    depend,
     import_from_string,
 )
 from tiny_listener.importer import ImportFromStringError
@@ -201,3 +204,32 @@ def test_a_missing_module_is_a_module_not_found_error() -> None:
         import_from_string("tl_no_such_module_anywhere:app")
     assert isinstance(info.value, ImportFromStringError)
     assert info.value.name == "tl_no_such_module_anywhere"
+
+
+# ---------------------------------------------------------------------- 6. a Depends called directly
+
+
+async def test_a_dependency_called_directly_needs_no_listener() -> None:
+    class BareContext:  # what a test builds by hand: a cache, no listener
+        def __init__(self) -> None:
+            self.cache: dict[Any, Any] = {}
+
+    class BareEvent:
+        def __init__(self) -> None:
+            self.data = {"age": 7}
+            self.ctx = BareContext()
+
+    calls: list[str] = []
+
+    async def load_user(name: Param, age: Data) -> dict[str, Any]:
+        calls.append(name)
+        return {"name": name, "age": age}
+
+    async def describe(first: Any = depend(load_user), again: Any = depend(load_user)) -> str:
+        assert first is again  # cached per context
+        return f"{first['name']} is {first['age']}"
+
+    for make in (Depends, depend):
+        event = BareEvent()
+        assert await make(describe)(event, {"name": "ann"}) == "ann is 7"
+    assert calls == ["ann", "ann"]  # once per context
