@@ -7,6 +7,7 @@ import asyncio
 import threading
 import warnings
 from typing import Any, Iterator
+from unittest import mock
 
 import pytest
 
@@ -17,10 +18,12 @@ from tiny_listener import (
     EventNotFound,
     EventState,
     Listener,
+    ListenerNotFound,
     Param,
     Route,
     RouteTable,
     depend,
+    get_current_running_listener,
     import_from_string,
 )
 from tiny_listener.importer import ImportFromStringError
@@ -233,3 +236,45 @@ async def test_a_dependency_called_directly_needs_no_listener() -> None:
         event = BareEvent()
         assert await make(describe)(event, {"name": "ann"}) == "ann is 7"
     assert calls == ["ann", "ann"]  # once per context
+
+
+# ---------------------------------------------------------------------- 7. Listener._instances
+
+
+def test_a_listener_placed_in_instances_is_the_current_one_until_cleared() -> None:
+    app = App()
+    with pytest.raises(ListenerNotFound):
+        get_current_running_listener()
+    App._instances[threading.get_ident()] = app
+    try:
+        assert get_current_running_listener() is app
+        assert dict(Listener._instances) == {threading.get_ident(): app}
+    finally:
+        App._instances.clear()
+    with pytest.raises(ListenerNotFound):
+        get_current_running_listener()
+
+
+def test_a_mapping_patched_over_instances_is_honoured() -> None:
+    app = App()
+    with mock.patch.object(Listener, "_instances", {threading.get_ident(): app}):
+        assert get_current_running_listener() is app
+    with pytest.raises(ListenerNotFound):
+        get_current_running_listener()
+
+
+def test_instances_shows_the_listener_running_in_this_thread() -> None:
+    app = App()
+    seen: list[Any] = []
+
+    @app.startup
+    async def look() -> None:
+        ident = threading.get_ident()
+        seen.append((ident in Listener._instances, Listener._instances.get(ident)))
+        Listener._instances.clear()  # as a 1.2 fixture would: the running listener stays
+        seen.append(get_current_running_listener())
+        app.stop()
+
+    app.run()
+    assert seen == [(True, app), app]
+    assert threading.get_ident() not in Listener._instances

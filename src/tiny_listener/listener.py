@@ -13,7 +13,21 @@ import logging
 import threading
 import uuid
 import warnings
-from typing import Any, Callable, Coroutine, Dict, Generic, List, Mapping, Protocol, Tuple, Type, TypeVar, Union
+from typing import (
+    Any,
+    Callable,
+    ClassVar,
+    Coroutine,
+    Dict,
+    Generic,
+    List,
+    Mapping,
+    Protocol,
+    Tuple,
+    Type,
+    TypeVar,
+    Union,
+)
 
 from ._types import CoroFunc, EventData, PathParams, Scope
 from .context import Context
@@ -29,7 +43,7 @@ from .event import Event
 from .injection import Hook, check_coro_func
 from .lifecycle import CANCELLED, DONE, FAILED
 from .routing import Route, RouteShadowedWarning, RouteTable
-from .running import Runtime, close_loop, running_listeners, thread_event_loop
+from .running import PlacedListeners, Runtime, close_loop, running_listeners, thread_event_loop
 from .tasks import OwnedTasks, retrieve_exception
 
 logger = logging.getLogger("tiny_listener")
@@ -58,6 +72,10 @@ class Listener(Generic[CTXType]):
     # Seconds a cancelled listen() or leftover task may take to end (to nak a message, close
     # a connection) before shutdown goes on without it.
     cancel_timeout: float = 30.0
+
+    # 1.2's registry of running listeners, for code and fixtures that read or fill it; see
+    # PlacedListeners. The listener running in a thread is known per thread.
+    _instances: ClassVar[PlacedListeners] = PlacedListeners()
 
     def __init__(self, *, max_event_history: int | None = None, shutdown_timeout: float | None = None) -> None:
         if max_event_history is not None:
