@@ -4,13 +4,18 @@ test fixtures do, through the public API."""
 from __future__ import annotations
 
 import asyncio
+import signal
 import threading
+import uuid
 import warnings
+from pathlib import Path
 from typing import Any, Iterator
 from unittest import mock
 
 import pytest
 
+from tests.cli_helpers import LineReader, start_cli, write_module
+from tests.conftest import require_service
 from tiny_listener import (
     Data,
     Depends,
@@ -278,3 +283,179 @@ def test_instances_shows_the_listener_running_in_this_thread() -> None:
     app.run()
     assert seen == [(True, app), app]
     assert threading.get_ident() not in Listener._instances
+
+
+# ---------------------------------------------------------------------- 8. Ctrl-C on a listen() that owns its client
+
+
+@pytest.mark.parametrize("keeps_connections", [False, True], ids=["listen-owns-client", "built-in-style"])
+def test_an_event_failing_because_cancelled_listen_closed_its_client(
+    keeps_connections: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Client:
+        def __init__(self) -> None:
+            self.closed = asyncio.Event()
+
+        def send(self) -> None:
+            if self.closed.is_set():
+                raise ConnectionError("client closed")
+
+    class Owner(Listener):  # type: ignore[type-arg]
+        keeps_connections_while_draining = keeps_connections
+
+        async def listen(self) -> None:
+            client = Client()  # as ``async with Client() as client``: closed when cancelled
+            try:
+                self.trigger_event("produce", data={"client": client})
+                await asyncio.Event().wait()
+            finally:
+                client.closed.set()
+
+    app = Owner()
+
+    @app.on_event("produce")
+    async def produce(client: Data) -> None:
+        app.stop()
+        await client.closed.wait()
+        client.send()
+
+    app.run()
+    failures = [r for r in caplog.records if "produce" in r.getMessage() and "failed" in r.getMessage()]
+    assert len(failures) == 1
+    (record,) = failures
+    if keeps_connections:  # the connection was meant to stay: a real failure, with its traceback
+        assert record.levelname == "ERROR" and record.exc_info is not None
+    else:
+        assert record.levelname == "WARNING" and record.exc_info is None
+        assert "failed during shutdown, after listen() was cancelled" in record.getMessage()
+        assert "ConnectionError('client closed')" in record.getMessage()
+
+
+MQTT_APP = """
+import asyncio
+import itertools
+
+from aiomqtt import Client
+
+from tiny_listener import Data, Listener, Param
+
+TOPICS = "{prefix}"
+
+
+class Sensors(Listener):
+    async def listen(self):
+        # As in 1.2's MQTT example: the client lives exactly as long as listen().
+        async with Client("127.0.0.1", 1883) as client:
+            await client.subscribe(TOPICS + "/+/reading")
+            self.trigger_event("/simulate", data={{"client": client}})
+            async for message in client.messages:
+                self.new_ctx().trigger_event(message.topic.value, data={{"payload": message.payload}})
+
+
+app = Sensors()
+
+
+@app.on_event("/simulate")
+async def simulate(client: Data):
+    for n in itertools.count():
+        await client.publish(TOPICS + "/probe/reading", n)
+        await asyncio.sleep(0.02)
+
+
+@app.on_event(TOPICS + "/{{name}}/reading")
+async def reading(payload: Data, name: Param):
+    print("reading", name, payload.decode(), flush=True)
+"""
+
+AMQP_APP = """
+import asyncio
+import itertools
+
+import aio_pika
+
+from tiny_listener import Data, Listener, Param
+
+QUEUE = "{prefix}"
+
+
+class Orders(Listener):
+    def __init__(self):
+        super().__init__()
+        self.connection = None
+
+    async def listen(self):
+        # As in 1.2's RabbitMQ example: the connection is listen()'s, and a hook closes it too.
+        self.connection = await aio_pika.connect_robust("amqp://guest:guest@127.0.0.1/")
+        async with self.connection:
+            channel = await self.connection.channel()
+            queue = await channel.declare_queue(QUEUE, auto_delete=True)
+            self.trigger_event("/produce", data={{"channel": channel}})
+            async with queue.iterator() as messages:
+                async for message in messages:
+                    async with message.process():
+                        self.trigger_event("/order/" + message.app_id, data={{"body": message.body}})
+
+
+app = Orders()
+
+
+@app.shutdown
+async def close():
+    await app.connection.close()
+
+
+@app.on_event("/produce")
+async def produce(channel: Data):
+    for n in itertools.count():
+        message = aio_pika.Message(body=str(n).encode(), app_id=str(n))
+        await channel.default_exchange.publish(message, routing_key=QUEUE)
+        await asyncio.sleep(0.02)
+
+
+@app.on_event("/order/{{number}}")
+async def order(body: Data, number: Param):
+    print("order", number, flush=True)
+"""
+
+
+def interrupt_mid_stream(tmp_path: Path, source: str, progress: str) -> list[str]:
+    """Run ``source`` as ``app:app`` with the command line, send SIGINT once it printed
+    ``progress`` three times, and return its output (stdout and stderr) once it exited 0."""
+    write_module(tmp_path, "compat_app", source)
+    proc = start_cli("--app-dir", str(tmp_path), "compat_app:app")
+    reader = LineReader(proc)
+    try:
+        for _ in range(3):
+            assert reader.wait_for(progress, timeout=30), f"no {progress!r} line; output: {reader.seen}"
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0, f"exit status {proc.returncode}; output: {reader.seen}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        reader.close()
+    return reader.seen
+
+
+def assert_stopped_quietly(output: list[str]) -> None:
+    text = "\n".join(output)
+    assert "ERROR" not in text and "Traceback" not in text, text
+    assert "signal 2 received" in text
+
+
+@pytest.mark.broker
+def test_ctrl_c_on_a_12_style_mqtt_listen_that_publishes_in_a_loop(tmp_path: Path) -> None:
+    pytest.importorskip("aiomqtt")
+    require_service("Mosquitto", "127.0.0.1", 1883)
+    prefix = f"tl-test/{uuid.uuid4().hex[:10]}"
+    output = interrupt_mid_stream(tmp_path, MQTT_APP.format(prefix=prefix), "reading probe")
+    assert_stopped_quietly(output)
+
+
+@pytest.mark.broker
+def test_ctrl_c_on_a_12_style_rabbitmq_consumer_mid_stream(tmp_path: Path) -> None:
+    pytest.importorskip("aio_pika")
+    require_service("RabbitMQ", "127.0.0.1", 5672)
+    queue = f"tl-test-{uuid.uuid4().hex[:10]}"
+    output = interrupt_mid_stream(tmp_path, AMQP_APP.format(prefix=queue), "order")
+    assert_stopped_quietly(output)

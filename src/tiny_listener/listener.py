@@ -72,6 +72,11 @@ class Listener(Generic[CTXType]):
     # Seconds a cancelled listen() or leftover task may take to end (to nak a message, close
     # a connection) before shutdown goes on without it.
     cancel_timeout: float = 30.0
+    # Whether the connections in-flight events use stay open after shutdown cancels listen(),
+    # until those events are drained, as with every built-in listener. A listen() written as
+    # in 1.2 holds its client in ``async with`` and closes it when cancelled: an event that
+    # fails after that is reported as a casualty of the shutdown, on one warning line.
+    keeps_connections_while_draining: bool = False
 
     # 1.2's registry of running listeners, for code and fixtures that read or fill it; see
     # PlacedListeners. The listener running in a thread is known per thread.
@@ -394,6 +399,17 @@ class Listener(Generic[CTXType]):
 
     def _log_failure(self, event: Event[Any], exc: BaseException) -> None:
         fields = {"event_path": event.path, "handler": event.route.name, "cid": event.ctx.cid}
+        if self._runtime.listen_cancelled and not self.keeps_connections_while_draining:
+            # listen() was cancelled and closed what it owned, likely what this event used.
+            logger.warning(
+                "event %r in handler %s (context %s) failed during shutdown, after listen() was cancelled: %r",
+                event.path,
+                event.route.name,
+                event.ctx.cid,
+                exc,
+                extra=fields,
+            )
+            return
         logger.error(
             "event %r failed in handler %s (context %s): %r",
             event.path,
@@ -482,6 +498,7 @@ class Listener(Generic[CTXType]):
         # 1. Stop intake: listen() may own a server or a consumer loop. A task that swallows
         #    its cancellation must not hang the process: each wait below is bounded.
         if not listen_task.done():
+            runtime.listen_cancelled = True
             listen_task.cancel()
             await runtime.unless_forced(asyncio.wait([listen_task]), timeout=self.cancel_timeout)
             if not listen_task.done():

@@ -111,6 +111,8 @@ class Runtime:
         self.stop_requested: asyncio.Event | None = None
         self.force_requested: asyncio.Event | None = None
         self.listen_error: BaseException | None = None
+        # Set once shutdown cancelled a listen() still running (see Listener._log_failure).
+        self.listen_cancelled = False
         self.signals = SignalHandlers(self.on_signal)
 
     def start(self) -> None:
@@ -119,11 +121,13 @@ class Runtime:
         self.stop_requested = asyncio.Event()
         self.force_requested = asyncio.Event()
         self.listen_error = None
+        self.listen_cancelled = False
 
     def finish(self) -> None:
         """Restore the signal handlers and unbind; call at the end of ``main()``."""
         self.signals.restore()
         self.loop = None
+        self.listen_cancelled = False
 
     def loop_before_start(self, setup_event_loop: Callable[[], asyncio.AbstractEventLoop]) -> asyncio.AbstractEventLoop:
         """Return the loop for an event triggered while no loop runs in this thread: the one

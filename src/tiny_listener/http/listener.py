@@ -47,6 +47,8 @@ class HTTPListener(Listener[HTTPContext]):
 
     host: str = "127.0.0.1"
     port: int = 8000
+    # Connections with a request in flight close after its response, not with listen().
+    keeps_connections_while_draining = True
     backlog: int = 1024
     parser: str = "h11"
 

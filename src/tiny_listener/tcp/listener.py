@@ -42,6 +42,9 @@ class TCPListener(Listener[TCPContext]):
     closed (all within ``shutdown_timeout``).
     """
 
+    # Connections stay open until their received frames are handled, not closed with listen().
+    keeps_connections_while_draining = True
+
     def __init__(
         self,
         host: str = "127.0.0.1",
