@@ -86,8 +86,9 @@ class PlacedListeners(MutableMapping[int, "Listener[Any]"]):
 def thread_event_loop() -> asyncio.AbstractEventLoop:
     """Return the event loop set for this thread if it is not closed, else a new one, set.
 
-    Like 1.2's ``asyncio.get_event_loop()``, without its implicit loop (deprecated since
-    Python 3.12): ``run()`` works in any thread and after an earlier ``asyncio.run()``.
+    Like 1.2's ``asyncio.get_event_loop()``, without depending on the loop it made when none
+    was set (deprecated in Python 3.12, gone in 3.14): ``run()`` works in any thread and after
+    an earlier ``asyncio.run()``.
     """
     with warnings.catch_warnings():
         # Python 3.12 and 3.13 warn when get_event_loop() has to make the loop itself: here
