@@ -79,6 +79,8 @@ class DeliverySettings:
     reconnect_backoff: float
     max_retry_delay: float = 30.0
     max_reconnect_delay: float = 10.0
+    # Every broker listener keeps its connection until in-flight messages are settled.
+    keeps_connections_while_draining = True
 
     def _set_delivery_settings(
         self, *, max_in_flight: int, max_retries: int, retry_backoff: float, reconnect_backoff: float
