@@ -6,6 +6,7 @@ connects, so importing this package works without it.
 
 from __future__ import annotations
 
+from ..sources.broker import NotConnected as NotConnected
 from ._headers import ATTEMPT as ATTEMPT
 from ._headers import DEAD_LETTER_REASON as DEAD_LETTER_REASON
 from ._headers import EVENT_PATH as EVENT_PATH
@@ -13,7 +14,6 @@ from ._headers import LAST_ERROR as LAST_ERROR
 from ._topology import binding_key as binding_key
 from .listener import DEFAULT_URL as DEFAULT_URL
 from .listener import AMQPListener as AMQPListener
-from .listener import NotConnected as NotConnected
 
 __all__ = (
     "AMQPListener",

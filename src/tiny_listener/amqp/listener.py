@@ -26,6 +26,7 @@ from ..delivery import (
 from ..errors import ListenerError
 from ..listener import CTXType, Listener
 from ..optional import require
+from ..sources.broker import NotConnected
 from . import _headers as headers_
 from . import _topology as topology
 
@@ -35,10 +36,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger("tiny_listener.amqp")
 
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/"
-
-
-class NotConnected(ListenerError):
-    """The listener has no open connection to RabbitMQ (not started yet, or reconnecting)."""
 
 
 class AMQPListener(DeliverySettings, Listener[CTXType]):
