@@ -48,3 +48,10 @@ def test_retry_delays_are_capped() -> None:
 
 def test_no_retries_dead_letters_at_once() -> None:
     assert after_failure(1, 0, 0.5, 30.0) == DeadLetter(HANDLER_FAILED)
+
+
+def test_the_decision_carries_the_error_it_was_made_for() -> None:
+    error = ValueError("boom")
+    retry, dead = after_failure(1, 1, 0.5, 30.0, error), after_failure(2, 1, 0.5, 30.0, error)
+    assert isinstance(retry, Retry) and retry.error is error
+    assert isinstance(dead, DeadLetter) and dead.error is error

@@ -261,6 +261,11 @@ class BrokerSource(DeliverySettings, Source):
         """Return where ``dead_letter=True`` sends dead letters."""
         raise NotImplementedError(f"{type(self).__name__} must implement default_dead_letter_target()")
 
+    async def wait_before_retry(self, message: BrokerMessage, delay: float) -> None:
+        """Wait ``delay`` seconds before retrying ``message`` in process (with
+        ``redelivers_retries = False``)."""
+        await asyncio.sleep(delay)
+
     # ------------------------------------------------------------------ public
 
     def check_url(self, url: str) -> str:
@@ -427,7 +432,7 @@ class BrokerSource(DeliverySettings, Source):
                     await self._settle(message, message.retry(step.delay), "retry")
                     return
                 try:
-                    await asyncio.sleep(step.delay)
+                    await self.wait_before_retry(message, step.delay)
                 except asyncio.CancelledError:
                     await self._settle(message, message.release(0.0), "hand back")
                     raise
