@@ -32,7 +32,7 @@ DEFAULT_URL = "nats://127.0.0.1:4222"
 
 class NATSMessage(BrokerMessage):
     """A JetStream message: its subject is the event path, its delivery count the attempt,
-    its stream sequence the message id."""
+    its stream sequence (a number) the message id."""
 
     __slots__ = ("message", "metadata", "source")
 
@@ -42,7 +42,7 @@ class NATSMessage(BrokerMessage):
         self.path = message.subject
         self.payload = message.data
         self.attempt = metadata.num_delivered
-        self.message_id = str(metadata.sequence.stream)
+        self.message_id = metadata.sequence.stream
         self.message = message
         self.metadata = metadata
         self.source = source

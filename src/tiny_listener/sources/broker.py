@@ -117,12 +117,13 @@ class BrokerMessage:
     module's documentation for what each method must do).
 
     ``path`` is the event path, ``payload`` the bytes the codec decodes, ``attempt`` the
-    delivery number (1 for the first), ``message_id`` what log lines call the message.
+    delivery number (1 for the first), ``message_id`` what log lines call the message (a
+    string, or a number, formatted only when a line is logged).
     """
 
     __slots__ = ("attempt", "message_id", "path", "payload")
 
-    def __init__(self, path: str, payload: bytes, *, attempt: int = 1, message_id: str = "") -> None:
+    def __init__(self, path: str, payload: bytes, *, attempt: int = 1, message_id: str | int = "") -> None:
         self.path = path
         self.payload = payload
         self.attempt = attempt
@@ -414,10 +415,11 @@ class BrokerSource(DeliverySettings, Source):
                 await self._give_up(message, task.reason, task.error)
                 return
             try:
-                if self.progress_interval is None:
+                interval = self.progress_interval
+                if interval is None:
                     await task
                 else:
-                    await self._await_with_progress(task, message, self.progress_interval)
+                    await self._await_with_progress(task, message, interval)
             except asyncio.CancelledError:
                 # Shutdown gave up on it: hand it back now rather than when the broker notices.
                 await self._settle(message, message.release(0.0), "hand back")
@@ -438,7 +440,10 @@ class BrokerSource(DeliverySettings, Source):
                     raise
                 message.attempt = step.attempt
                 continue
-            await self._settle(message, message.ack(), "acknowledge")
+            try:  # _settle(), inlined: this is the per-message path
+                await message.ack()
+            except self._errors as exc:
+                self.log.not_settled(message, "acknowledge", exc)
             return
 
     async def _await_with_progress(self, task: asyncio.Task[Any], message: BrokerMessage, interval: float) -> None:
