@@ -53,7 +53,7 @@ class NATSMessage(BrokerMessage):
     async def ack(self) -> None:
         await self.message.ack()
 
-    async def retry(self, delay: float) -> None:
+    async def retry(self, delay: float, error: BaseException) -> None:
         await self.message.nak(delay=delay)
 
     async def release(self, delay: float = 0.0) -> None:

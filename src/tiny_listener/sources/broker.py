@@ -32,6 +32,10 @@ and ``url_form`` (the URL is checked against them when the source is made), and 
 ``async disconnect() -> None``
     Close the connection, if any (it may be half made, or already lost); called after a loss
     and by :meth:`close`. Must not raise for a connection that is already gone.
+``async stop_receiving() -> None`` (optional)
+    Intake stops at shutdown, the connection stays open: stop the broker from sending more
+    (cancel a push consumer) and ``release(0)`` what was received but not yet returned by
+    ``receive``. Pull consumers have nothing to do (the default).
 ``intake() -> str``
     What the source consumes, for log lines: ``"stream 'ORDERS' as 'billing'"``.
 ``default_dead_letter_target() -> str``
@@ -43,9 +47,9 @@ logs) are set by its constructor, with:
 
 ``scope() -> dict``                     what handlers see in ``ctx.scope`` (``"message"``, ``"attempt"``)
 ``async ack()``                         the event succeeded: settle the message
-``async retry(delay)``                  the event failed and will be retried: have the broker deliver it
-                                        again after ``delay`` seconds as attempt ``attempt + 1``
-                                        (only with ``redelivers_retries = True``)
+``async retry(delay, error)``           the event failed with ``error`` and will be retried: have the
+                                        broker deliver it again after ``delay`` seconds as attempt
+                                        ``attempt + 1`` (only with ``redelivers_retries = True``)
 ``async dead_letter(target, reason, error)``  store a copy at ``target`` saying why (the
                                         original is then settled with ``drop()``)
 ``async drop()``                        settle the message for good without handling it
@@ -62,7 +66,7 @@ The flow for one message
    dead-lettered at once.
 2. The event succeeds (or an ``on_error`` handler takes its error): ``ack()``.
 3. The handler fails: ``after_failure`` decides. ``Retry``: one WARNING line, then
-   ``retry(delay)`` (``redelivers_retries``: the broker brings it back, NATS naks with a delay)
+   ``retry(delay, error)`` (``redelivers_retries``: the broker brings it back, NATS naks with a delay)
    or, for brokers that retry in process (``redelivers_retries = False``), the flow waits
    ``delay`` holding the message and its slot and runs the event again. ``DeadLetter``: one
    ERROR line with the handler's traceback, then ``dead_letter(target, ...)`` and ``drop()``.
@@ -138,9 +142,9 @@ class BrokerMessage:
         """The event succeeded: settle the message."""
         raise NotImplementedError(f"{type(self).__name__} must implement ack()")
 
-    async def retry(self, delay: float) -> None:
-        """The event failed and is retried: have the broker deliver the message again after
-        ``delay`` seconds, as attempt ``attempt + 1``."""
+    async def retry(self, delay: float, error: BaseException) -> None:
+        """The event failed with ``error`` and is retried: have the broker deliver the message
+        again after ``delay`` seconds, as attempt ``attempt + 1``."""
         raise NotImplementedError(f"{type(self).__name__} must implement retry() (or retry in process)")
 
     async def dead_letter(self, target: str, reason: str, error: BaseException) -> None:
@@ -192,7 +196,7 @@ class BrokerSource(DeliverySettings, Source):
     """Set it to False (on the class or the source, before it starts) to keep the client
     library's own log records at their levels."""
     redelivers_retries = True
-    """True: a retry is handed to the broker (``message.retry(delay)``), which delivers the
+    """True: a retry is handed to the broker (``message.retry(delay, error)``), which delivers the
     message again. False: the flow runs the event again in this process after the delay."""
     receive_in_batches = True
     """True: receive again once half the slots are free (a round trip per batch, not per
@@ -253,6 +257,10 @@ class BrokerSource(DeliverySettings, Source):
     async def disconnect(self) -> None:
         """Close the connection, if any; see the module documentation."""
         raise NotImplementedError(f"{type(self).__name__} must implement disconnect()")
+
+    async def stop_receiving(self) -> None:
+        """Intake stops at shutdown: stop the broker from sending more and release what was
+        received but not returned by :meth:`receive` yet (nothing to do for a pull consumer)."""
 
     def intake(self) -> str:
         """Say what the source consumes, for log lines."""
@@ -365,33 +373,42 @@ class BrokerSource(DeliverySettings, Source):
         handling = self._handling
         slot_freed = self._slot_freed = asyncio.Event()
         start = self._start
-        while True:
-            free = limit - len(handling)
-            if free < refill_at:
-                slot_freed.clear()
-                await slot_freed.wait()
-                continue
-            receiving = asyncio.ensure_future(self.receive(free))
-            try:
-                messages = await asyncio.shield(receiving)
-            except asyncio.CancelledError:
-                await self._hand_back(receiving)
-                raise
-            for message in messages:
-                start(message)
-
-    async def _hand_back(self, receiving: asyncio.Future[Sequence[BrokerMessage]]) -> None:
-        """Intake stops during a receive: let it end (it is bounded) rather than leave a
-        request with the broker that would take messages to a connection about to close, and
-        release what it brought so that other consumers get it at once."""
+        receiving: asyncio.Future[Sequence[BrokerMessage]] | None = None
         try:
-            messages = await receiving
-        except Exception:  # nothing came, or the connection is gone: nothing to hand back
-            return
+            while True:
+                free = limit - len(handling)
+                if free < refill_at:
+                    slot_freed.clear()
+                    await slot_freed.wait()
+                    continue
+                receiving = asyncio.ensure_future(self.receive(free))
+                messages = await asyncio.shield(receiving)
+                receiving = None
+                for message in messages:
+                    start(message)
+        except asyncio.CancelledError:
+            await self._stop_intake(receiving)
+            raise
+
+    async def _stop_intake(self, receiving: asyncio.Future[Sequence[BrokerMessage]] | None) -> None:
+        """Intake stops at shutdown. A receive under way is let end (it is bounded) rather
+        than leave a request with the broker that would take messages to a connection about to
+        close; what it brought is released so that other consumers get it at once. Then the
+        broker is told to stop sending (``stop_receiving``)."""
+        messages: Sequence[BrokerMessage] = ()
+        if receiving is not None:
+            try:
+                messages = await receiving
+            except Exception:  # nothing came, or the connection is gone: nothing to hand back
+                messages = ()
         for message in messages:
             await self._settle(message, message.release(0.0), "hand back")
         if messages:
             self.log.handed_back(len(messages))
+        try:
+            await self.stop_receiving()
+        except self._errors as exc:  # the connection is gone: the broker stopped sending anyway
+            self.log.logger.debug("could not stop receiving: %r", exc)
 
     # ------------------------------------------------------------------ one message
 
@@ -431,7 +448,7 @@ class BrokerSource(DeliverySettings, Source):
                     return
                 self.log.retrying(message, exc, self.max_retries + 1, step.delay)
                 if self.redelivers_retries:
-                    await self._settle(message, message.retry(step.delay), "retry")
+                    await self._settle(message, message.retry(step.delay, exc), "retry")
                     return
                 try:
                     await self.wait_before_retry(message, step.delay)

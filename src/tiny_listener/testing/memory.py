@@ -102,7 +102,7 @@ class MemoryMessage(BrokerMessage):
         self.broker._check_connected()
         self.delivery._settle(Outcome.ACKED)
 
-    async def retry(self, delay: float) -> None:
+    async def retry(self, delay: float, error: BaseException) -> None:
         self.broker._check_connected()
         self.delivery.retry_delays.append(delay)
         self.broker._put_later(delay, self.delivery, self.attempt + 1)
