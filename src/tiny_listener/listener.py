@@ -447,7 +447,8 @@ class Listener(Generic[CTXType]):
             for hook in handlers:
                 await hook(event, params)
         except Exception as failure:
-            self._log_failure(event, failure)
+            if event.ctx.log_failures:  # else the source that made the context logs it
+                self._log_failure(event, failure)
             # Logged once here; the task still ends with the error for whoever awaits it,
             # and nobody awaiting it must not make asyncio log it a second time.
             current = asyncio.current_task()
