@@ -350,12 +350,14 @@ def test_yaml_without_pyyaml_names_the_extra(tmp_path: Path) -> None:
 def test_a_listener_hosting_several_sources_names_each_server() -> None:
     from tiny_listener.http import HTTPSource
 
-    app = typed_routes(NATSListener(url="nats://127.0.0.1:4222", stream="ORDERS", durable="workers"))
+    app: NATSListener[Any] = NATSListener(url="nats://127.0.0.1:4222", stream="ORDERS", durable="workers")
     app.add_source(HTTPSource(port=8080, health=True))
 
     @app.on_event("GET:/orders/{id}")
     async def show(id: Param) -> None:
         pass
+
+    typed_routes(app)
 
     document = asyncapi_document(app)
     check_asyncapi(document)
