@@ -120,6 +120,7 @@ class MQTTListener(DeliverySettings, Listener[Context]):
         self._slots: asyncio.Semaphore | None = None
         self._handling = 0
         self._settled: asyncio.Event | None = None
+        self._left_to_broker = 0  # received on a lost connection, not started: the broker resends them
         self._stopped = False  # listen() ended: no connection will come any more
 
     # ------------------------------------------------------------------ public helpers
@@ -216,6 +217,7 @@ class MQTTListener(DeliverySettings, Listener[Context]):
                     self._client = None
                     delay = next(delays)
                     logger.warning("lost MQTT broker %s: %s; reconnecting in %.1fs", self.url, exc, delay)
+                    await self._leave_received(client)
                     await _disconnect(client, mqtt)
                     client = None
                     await asyncio.sleep(delay)
@@ -232,17 +234,66 @@ class MQTTListener(DeliverySettings, Listener[Context]):
             await self._start_next(client, messages)
 
     async def _start_next(self, client: aiomqtt.Client, messages: AsyncIterator[aiomqtt.Message]) -> None:
-        """Wait for a free slot, then for the next message, and start its event."""
+        """Wait for a free slot, then for the next message, and start its event.
+
+        Raises ``MqttError`` once the connection is lost, also while all slots are taken:
+        what the connection received and the listener did not start yet is then for
+        :meth:`_leave_received` to sort out.
+        """
         assert self._slots is not None
+        lost = _lost(client)
+        if lost.done():
+            raise _connection_lost(lost)
         # A slot first, then a message: a message is never held while waiting, so a
         # cancellation here leaves it in the client's queue for the shutdown to handle.
-        await self._slots.acquire()
+        if self._slots.locked():
+            await _acquire_unless_lost(self._slots, lost)
+        else:
+            await self._slots.acquire()  # a slot is free: returns at once
         try:
             message = await messages.__anext__()
         except BaseException:
             self._slots.release()
             raise
+        if lost.done() and self._redelivered(message):
+            self._slots.release()
+            self._left_to_broker += 1
+            raise _connection_lost(lost)
         self._start(client, message)
+
+    def _redelivered(self, message: aiomqtt.Message) -> bool:
+        """True if the broker sends ``message`` again on the next connection when it is not
+        acknowledged on this one: QoS 1 in a persistent session. (After PUBREC the broker
+        resends a QoS 2 message's PUBREL, never the message, and a clean session ends with
+        its connection.)"""
+        return message.qos == 1 and not self.clean_session
+
+    async def _leave_received(self, client: aiomqtt.Client) -> None:
+        """The connection of ``client`` is lost: of the messages it received that no handler
+        started yet, leave those the broker sends again to the next connection, and start
+        the others (nothing else would) as slots free up; they cannot be acknowledged."""
+        messages = client.messages
+        kept: List[aiomqtt.Message] = []
+        for _ in range(len(messages)):
+            message = await messages.__anext__()  # queued already: returns at once
+            if self._redelivered(message):
+                self._left_to_broker += 1
+            else:
+                kept.append(message)
+        if self._left_to_broker:
+            logger.info(
+                "%d MQTT message(s) received on the lost connection were not started: the broker sends them again",
+                self._left_to_broker,
+            )
+            self._left_to_broker = 0
+        if kept:
+            self.spawn(self._start_all(client, kept), drain=True, name="MQTTListener.received before the loss")
+
+    async def _start_all(self, client: aiomqtt.Client, messages: List[aiomqtt.Message]) -> None:
+        assert self._slots is not None
+        for message in messages:
+            await self._slots.acquire()
+            self._start(client, message)
 
     def _new_client(self, mqtt: Any) -> aiomqtt.Client:
         client: aiomqtt.Client = mqtt.Client(
@@ -303,8 +354,9 @@ class MQTTListener(DeliverySettings, Listener[Context]):
         try:
             for _ in range(received):
                 await self._start_next(client, messages)
-        except mqtt.MqttError as exc:  # the connection dropped meanwhile: the rest is the broker's
+        except mqtt.MqttError as exc:  # the connection dropped meanwhile
             logger.warning("lost MQTT broker %s during shutdown: %s", self.url, exc)
+            await self._leave_received(client)
 
     # ------------------------------------------------------------------ one message
 
@@ -445,6 +497,43 @@ def _payload_bytes(payload: Any) -> bytes:
     if isinstance(payload, bytes):
         return payload
     return bytes(payload) if isinstance(payload, bytearray) else str(payload).encode()
+
+
+def _lost(client: aiomqtt.Client) -> asyncio.Future[None]:
+    """The future aiomqtt completes when the connection of ``client`` ends. aiomqtt keeps it
+    private; its message iterator only raises once the received messages are all taken."""
+    lost: asyncio.Future[None] = client._disconnected
+    return lost
+
+
+def _connection_lost(lost: asyncio.Future[None]) -> Exception:
+    """The ``MqttError`` to raise for a lost connection (retrieving the future's error)."""
+    from aiomqtt import MqttError
+
+    error = MqttError("Disconnected during message iteration")
+    error.__cause__ = None if lost.cancelled() else lost.exception()
+    return error
+
+
+async def _acquire_unless_lost(slots: asyncio.Semaphore, lost: asyncio.Future[None]) -> None:
+    """Take one of ``slots``, or raise ``MqttError`` if ``lost`` completes first (and hold
+    no slot then, nor if cancelled)."""
+    acquiring = asyncio.ensure_future(slots.acquire())
+    try:
+        await asyncio.wait((acquiring, lost), return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        _give_back(slots, acquiring)
+        raise
+    if lost.done():
+        _give_back(slots, acquiring)
+        raise _connection_lost(lost)
+
+
+def _give_back(slots: asyncio.Semaphore, acquiring: asyncio.Future[Any]) -> None:
+    if not acquiring.done():
+        acquiring.cancel()  # the semaphore hands a slot granted meanwhile on to the next
+    elif not acquiring.cancelled() and acquiring.exception() is None:
+        slots.release()
 
 
 async def _disconnect(client: aiomqtt.Client, mqtt: Any) -> None:
