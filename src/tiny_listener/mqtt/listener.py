@@ -228,34 +228,48 @@ class MQTTListener(DeliverySettings, Listener[Context]):
             self.spawn(self._finish(client, mqtt), drain=True, name="MQTTListener.finish")
 
     async def _consume(self, client: aiomqtt.Client) -> None:
-        """Start an event per message until the connection drops (``MqttError``)."""
+        """Start an event per message until the connection drops, then raise ``MqttError``.
+
+        The loss ends the consuming at once, also while it waits for a free slot: what the
+        connection received and no handler started yet is then for :meth:`_leave_received`.
+        """
+        lost = _lost(client)
+        consuming = asyncio.ensure_future(self._start_each(client))
+
+        def stop_consuming(_: object) -> None:
+            consuming.cancel()  # at a wait for a slot or a message: it holds neither then
+
+        lost.add_done_callback(stop_consuming)
+        try:
+            await asyncio.wait((consuming,))
+        finally:
+            lost.remove_done_callback(stop_consuming)
+            if not consuming.done():  # the listener is cancelled
+                consuming.cancel()
+                await asyncio.wait((consuming,))
+        if consuming.cancelled():
+            raise _connection_lost(lost)
+        consuming.result()  # what made it stop: MqttError if aiomqtt saw the loss first
+
+    async def _start_each(self, client: aiomqtt.Client) -> None:
         messages = client.messages
         while True:
             await self._start_next(client, messages)
 
     async def _start_next(self, client: aiomqtt.Client, messages: AsyncIterator[aiomqtt.Message]) -> None:
-        """Wait for a free slot, then for the next message, and start its event.
-
-        Raises ``MqttError`` once the connection is lost, also while all slots are taken:
-        what the connection received and the listener did not start yet is then for
-        :meth:`_leave_received` to sort out.
-        """
+        """Wait for a free slot, then for the next message, and start its event."""
         assert self._slots is not None
-        lost = _lost(client)
-        if lost.done():
-            raise _connection_lost(lost)
         # A slot first, then a message: a message is never held while waiting, so a
         # cancellation here leaves it in the client's queue for the shutdown to handle.
-        if self._slots.locked():
-            await _acquire_unless_lost(self._slots, lost)
-        else:
-            await self._slots.acquire()  # a slot is free: returns at once
+        await self._slots.acquire()
         try:
             message = await messages.__anext__()
         except BaseException:
             self._slots.release()
             raise
+        lost = _lost(client)
         if lost.done() and self._redelivered(message):
+            # aiomqtt hands out what a lost connection received: the broker sends it again.
             self._slots.release()
             self._left_to_broker += 1
             raise _connection_lost(lost)
@@ -513,27 +527,6 @@ def _connection_lost(lost: asyncio.Future[None]) -> Exception:
     error = MqttError("Disconnected during message iteration")
     error.__cause__ = None if lost.cancelled() else lost.exception()
     return error
-
-
-async def _acquire_unless_lost(slots: asyncio.Semaphore, lost: asyncio.Future[None]) -> None:
-    """Take one of ``slots``, or raise ``MqttError`` if ``lost`` completes first (and hold
-    no slot then, nor if cancelled)."""
-    acquiring = asyncio.ensure_future(slots.acquire())
-    try:
-        await asyncio.wait((acquiring, lost), return_when=asyncio.FIRST_COMPLETED)
-    except BaseException:
-        _give_back(slots, acquiring)
-        raise
-    if lost.done():
-        _give_back(slots, acquiring)
-        raise _connection_lost(lost)
-
-
-def _give_back(slots: asyncio.Semaphore, acquiring: asyncio.Future[Any]) -> None:
-    if not acquiring.done():
-        acquiring.cancel()  # the semaphore hands a slot granted meanwhile on to the next
-    elif not acquiring.cancelled() and acquiring.exception() is None:
-        slots.release()
 
 
 async def _disconnect(client: aiomqtt.Client, mqtt: Any) -> None:
