@@ -383,18 +383,17 @@ class MQTTSource(BrokerSource):
         session what arrives later is the broker's (redelivered at QoS 1, lost at QoS 0)."""
         self._stopped = True
         client = self._client
-        if client is None:
-            return
-        mqtt = require("aiomqtt", extra="mqtt")
-        if self.clean_session:
+        if client is not None and self.clean_session:
+            mqtt = require("aiomqtt", extra="mqtt")
             try:
                 await client.unsubscribe([topic_filter for topic_filter, _ in self.subscriptions()])
             except mqtt.MqttError as exc:
                 logger.warning("could not unsubscribe from %s at shutdown: %s", self.log.url, exc)
-        received, self._left_over = self._left_over, []
-        queue = _queue(client)
-        while not queue.empty():
-            received.append(MQTTMessage(queue.get_nowait(), client, self))
+        received, self._left_over = self._left_over, []  # from a lost connection, if any
+        if client is not None:
+            queue = _queue(client)
+            while not queue.empty():
+                received.append(MQTTMessage(queue.get_nowait(), client, self))
         if received:
             logger.info("handling %d MQTT message(s) received before shutdown", len(received))
             self.listener.spawn(self.deliver_received(received), drain=True, name=f"{self.name} received at shutdown")
