@@ -345,3 +345,22 @@ def test_yaml_without_pyyaml_names_the_extra(tmp_path: Path) -> None:
     result = run_cli("asyncapi", "--yaml", "--app-dir", str(tmp_path), "bank:app", env={"PYTHONPATH": str(blocker)})
     assert result.returncode == 1
     assert "pip install 'tiny-listener[yaml]'" in result.stderr
+
+
+def test_a_listener_hosting_several_sources_names_each_server() -> None:
+    from tiny_listener.http import HTTPSource
+
+    app: NATSListener[Any] = NATSListener(url="nats://127.0.0.1:4222", stream="ORDERS", durable="workers")
+    app.add_source(HTTPSource(port=8080, health=True))
+
+    @app.on_event("GET:/orders/{id}")
+    async def show(id: Param) -> None:
+        pass
+
+    typed_routes(app)
+
+    document = asyncapi_document(app)
+    check_asyncapi(document)
+    assert document["servers"]["nats"]["protocol"] == "nats"
+    assert document["servers"]["http"] == {"host": "127.0.0.1:8080", "protocol": "http"}
+    assert document["operations"]["show"]["bindings"]["http"]["method"] == "GET"

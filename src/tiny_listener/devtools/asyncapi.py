@@ -43,11 +43,11 @@ def asyncapi_document(
     if description:
         info["description"] = description
     document: Document = {"asyncapi": ASYNCAPI_VERSION, "info": info}
-    server = server_of(listener)
-    if server is not None:
-        document["servers"] = {server[0]: server[1]}
+    servers = servers_of(listener)
+    if servers:
+        document["servers"] = servers
     document["defaultContentType"] = content_type_of(listener)
-    is_http = _is_instance(listener, "tiny_listener.http.listener", "HTTPListener")
+    is_http = any(source.kind == "http" for source in listener.sources)
     channels: Document = {}
     operations: Document = {}
     messages: Document = {}
@@ -117,18 +117,36 @@ def _host_of(url: str) -> Tuple[str, str, str]:
     return parts.scheme, host, parts.path
 
 
+def servers_of(listener: Listener[Any]) -> Document:
+    """Return the AsyncAPI Server Objects of what ``listener`` serves or reads from, by name:
+    one per source it hosts (an HTTP port, a TCP port, a broker), else the listener's own."""
+    servers: Document = {}
+    for source in listener.sources:
+        server = source_server(source)
+        if server is not None:
+            servers[source.name] = server
+    if not listener.sources:
+        named = server_of(listener)
+        if named is not None:
+            servers[named[0]] = named[1]
+    return servers
+
+
+def source_server(source: Any) -> Document | None:
+    """Return the AsyncAPI Server Object of a source: its address and protocol (by its
+    ``kind``), or None for a source that has no address."""
+    if source.kind == "http":
+        return {"host": f"{source.host}:{source.port}", "protocol": "http"}
+    if source.kind == "tcp":
+        return {"host": f"{source.host}:{source.port}", "protocol": "tcp", "description": f"{source.framing} frames"}
+    if getattr(source, "url", None):
+        return _broker_server(source, source.kind)
+    return None
+
+
 def server_of(listener: Listener[Any]) -> Tuple[str, Document] | None:
-    """Return the (name, AsyncAPI Server Object) of the server ``listener`` serves or reads
-    from, or None for a listener of another kind."""
-    served: Any = listener  # an HTTPListener or a TCPListener, checked below
-    if _is_instance(listener, "tiny_listener.http.listener", "HTTPListener"):
-        return "http", {"host": f"{served.host}:{served.port}", "protocol": "http"}
-    if _is_instance(listener, "tiny_listener.tcp.listener", "TCPListener"):
-        return "tcp", {
-            "host": f"{served.host}:{served.port}",
-            "protocol": "tcp",
-            "description": f"{served.framing} frames",
-        }
+    """Return the (name, AsyncAPI Server Object) of the broker a listener that hosts no source
+    reads from, or None for a listener of another kind."""
     brokers = (
         ("tiny_listener.redis.listener", "RedisStreamListener", "redis"),
         ("tiny_listener.mqtt.listener", "MQTTListener", "mqtt"),
