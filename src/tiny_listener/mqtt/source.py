@@ -26,6 +26,7 @@ from ..optional import require
 from ..sources._broker_log import BrokerLog
 from ..sources.base import SourceState
 from ..sources.broker import BrokerMessage, BrokerSource, NotConnected, safe_url
+from ..wildcards import message_routes
 from . import deadletter
 from .topics import subscriptions
 
@@ -207,11 +208,12 @@ class MQTTSource(BrokerSource):
     # ------------------------------------------------------------------ public helpers
 
     def subscriptions(self) -> List[Tuple[str, int]]:
-        """Return the ``(filter, qos)`` pairs the routes need, as the source subscribes.
+        """Return the ``(filter, qos)`` pairs the routes need, as the source subscribes (HTTP
+        routes aside: an HTTP source hosted by the same listener serves those).
 
         Raises :class:`~tiny_listener.mqtt.TopicFilterError` for a route without a filter.
         """
-        pairs = subscriptions(self.listener.routes.values(), self.qos)
+        pairs = subscriptions(message_routes(self.listener.routes.values()), self.qos)
         if self.shared_group:
             pairs = [(f"$share/{self.shared_group}/{topic_filter}", qos) for topic_filter, qos in pairs]
         return pairs
