@@ -38,6 +38,13 @@ and ``url_form`` (the URL is checked against them when the source is made), and 
     ``receive``. Pull consumers have nothing to do (the default).
 ``intake() -> str``
     What the source consumes, for log lines: ``"stream 'ORDERS' as 'billing'"``.
+``connection_lost(error)`` (to call, not to implement)
+    For a client that learns of a lost connection by a callback: the flow stops consuming at
+    once and reconnects, also while every slot is taken (``receive`` is not called then, so
+    it would only see the loss once a handler ends).
+``await deliver_received(messages)`` (to call, not to implement)
+    For a broker that cannot hand a received message back (MQTT): start them as slots free
+    up, from ``stop_receiving`` (in a drained task) rather than release them.
 ``default_dead_letter_target() -> str``
     Where ``dead_letter=True`` sends dead letters (``"deadletter.<stream>"``).
 
@@ -271,6 +278,7 @@ class BrokerSource(DeliverySettings, Source):
         self._handling: Set[asyncio.Task[None]] = set()
         self._slot_freed: asyncio.Event | None = None
         self._errors: Tuple[Type[BaseException], ...] = (OSError, NotConnected)
+        self._lost: BaseException | None = None  # set by connection_lost()
         self._connection_open = False
         self._task_name = f"{self.name} message"
         self._key_locks = KeyedLocks()
@@ -305,6 +313,23 @@ class BrokerSource(DeliverySettings, Source):
     def default_dead_letter_target(self) -> str:
         """Return where ``dead_letter=True`` sends dead letters."""
         raise NotImplementedError(f"{type(self).__name__} must implement default_dead_letter_target()")
+
+    def connection_lost(self, error: BaseException) -> None:
+        """Say that the connection is lost (``error``, one of ``connection_errors()``): the
+        flow stops consuming and reconnects at once, even while every slot is taken."""
+        self._lost = error
+        if self._slot_freed is not None:
+            self._slot_freed.set()
+
+    async def deliver_received(self, messages: Sequence[BrokerMessage]) -> None:
+        """Start ``messages`` (received, not started) as slots free up, ``max_in_flight`` at most
+        at once; for a broker that cannot hand them back at shutdown."""
+        for message in messages:
+            while len(self._handling) >= self.max_in_flight:
+                slot_freed = self._slot_freed = self._slot_freed or asyncio.Event()
+                slot_freed.clear()
+                await slot_freed.wait()
+            self._start(message)
 
     async def wait_before_retry(self, message: BrokerMessage, delay: float) -> bool:
         """Wait ``delay`` seconds before retrying ``message`` in process (with
@@ -375,6 +400,7 @@ class BrokerSource(DeliverySettings, Source):
         delays = self._reconnect_delays()
         connected_before = False
         while True:
+            self._lost = None
             try:
                 await self.connect()
             except self._errors as exc:
@@ -424,6 +450,8 @@ class BrokerSource(DeliverySettings, Source):
         receiving: asyncio.Future[Sequence[BrokerMessage]] | None = None
         try:
             while True:
+                if self._lost is not None:
+                    raise self._lost
                 free = limit - len(handling)
                 if free < refill_at:
                     slot_freed.clear()
