@@ -65,6 +65,11 @@ class PartitionOffsets:
         self._finished.add(offset)
 
     @property
+    def last_received(self) -> int:
+        """The highest offset received, -1 before any."""
+        return self._last_received
+
+    @property
     def unfinished(self) -> int:
         """How many received records are not finished yet."""
         return len(self._unfinished) - len(self._finished)
