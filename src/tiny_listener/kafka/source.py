@@ -127,7 +127,12 @@ class KafkaSource(BrokerSource):
     broker = "Kafka"
     url_schemes = ("kafka",)
     url_form = "kafka://host:port[,host:port...]"
-    client_loggers = ("aiokafka", "aiokafka.consumer.group_coordinator", "aiokafka.conn", "aiokafka.cluster")
+    # aiokafka logs each rebalance step and every connection retry on its own loggers.
+    client_loggers = (
+        "aiokafka.client", "aiokafka.cluster", "aiokafka.conn", "aiokafka.consumer.consumer",
+        "aiokafka.consumer.fetcher", "aiokafka.consumer.group_coordinator", "aiokafka.consumer.subscription_state",
+        "aiokafka.producer.producer", "aiokafka.producer.sender",
+    )
     redelivers_retries = False
 
     fetch_timeout: float = 1.0
