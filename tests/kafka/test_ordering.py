@@ -85,3 +85,19 @@ def test_revocation_forgets_waiting_records_and_ignores_late_completions() -> No
     assert scheduler.take(10) == [("p1", 0, b"k")]
     assert scheduler.waiting == 0
     assert scheduler.revoke("p0") == []
+
+
+def test_the_next_record_of_a_lane_can_be_claimed_by_whoever_settled_the_last() -> None:
+    scheduler: OrderingScheduler[str, Record] = OrderingScheduler()
+    lanes = scheduler.assign("p0")
+    for offset in range(3):
+        scheduler.add(lanes, None, ("p0", offset, None))
+    [first] = scheduler.take(10)
+    following = scheduler.done(lanes, None)
+    assert following == ("p0", 1, None)
+    assert scheduler.claim(lanes, following)
+    assert scheduler.startable == 0 and scheduler.waiting == 1
+    assert scheduler.done(lanes, None) == ("p0", 2, None)
+    assert scheduler.take(10) == [("p0", 2, None)]  # taken by a receive first...
+    assert not scheduler.claim(lanes, ("p0", 2, None))  # ...so it cannot be claimed
+    assert scheduler.done(lanes, None) is None  # the lane is idle

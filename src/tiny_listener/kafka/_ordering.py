@@ -120,14 +120,26 @@ class OrderingScheduler(Generic[P, T]):
         if lanes.add(lanes.lane(key), item):
             self._startable.append((lanes, item))
 
-    def done(self, lanes: PartitionLanes[T], key: bytes | None) -> None:
+    def done(self, lanes: PartitionLanes[T], key: bytes | None) -> T | None:
         """The running record with ``key`` of ``lanes``'s partition is settled; the next of
-        its lane becomes startable. Records of revoked partitions are ignored."""
+        its lane becomes startable and is returned (None if the lane is idle now). Records of
+        revoked partitions are ignored."""
         if lanes.revoked:
-            return
+            return None
         following = lanes.done(lanes.lane(key))
         if following is not None:
             self._startable.append((lanes, following))
+        return following
+
+    def claim(self, lanes: PartitionLanes[T], item: T) -> bool:
+        """Take ``item``, which :meth:`done` just made startable, out of the startable records
+        (as :meth:`take` would); return False if it is no longer the last one made startable."""
+        startable = self._startable
+        if not startable or startable[-1][1] is not item or startable[-1][0] is not lanes:
+            return False
+        startable.pop()
+        self._held -= 1
+        return True
 
     def put_back(self, lanes: PartitionLanes[T], key: bytes | None, item: T) -> None:
         """``item`` was taken but handed back unhandled: it is startable again, first of its

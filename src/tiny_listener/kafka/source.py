@@ -63,13 +63,17 @@ class _Partition:
     is ignored: its new owner has the records.
     """
 
-    __slots__ = ("idle", "lanes", "offsets", "released", "running", "tp")
+    __slots__ = ("held", "idle", "lanes", "offsets", "paused", "released", "running", "tp")
 
     def __init__(self, tp: TopicPartition, offsets: PartitionOffsets, lanes: PartitionLanes[KafkaMessage]) -> None:
         self.tp = tp
         self.offsets = offsets
         self.lanes = lanes
         self.running = 0
+        self.held = 0
+        """Its records fetched and not started yet."""
+        self.paused = False
+        """True while fetching from it is paused: it holds ``max_buffered`` records."""
         self.idle: asyncio.Event | None = None
         self.released = False
 
@@ -84,7 +88,7 @@ class KafkaMessage(BrokerMessage):
     """A Kafka record: its event path comes from its topic (or header, see ``path_from``), its
     payload is its value, ``topic[partition]@offset`` names it in logs."""
 
-    __slots__ = ("partition", "record", "source")
+    __slots__ = ("following", "partition", "record", "source")
 
     def __init__(self, record: ConsumerRecord, path: str, partition: _Partition, source: KafkaSource) -> None:
         # BrokerMessage's attributes, set here directly: this runs for every record.
@@ -95,6 +99,8 @@ class KafkaMessage(BrokerMessage):
         self.record = record
         self.partition = partition
         self.source = source
+        self.following: KafkaMessage | None = None
+        """The record of the same lane whose turn came when this one was settled."""
 
     def scope(self) -> Scope:
         return {"message": self.record, "attempt": self.attempt}
@@ -209,8 +215,7 @@ class KafkaSource(BrokerSource):
         self._partitions: Dict[TopicPartition, _Partition] = {}
         self._tracker: OffsetTracker[TopicPartition] = OffsetTracker(commit_batch)
         self._scheduler: OrderingScheduler[TopicPartition, KafkaMessage] = OrderingScheduler(by_key=order == "key")
-        self._startable: asyncio.Event | None = None
-        self._room: asyncio.Event | None = None
+        self._waiter: asyncio.Future[None] | None = None
         self._commit_due: asyncio.Event | None = None
         self._commit_lock: asyncio.Lock | None = None
         self._fetch_error: BaseException | None = None
@@ -293,7 +298,6 @@ class KafkaSource(BrokerSource):
         """Start the producer (publishing, dead letters) and the consumer, join the group."""
         aiokafka = require("aiokafka", extra="kafka")
         assert self.subscription is not None
-        self._startable, self._room = asyncio.Event(), asyncio.Event()
         self._commit_due, self._commit_lock = asyncio.Event(), asyncio.Lock()
         self._fetch_error = None
         producer = aiokafka.AIOKafkaProducer(
@@ -329,25 +333,36 @@ class KafkaSource(BrokerSource):
     async def receive(self, max_messages: int) -> Sequence[KafkaMessage]:
         """Return up to ``max_messages`` records whose turn it is, waiting up to
         ``fetch_timeout`` for one; raise the fetch loop's error if it failed."""
-        scheduler, startable = self._scheduler, self._startable
-        if startable is None:
+        scheduler = self._scheduler
+        if self._consumer is None:
             raise NotConnected(f"not connected to Kafka at {self.log.url}")
         if not scheduler.startable:
+            if self._fetch_error is None:
+                # A future and a timer, not wait_for(): this wait happens for many records.
+                loop = asyncio.get_running_loop()
+                waiter = self._waiter = loop.create_future()
+                timer = loop.call_later(self.fetch_timeout, _wake, waiter)
+                try:
+                    await waiter
+                finally:
+                    timer.cancel()
+                    self._waiter = None
             if self._fetch_error is not None:
                 raise self._fetch_error
-            startable.clear()
-            try:
-                await asyncio.wait_for(startable.wait(), self.fetch_timeout)
-            except asyncio.TimeoutError:
-                if self._fetch_error is not None:
-                    raise self._fetch_error from None
-                return ()
         taken = scheduler.take(max_messages)
         for message in taken:
-            message.partition.running += 1
-        if self._room is not None and scheduler.waiting < self.max_buffered:
-            self._room.set()
+            self._started(message.partition)
         return taken
+
+    def _started(self, partition: _Partition) -> None:
+        """One of ``partition``'s records is handed to the flow; fetching from it resumes once
+        it holds half of ``max_buffered``."""
+        partition.running += 1
+        partition.held -= 1
+        if partition.paused and partition.held <= self.max_buffered // 2 and not partition.released:
+            partition.paused = False
+            if self._consumer is not None:
+                self._consumer.resume(partition.tp)
 
     async def disconnect(self) -> None:
         """Stop fetching, commit what finished, leave the group and close the clients."""
@@ -358,7 +373,6 @@ class KafkaSource(BrokerSource):
             await asyncio.wait(loops)
         consumer, self._consumer = self._consumer, None
         producer, self._producer = self._producer, None
-        self._startable = None
         if consumer is not None:
             try:
                 await self._commit(consumer, self._partitions)
@@ -372,19 +386,15 @@ class KafkaSource(BrokerSource):
     # ------------------------------------------------------------------ fetching
 
     async def _fetch_loop(self, consumer: AIOKafkaConsumer) -> None:
-        """Fetch records into the ordering scheduler while it holds fewer than
-        ``max_buffered``; a failure is kept for :meth:`receive` to raise."""
-        scheduler, room, startable = self._scheduler, self._room, self._startable
-        assert room is not None and startable is not None
+        """Fetch records into the ordering scheduler; a partition holding ``max_buffered``
+        records is paused (the others are still fetched) until half of them started. A
+        failure is kept for :meth:`receive` to raise."""
+        scheduler = self._scheduler
         path_from = self.path_from
+        limit = self.max_buffered
         try:
             while True:
-                space = self.max_buffered - scheduler.waiting
-                if space <= 0:
-                    room.clear()
-                    await room.wait()
-                    continue
-                batch = await consumer.getmany(timeout_ms=int(self.fetch_timeout * 1000), max_records=space)
+                batch = await consumer.getmany(timeout_ms=int(self.fetch_timeout * 1000), max_records=limit)
                 for tp, records in batch.items():
                     partition = self._partitions.get(tp)
                     if partition is None or partition.lanes.revoked:  # revoked since it was fetched
@@ -397,13 +407,18 @@ class KafkaSource(BrokerSource):
                         path = record.topic if path_from == "topic" else record_path(
                             record.topic, record.headers, path_from)
                         scheduler.add(lanes, record.key, KafkaMessage(record, path, partition, self))
-                if scheduler.startable:
-                    startable.set()
+                        partition.held += 1
+                    if partition.held >= limit and not partition.paused:
+                        partition.paused = True
+                        consumer.pause(tp)
+                if scheduler.startable and self._waiter is not None:
+                    _wake(self._waiter)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             self._fetch_error = exc
-            startable.set()
+            if self._waiter is not None:
+                _wake(self._waiter)
 
     # ------------------------------------------------------------------ settling
 
@@ -416,12 +431,22 @@ class KafkaSource(BrokerSource):
             return  # committed (or given up) at revocation; its new owner has it
         tracker = self._tracker
         tracker.finished(partition.offsets, message.record.offset)
-        scheduler = self._scheduler
-        scheduler.done(partition.lanes, message.record.key)
-        if scheduler.startable and self._startable is not None:
-            self._startable.set()
+        # The next record of the lane: the flow delivers it in the same task (next_in_turn),
+        # so the receiver is not woken for it.
+        message.following = self._scheduler.done(partition.lanes, message.record.key)
         if tracker.due and self._commit_due is not None:
             self._commit_due.set()
+
+    def next_in_turn(self, settled: BrokerMessage) -> KafkaMessage | None:
+        """The record of ``settled``'s lane whose turn came when it was settled, if no receive
+        took it yet: the flow delivers it in the same task."""
+        if not isinstance(settled, KafkaMessage):
+            return None
+        following, settled.following = settled.following, None
+        if following is None or not self._scheduler.claim(following.partition.lanes, following):
+            return None
+        self._started(following.partition)
+        return following
 
     def _put_back(self, message: KafkaMessage, delay: float) -> None:
         """The record was handed back unhandled: it runs again after ``delay`` seconds, before
@@ -433,9 +458,12 @@ class KafkaSource(BrokerSource):
             self._requeue(message)
 
     def _requeue(self, message: KafkaMessage) -> None:
+        if message.partition.lanes.revoked:
+            return
+        message.partition.held += 1
         self._scheduler.put_back(message.partition.lanes, message.record.key, message)
-        if self._startable is not None:
-            self._startable.set()
+        if self._waiter is not None:
+            _wake(self._waiter)
 
     async def _dead_letter(self, message: KafkaMessage, target: str, reason: str, error: BaseException) -> None:
         producer = self._producer
@@ -531,8 +559,11 @@ class KafkaSource(BrokerSource):
         self._scheduler.revoke(tp)
         if partition is not None:
             partition.released = True
-            if self._room is not None:
-                self._room.set()
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def _describe(partitions: Iterable[TopicPartition]) -> str:
