@@ -199,7 +199,7 @@ async def test_a_route_that_cannot_be_a_subscription_fails_the_start(tansu: Tans
     @app.on_event("GET:/orders")
     async def orders() -> None: ...
 
-    with pytest.raises(SubscriptionError, match="'GET:/orders' .* cannot be a Kafka subscription"):
+    with pytest.raises(SubscriptionError, match=r"'GET:/orders' .* cannot be a Kafka subscription"):
         await asyncio.wait_for(app.main(), 30)
 
 

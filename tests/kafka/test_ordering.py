@@ -92,7 +92,7 @@ def test_the_next_record_of_a_lane_can_be_claimed_by_whoever_settled_the_last() 
     lanes = scheduler.assign("p0")
     for offset in range(3):
         scheduler.add(lanes, None, ("p0", offset, None))
-    [first] = scheduler.take(10)
+    assert scheduler.take(10) == [("p0", 0, None)]
     following = scheduler.done(lanes, None)
     assert following == ("p0", 1, None)
     assert scheduler.claim(lanes, following)
