@@ -228,3 +228,34 @@ def test_settings_are_checked() -> None:
     app: KafkaListener[Any] = KafkaListener("kafka://k1:9092,k2:9093")
     assert app.source.bootstrap_servers == "k1:9092,k2:9093"
     assert app.dead_letter_target == "{topic}.dead"
+
+
+async def test_a_partition_holds_at_most_max_buffered_records(tansu: Tansu, topics: Topics, producer: Any) -> None:
+    topic = topics.name("buffered")
+    await topics.create(topic, partitions=1)
+    app = make_app(tansu, topics, max_buffered=10)
+    release = asyncio.Event()
+    first_in = asyncio.Event()
+    handled: List[int] = []
+    done = asyncio.Event()
+
+    @app.on_event(topic)
+    async def slow(n: Data) -> None:
+        first_in.set()
+        await release.wait()
+        handled.append(n)
+        if len(handled) == 100:
+            done.set()
+
+    for n in range(100):
+        await producer.send(topic, json.dumps({"n": n}).encode())
+    await producer.flush()
+    async with running(app):
+        await asyncio.wait_for(first_in.wait(), 30)
+        # Ten records were taken in, the bound, and the partition paused: the first runs, nine
+        # wait their turn, and a second later nothing more has come in.
+        await asyncio.sleep(1.0)
+        assert app.source.health()["buffered"] == 9
+        release.set()
+        await asyncio.wait_for(done.wait(), 30)
+    assert handled == list(range(100))  # what was fetched beyond the bound came again, in order

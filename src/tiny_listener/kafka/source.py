@@ -387,8 +387,9 @@ class KafkaSource(BrokerSource):
 
     async def _fetch_loop(self, consumer: AIOKafkaConsumer) -> None:
         """Fetch records into the ordering scheduler; a partition holding ``max_buffered``
-        records is paused (the others are still fetched) until half of them started. A
-        failure is kept for :meth:`receive` to raise."""
+        records is paused (the others are still fetched) until half of them started, and
+        what it brought beyond them is fetched again then. A failure is kept for
+        :meth:`receive` to raise."""
         scheduler = self._scheduler
         path_from = self.path_from
         limit = self.max_buffered
@@ -403,6 +404,10 @@ class KafkaSource(BrokerSource):
                     for record in records:
                         if record.offset <= offsets.last_received:
                             continue  # fetched again after a rebalance: it is held already
+                        if partition.held >= limit:
+                            # Full: fetch the rest again once the partition resumes.
+                            consumer.seek(tp, record.offset)
+                            break
                         offsets.received(record.offset)
                         path = record.topic if path_from == "topic" else record_path(
                             record.topic, record.headers, path_from)
