@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
+import re
+import signal
 import subprocess
 import sys
 import textwrap
 import threading
 import time
 from pathlib import Path
-from typing import IO
+from typing import IO, Iterable, Iterator
 
 CLI = [sys.executable, "-m", "tiny_listener"]
 
@@ -35,15 +38,57 @@ def run_cli(
     )
 
 
-def start_cli(*args: str) -> subprocess.Popen[str]:
-    """Start the command with stdout and stderr piped (stderr merged into stdout)."""
-    return subprocess.Popen(
-        [*CLI, *args],
+@contextlib.contextmanager
+def running_cli(*args: str, ignore_sigint: bool = False) -> Iterator[tuple[subprocess.Popen[str], LineReader]]:
+    """Start the command with stdout and stderr merged and read by a :class:`LineReader`, in a
+    process group of its own; on leaving the block, SIGKILL that group (the command and any
+    child it left behind, such as a ``--reload`` child) and wait for the command.
+
+    ``ignore_sigint`` starts it with SIGINT ignored, as a shell script's ``&`` job is."""
+    argv = [*CLI, *args]
+    if ignore_sigint:
+        argv = ["sh", "-c", 'trap "" INT; exec "$@"', "sh", *argv]
+    proc = subprocess.Popen(
+        argv,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        start_new_session=True,
     )
+    output = LineReader(proc)
+    try:
+        yield proc, output
+    finally:
+        kill_group(proc)
+        output.close()
+
+
+@contextlib.contextmanager
+def ended(proc: subprocess.Popen[str]) -> Iterator[subprocess.Popen[str]]:
+    """Yield ``proc``; on leaving the block, SIGKILL it if it still runs, and collect it (its
+    pipes closed), whatever happened in the block."""
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=30)
+
+
+def kill_group(proc: subprocess.Popen[str]) -> None:
+    """SIGKILL the process group ``proc`` leads (even if ``proc`` itself has exited, what it
+    started may not have) and wait for ``proc``."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+
+
+def kill_pids(pids: Iterable[int]) -> None:
+    """SIGKILL every process of ``pids`` still running (workers a test saw start)."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 class LineReader:
@@ -75,9 +120,32 @@ class LineReader:
             self.lines.put(line.rstrip("\n"))
         self.lines.put(None)
 
-    def wait_for(self, text: str, timeout: float) -> bool:
-        """Return True once a line containing ``text`` arrives, False after ``timeout`` seconds
-        or at the end of the output."""
+    def wait_for(self, text: str, timeout: float) -> str | None:
+        """Return the next line containing ``text`` once it arrives, None after ``timeout``
+        seconds or at the end of the output."""
+        match = self.wait_for_match(re.escape(text), timeout)
+        return None if match is None else match.string
+
+    def wait_for_match(self, pattern: str, timeout: float) -> re.Match[str] | None:
+        """Return the match of the regular expression ``pattern`` in the next line it matches
+        once it arrives, None after ``timeout`` seconds or at the end of the output."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                return None
+            if line is None:
+                self.lines.put(None)  # the end stays visible to later calls
+                return None
+            self.seen.append(line)
+            match = re.search(pattern, line)
+            if match is not None:
+                return match
+
+    def wait_for_end(self, timeout: float) -> bool:
+        """Return True once the output ends (every process writing to it has exited, or closed
+        it), False after ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -85,8 +153,6 @@ class LineReader:
             except queue.Empty:
                 return False
             if line is None:
-                self.lines.put(None)  # the end stays visible to later calls
-                return False
-            self.seen.append(line)
-            if text in line:
+                self.lines.put(None)
                 return True
+            self.seen.append(line)

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import tiny_listener
 
+from .cli_helpers import ended
+
 CLI = [sys.executable, "-m", "tiny_listener"]
 
 
@@ -79,21 +81,21 @@ def start(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
 
 def test_sigterm_and_sigint_stop_cleanly_with_status_zero(tmp_path: Path) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
-        proc = start(tmp_path)
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "READY"
-        proc.send_signal(sig)
-        out, err = proc.communicate(timeout=20)
+        with ended(start(tmp_path)) as proc:
+            assert proc.stdout is not None
+            assert proc.stdout.readline().strip() == "READY"
+            proc.send_signal(sig)
+            out, err = proc.communicate(timeout=20)
         assert proc.returncode == 0, err
         assert "BYE" in out and "Traceback" not in err
 
 
 def test_log_level_option(tmp_path: Path) -> None:
-    proc = start(tmp_path, "--log-level", "debug")
-    assert proc.stdout is not None
-    assert proc.stdout.readline().strip() == "READY"
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=20)
+    with ended(start(tmp_path, "--log-level", "debug")) as proc:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "READY"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
     assert "DEBUG: debug line" in err
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-from .cli_helpers import LineReader, run_cli, start_cli, write_module
+import pytest
+
+from .cli_helpers import run_cli, running_cli, write_module
 
 APP = """
     from tiny_listener import Listener
@@ -29,9 +31,7 @@ APP = """
 
 def test_reload_restarts_the_app_with_the_edited_code(tmp_path: Path) -> None:
     write_module(tmp_path, "live", APP.format(version=1))
-    proc = start_cli("run", "--reload", "--app-dir", str(tmp_path), "live:app")
-    output = LineReader(proc)
-    try:
+    with running_cli("run", "--reload", "--app-dir", str(tmp_path), "live:app") as (proc, output):
         assert output.wait_for("VERSION 1", timeout=30), output.seen
         # The watcher starts right after the first child; if the edit raced it, edit again.
         for _ in range(3):
@@ -43,17 +43,23 @@ def test_reload_restarts_the_app_with_the_edited_code(tmp_path: Path) -> None:
         # The old process was stopped gracefully (its shutdown hook ran) before the new one.
         assert any("STOPPED 1" in line for line in output.seen), output.seen
         assert any("restarting:" in line and "live.py" in line for line in output.seen), output.seen
-    finally:
         proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            output.close()
-    assert proc.returncode == 0
+        assert proc.wait(timeout=30) == 0
+        assert output.wait_for_end(timeout=30)
     assert any("STOPPED 2" in line for line in output.seen), output.seen
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_reload_started_with_sigint_ignored_stops_on_a_signal(tmp_path: Path, sig: signal.Signals) -> None:
+    # As a `&` job of a script: Python keeps SIGINT ignored, the command must handle it anyway.
+    write_module(tmp_path, "live", APP.format(version=1))
+    with running_cli("run", "--reload", "--app-dir", str(tmp_path), "live:app", ignore_sigint=True) as (proc, output):
+        assert output.wait_for("VERSION 1", timeout=30), output.seen
+        proc.send_signal(sig)
+        assert proc.wait(timeout=30) == 0
+        # The end of the output means the app's process has exited too: it shares the pipe.
+        assert output.wait_for_end(timeout=30), output.seen
+    assert any("STOPPED 1" in line for line in output.seen), output.seen
 
 
 def test_reload_without_watchfiles_is_a_short_error(tmp_path: Path) -> None:

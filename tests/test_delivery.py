@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+
 import pytest
 
+from tiny_listener import Context, EventDataError, Listener
 from tiny_listener.codecs import DecodeError, JsonCodec, RawCodec
 from tiny_listener.delivery import (
     HANDLER_FAILED,
+    INVALID,
     DeadLetter,
     Retry,
     after_failure,
     data_to_payload,
+    is_invalid,
     payload_to_data,
+    start_event,
 )
 
 
@@ -48,3 +55,36 @@ def test_retry_delays_are_capped() -> None:
 
 def test_no_retries_dead_letters_at_once() -> None:
     assert after_failure(1, 0, 0.5, 30.0) == DeadLetter(HANDLER_FAILED)
+
+
+@dataclasses.dataclass
+class Order:
+    sku: str
+    qty: int
+
+
+class App(Listener[Context]):
+    async def listen(self) -> None:
+        await self.wait_for_shutdown()
+
+
+async def test_data_that_does_not_validate_is_dead_lettered_at_once_as_invalid() -> None:
+    app = App()
+
+    @app.on_event("order")
+    async def order(order: Order) -> None:
+        raise EventDataError("a handler's own data error is a failure like any other")
+
+    task = start_event(app, "order", b'{"sku": 1}', JsonCodec(), {})
+    assert isinstance(task, asyncio.Task)
+    error = (await asyncio.gather(task, return_exceptions=True))[0]
+    assert is_invalid(error)
+    assert after_failure(1, 5, 0.5, 30.0, error) == DeadLetter(INVALID)
+    [field, missing] = error.errors()
+    assert (field["loc"], missing["loc"]) == (("sku",), ("qty",))
+    # Valid data whose handler fails is retried as before.
+    task = start_event(app, "order", b'{"sku": "a", "qty": 1}', JsonCodec(), {})
+    assert isinstance(task, asyncio.Task)
+    other = (await asyncio.gather(task, return_exceptions=True))[0]
+    assert isinstance(other, EventDataError) and not is_invalid(other)
+    assert after_failure(1, 5, 0.5, 30.0, other) == Retry(2, 0.5)

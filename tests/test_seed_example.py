@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli_helpers import ended
 from tests.conftest import service_reachable
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,18 +59,19 @@ def test_seed_example_serves_and_stops_cleanly_on_ctrl_c() -> None:
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
-    try:
-        assert proc.stdout is not None
-        assert "HTTP server running" in proc.stdout.readline()
-        deadline = time.monotonic() + 10
-        while not service_reachable("127.0.0.1", PORT) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert get("/user/bob") == (200, "Hello, bob!")
-        assert get("/throw") == (500, "Internal Server Error")
-        assert get("/anything/else") == (200, "Welcome!")
-    finally:
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=20)
+    with ended(proc):
+        try:
+            assert proc.stdout is not None
+            assert "HTTP server running" in proc.stdout.readline()
+            deadline = time.monotonic() + 10
+            while not service_reachable("127.0.0.1", PORT) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert get("/user/bob") == (200, "Hello, bob!")
+            assert get("/throw") == (500, "Internal Server Error")
+            assert get("/anything/else") == (200, "Welcome!")
+        finally:
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
     assert "Traceback" not in err
     access = re.findall(r'INFO: [\d.:a-f]+:\d+ - "GET (\S+) HTTP/1.1" (\d+)', out)

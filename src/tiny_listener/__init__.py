@@ -15,11 +15,13 @@ from .errors import EventAlreadyDone as EventAlreadyDone
 from .errors import EventAlreadyExists as EventAlreadyExists
 from .errors import EventDataError as EventDataError
 from .errors import EventNotFound as EventNotFound
+from .errors import FieldError as FieldError
 from .errors import InjectionError as InjectionError
 from .errors import ListenerError as ListenerError
 from .errors import ListenerNotFound as ListenerNotFound
 from .errors import PathParamsError as PathParamsError
 from .errors import RouteError as RouteError
+from .errors import ValidationError as ValidationError
 from .event import Event as Event
 from .importer import import_from_string as import_from_string
 from .injection import Data as Data
@@ -57,6 +59,7 @@ __all__ = (
     "EventNotFound",
     "EventState",
     "EventStateError",
+    "FieldError",
     "get_current_running_listener",
     "Hook",
     "import_from_string",
@@ -73,4 +76,5 @@ __all__ = (
     "RouteShadowedWarning",
     "RouteTable",
     "Scope",
+    "ValidationError",
 )

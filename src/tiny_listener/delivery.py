@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Union
 from ._types import EventData, Scope
 from .backoff import backoff_delays, retry_delay
 from .codecs import Codec, DecodeError
-from .errors import EventNotFound
+from .errors import EventNotFound, ValidationError
 
 if TYPE_CHECKING:
     from .context import Context
@@ -30,6 +30,11 @@ UNDECODABLE = "undecodable"
 HANDLER_FAILED = "handler-failed"
 """Dead-letter reason: the handler failed on every allowed attempt."""
 
+INVALID = "invalid"
+"""Dead-letter reason: the event data does not fit the types its handler declares (the event
+raised :class:`~tiny_listener.ValidationError`); dead-lettered at once, since a retry would
+fail the same way."""
+
 # Headers of the messages a broker listener moves (retry copies, dead letters), named alike on
 # every broker so that one tool can read the dead letters of any of them.
 EVENT_PATH = "x-event-path"
@@ -42,7 +47,8 @@ LAST_ERROR = "x-last-error"
 """Header: ``repr`` of the handler's last error, cut to ``MAX_ERROR_TEXT`` characters."""
 
 DEAD_LETTER_REASON = "x-dead-letter-reason"
-"""Header of a dead letter: why it was dead-lettered (``NO_ROUTE``, ``UNDECODABLE``, ``HANDLER_FAILED``)."""
+"""Header of a dead letter: why it was dead-lettered (``NO_ROUTE``, ``UNDECODABLE``, ``INVALID``,
+``HANDLER_FAILED``)."""
 
 # Error texts go into headers, which brokers keep in memory: bound them.
 MAX_ERROR_TEXT = 1000
@@ -164,13 +170,27 @@ class DeadLetter:
     reason: str
 
 
+def is_invalid(error: BaseException | None) -> bool:
+    """True if ``error``, what an event's task raised, says that the message's data does not
+    validate (:class:`~tiny_listener.ValidationError`): dead-letter it at once with reason
+    :data:`INVALID`, and give ``error.errors()`` with it."""
+    return isinstance(error, ValidationError)
+
+
 def after_failure(
-    attempts_made: int, max_retries: int, retry_backoff: float, max_retry_delay: float
+    attempts_made: int,
+    max_retries: int,
+    retry_backoff: float,
+    max_retry_delay: float,
+    error: BaseException | None = None,
 ) -> Union[Retry, DeadLetter]:
     """Decide what follows a handler failure on delivery number ``attempts_made`` (1 for the
     first): a :class:`Retry` while fewer than ``max_retries`` retries were made, with a delay
     growing from ``retry_backoff`` seconds up to ``max_retry_delay``; a :class:`DeadLetter`
-    afterwards."""
+    afterwards. Given the ``error`` the event failed with, data that does not validate is
+    dead-lettered at once, with reason :data:`INVALID`."""
+    if is_invalid(error):
+        return DeadLetter(INVALID)
     if attempts_made <= max_retries:
         return Retry(attempts_made + 1, retry_delay(attempts_made, initial=retry_backoff, maximum=max_retry_delay))
     return DeadLetter(HANDLER_FAILED)

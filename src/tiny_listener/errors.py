@@ -5,6 +5,8 @@ Each class keeps the names of 1.2 so that ``except EventNotFound`` written for i
 
 from __future__ import annotations
 
+from typing import List, Sequence, Tuple, TypedDict, Union
+
 
 class ListenerError(Exception):
     """Base class of every tiny-listener error."""
@@ -48,6 +50,37 @@ class PathParamsError(ListenerError):
 
 class EventDataError(ListenerError):
     """A handler asks for an event data key that the event does not carry."""
+
+
+class FieldError(TypedDict):
+    """One reason event data does not validate, in pydantic's and FastAPI's shape: ``loc`` is
+    where (keys and list indexes from the data's root), ``msg`` says what is wrong for a
+    person, ``type`` names the kind of error for a program (``"missing"``, ``"int_type"``...)."""
+
+    loc: Tuple[Union[str, int], ...]
+    msg: str
+    type: str
+
+
+class ValidationError(EventDataError):
+    """The event data does not fit the types its handler declares; raised from the event,
+    before the handler runs. :meth:`errors` lists every field error found."""
+
+    def __init__(self, errors: Sequence[FieldError]) -> None:
+        self._errors: List[FieldError] = list(errors)
+        super().__init__(self._message())
+
+    def errors(self) -> List[FieldError]:
+        """Return the field errors, each ``{"loc": (...), "msg": ..., "type": ...}``."""
+        return [FieldError(loc=error["loc"], msg=error["msg"], type=error["type"]) for error in self._errors]
+
+    def _message(self) -> str:
+        count = len(self._errors)
+        details = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']) or '(data)'}: {error['msg']} [type={error['type']}]"
+            for error in self._errors
+        )
+        return f"{count} validation error{'' if count == 1 else 's'}: {details}"
 
 
 class InjectionError(ListenerError, TypeError):

@@ -6,6 +6,15 @@ handler is registered its signature is read once and turned into a small ``async
 that fetches exactly those values and calls the handler: no ``inspect`` call and no type check
 happens while an event is dispatched. A parameter that cannot be resolved is reported at
 registration, naming the handler and the parameter.
+
+Typed data: a parameter annotated with a pydantic model, a msgspec ``Struct``, a dataclass or
+a ``TypedDict`` receives the whole event data converted to it, and ``amount: Annotated[int,
+Data]`` the key ``amount`` converted to ``int`` (plain ``amount: Data`` stays unchecked). Their
+validators are built at registration too (:mod:`tiny_listener.validation`); the plan checks
+every typed parameter before any dependency runs and raises one
+:class:`~tiny_listener.ValidationError` listing every field error. A context whose messages
+carry their data apart from the event (an HTTP request's body) defines ``async def
+read_event_data(self)``: a typed handler whose event has no data reads it from there first.
 """
 
 from __future__ import annotations
@@ -14,10 +23,13 @@ import asyncio
 import inspect
 import typing
 import weakref
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Dict, List, Tuple
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Dict, List, Sequence, Tuple
 
 from ._types import CoroFunc, PathParams
-from .errors import EventDataError, InjectionError, PathParamsError
+from .errors import EventDataError, FieldError, InjectionError, PathParamsError, ValidationError
+from .optional import MissingExtraError
+from .validation import UnsupportedType, Validator, field_error, is_payload_type, validator_for
 
 if TYPE_CHECKING:
     from .event import Event
@@ -50,13 +62,48 @@ def check_coro_func(fn: Callable[..., Any]) -> CoroFunc:
     )
 
 
+@dataclass(frozen=True)
+class DataField:
+    """A key of the event data that a handler reads (``amount: Data``): its ``validator``
+    (None for plain, unchecked ``Data``) and whether the event must carry it."""
+
+    name: str
+    validator: Validator | None
+    required: bool
+
+
+@dataclass(frozen=True)
+class Payload:
+    """What a handler (with its dependencies) reads from the event data: the validators of the
+    parameters that take it whole (``models``) and the keys it reads one by one (``fields``)."""
+
+    models: Tuple[Validator, ...] = ()
+    fields: Tuple[DataField, ...] = ()
+
+    @property
+    def typed(self) -> bool:
+        """True if any of it is validated."""
+        return bool(self.models) or any(field.validator is not None for field in self.fields)
+
+    def __add__(self, other: Payload) -> Payload:
+        names = {field.name for field in self.fields}
+        return Payload(
+            self.models + tuple(model for model in other.models if model not in self.models),
+            self.fields + tuple(field for field in other.fields if field.name not in names),
+        )
+
+
 class Hook:
-    """An ``async`` function called with injected parameters: ``await hook(event, params)``."""
+    """An ``async`` function called with injected parameters: ``await hook(event, params)``.
+
+    ``payload`` says what it reads from the event data (see :class:`Payload`).
+    """
 
     def __init__(self, fn: CoroFunc, timeout: float | None = None) -> None:
         self.fn: CoroFunc = check_coro_func(fn)
         self.timeout = timeout
-        self._invoke: Invoker = build_invoker(fn)
+        self._invoke: Invoker
+        self._invoke, self.payload = plan_invoker(fn)
 
     async def __call__(self, event: Event[Any], params: PathParams) -> Any:
         return await self._invoke(event, params)
@@ -126,6 +173,24 @@ def _missing_data(data: Any, name: str) -> EventDataError:
     return EventDataError(f"event data {name!r} is missing, allowed: {keys}")
 
 
+def _failed(errors: List[FieldError] | None, new: Sequence[FieldError], key: str | None) -> List[FieldError]:
+    """Add the field errors ``new`` (of data key ``key``, or of the whole data) to ``errors``."""
+    found = errors if errors is not None else []
+    if key is None:
+        found.extend(new)
+    else:
+        found.extend(FieldError(loc=(key, *error["loc"]), msg=error["msg"], type=error["type"]) for error in new)
+    return found
+
+
+_MISSING_FIELD = [field_error("Field required", "missing")]
+
+
+def _data_reader(event: Event[Any]) -> Callable[[], Awaitable[Any]] | None:
+    """The context's ``read_event_data`` method, if it has one (an HTTP request)."""
+    return getattr(event.ctx, "read_event_data", None)
+
+
 def _resolve_annotation(fn: Callable[..., Any], param: inspect.Parameter) -> Any:
     annotation = param.annotation
     if isinstance(annotation, str):
@@ -138,96 +203,216 @@ def _resolve_annotation(fn: Callable[..., Any], param: inspect.Parameter) -> Any
     return annotation
 
 
-def _plan_parameter(fn: Callable[..., Any], param: inspect.Parameter, index: int, env: Dict[str, Any]) -> List[str]:
-    """Return the source lines that bind ``_v{index}`` for one parameter."""
+def _is_untyped(tp: Any) -> bool:
+    return tp is Any or tp is object or tp is inspect.Parameter.empty
+
+
+class _Plan:
+    """The source lines and names of one handler's invoker, filled parameter by parameter."""
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
+        self.env: Dict[str, Any] = {
+            "_fn": fn,
+            "_resolve": resolve_dependency,
+            "_missing_param": _missing_param,
+            "_missing_data": _missing_data,
+        }
+        self.checks: List[str] = []  # typed parameters: run first, every error collected
+        self.lines: List[str] = []  # the others, in order
+        self.payload = Payload()
+
+    @property
+    def name(self) -> str:
+        return str(getattr(self.fn, "__qualname__", self.fn))
+
+    def validator(self, tp: Any, param: str) -> Validator:
+        try:
+            return validator_for(tp)
+        except (UnsupportedType, MissingExtraError) as exc:
+            raise InjectionError(f"cannot validate parameter {param!r} of {self.name!r}: {exc}") from exc
+
+    def add_model(self, index: int, validator: Validator) -> None:
+        """Parameter ``index`` receives the whole event data, validated."""
+        self.env.update({f"_check{index}": validator.check, f"_fail{index}": validator.failures})
+        self.env[f"_read{index}"] = validator.field_errors
+        self.checks += [
+            "try:",
+            f"    _v{index} = _check{index}(_data)",
+            f"except _fail{index} as _e:",
+            f"    _errors = _failed(_errors, _read{index}(_e), None)",
+        ]
+        self.payload += Payload(models=(validator,))
+
+    def add_typed_field(self, index: int, name: str, validator: Validator, has_default: bool) -> None:
+        """Parameter ``index`` receives the data key ``name``, validated."""
+        self.env.update({f"_check{index}": validator.check, f"_fail{index}": validator.failures})
+        self.env[f"_read{index}"] = validator.field_errors
+        self.checks += [
+            "try:",
+            f"    _r{index} = _data[{name!r}]",
+            "except (KeyError, TypeError):",
+            f"    _v{index} = _d{index}" if has_default else f"    _errors = _failed(_errors, _MISSING, {name!r})",
+            "else:",
+            "    try:",
+            f"        _v{index} = _check{index}(_r{index})",
+            f"    except _fail{index} as _e:",
+            f"        _errors = _failed(_errors, _read{index}(_e), {name!r})",
+        ]
+        self.payload += Payload(fields=(DataField(name, validator, not has_default),))
+
+    def source(self, args: List[str]) -> str:
+        """The invoker's source: ``invoke(event, params)``, and with typed parameters the
+        ``invoke_reading`` it hands over to when the data is to be read from the context."""
+        call = f"_fn({', '.join(args)})"
+        lines = self.lines
+        if not self.checks:
+            if any("await " in line for line in lines):
+                return _function("async def invoke(event, params):", [*lines, f"return await {call}"])
+            # Nothing to await before the call: return the handler's coroutine itself, so that
+            # dispatch awaits it directly instead of through one more coroutine frame.
+            return _function("def invoke(event, params):", [*lines, f"return {call}"])
+        self.env.update({"_failed": _failed, "_MISSING": _MISSING_FIELD, "_invalid": ValidationError})
+        self.env["_reader"] = _data_reader
+        body = ["_errors = None", *self.checks, "if _errors is not None:", "    raise _invalid(_errors)", *lines]
+        if any("await " in line for line in lines):
+            prologue = [
+                "_data = event.data",
+                "if not _data:",
+                "    _load = _reader(event)",
+                "    if _load is not None:",
+                "        _data = event.data = await _load()",
+            ]
+            return _function("async def invoke(event, params):", [*prologue, *body, f"return await {call}"])
+        # The usual case stays synchronous; only an event whose data is to be read from its
+        # context (an HTTP request's body) goes through a coroutine that awaits it first.
+        prologue = [
+            "_data = event.data",
+            "if not _data:",
+            "    _load = _reader(event)",
+            "    if _load is not None:",
+            "        return invoke_reading(event, params, _load)",
+        ]
+        reading = ["_data = event.data = await _load()", *body, f"return await {call}"]
+        return _function("def invoke(event, params):", [*prologue, *body, f"return {call}"]) + _function(
+            "async def invoke_reading(event, params, _load):", reading
+        )
+
+
+def _function(head: str, body: List[str]) -> str:
+    return head + "\n" + "".join(f"    {line}\n" for line in body)
+
+
+def _plan_parameter(plan: _Plan, param: inspect.Parameter, index: int) -> None:
+    """Add what binds ``_v{index}`` for one parameter to ``plan``."""
     from .context import Context  # the core modules import this one: import them lazily
     from .event import Event
     from .listener import Listener
 
+    fn, env = plan.fn, plan.env
     name = param.name
     var = f"_v{index}"
     default = param.default
     if isinstance(default, Depends):
         env[f"_dep{index}"] = default
-        return [f"{var} = await _resolve(_dep{index}, event, params)"]
+        plan.lines.append(f"{var} = await _resolve(_dep{index}, event, params)")
+        plan.payload += default.payload
+        return
 
     annotation = _resolve_annotation(fn, param)
     markers: Tuple[Any, ...] = ()
+    declared = annotation  # the type itself, for validation
     if typing.get_origin(annotation) is typing.Annotated:
         markers = annotation.__metadata__
-        annotation = typing.get_origin(annotation.__origin__) or annotation.__origin__
+        declared = annotation.__origin__
+        annotation = typing.get_origin(declared) or declared
     has_default = default is not inspect.Parameter.empty
     if has_default:
         env[f"_d{index}"] = default
 
     if annotation is Param or Param in markers:
         if has_default:
-            return [f"{var} = params.get({name!r}, _d{index})"]
-        return [
+            plan.lines.append(f"{var} = params.get({name!r}, _d{index})")
+            return
+        plan.lines += [
             "try:",
             f"    {var} = params[{name!r}]",
             "except KeyError:",
             f"    raise _missing_param(params, {name!r}) from None",
         ]
+        return
     if annotation is Data or Data in markers:
+        other_markers = tuple(marker for marker in markers if marker is not Data)
+        if other_markers:  # Annotated[int, Data, Field(gt=0)]: the constraints are the type's
+            declared = typing.Annotated[(declared, *other_markers)]
+        if annotation is not Data and not _is_untyped(declared):
+            plan.add_typed_field(index, name, plan.validator(declared, name), has_default)
+            return
+        # Plain Data: the value as it came, unchecked (as in 1.2).
+        plan.payload += Payload(fields=(DataField(name, None, not has_default),))
         if has_default:
-            return [f"{var} = event.data.get({name!r}, _d{index})"]
-        return [
+            plan.lines.append(f"{var} = event.data.get({name!r}, _d{index})")
+            return
+        plan.lines += [
             "try:",
             f"    {var} = event.data[{name!r}]",
             "except (KeyError, TypeError):",
             f"    raise _missing_data(event.data, {name!r}) from None",
         ]
+        return
     origin = typing.get_origin(annotation)
     if inspect.isclass(origin):  # Event[MyContext], Listener[MyContext]: the class itself
         annotation = origin
     if inspect.isclass(annotation):
         if issubclass(annotation, Event):
-            return [f"{var} = event"]
+            plan.lines.append(f"{var} = event")
+            return
         if issubclass(annotation, Context):
-            return [f"{var} = event.ctx"]
+            plan.lines.append(f"{var} = event.ctx")
+            return
         if issubclass(annotation, Listener):
-            return [f"{var} = event.listener"]
+            plan.lines.append(f"{var} = event.listener")
+            return
+        # With a default the parameter keeps it, as any parameter did in 1.2 (``config: Config =
+        # DEFAULT`` must not start reading the event data).
+        if is_payload_type(annotation) and annotation is declared and not has_default:
+            plan.add_model(index, plan.validator(annotation, name))
+            return
     if has_default:
-        return [f"{var} = _d{index}"]
+        plan.lines.append(f"{var} = _d{index}")
+        return
     raise InjectionError(
-        f"cannot inject parameter {name!r} of {getattr(fn, '__qualname__', fn)!r}: annotate it with "
-        "Event, a Context class, Param or Data, give it a default, or use depend(...)"
+        f"cannot inject parameter {name!r} of {plan.name!r}: annotate it with Event, a Context "
+        "class, Param, Data, a pydantic model, msgspec Struct, dataclass or TypedDict, give it a "
+        "default, or use depend(...)"
         + (f" (its annotation {param.annotation!r} is not one of these)" if param.annotation is not param.empty else "")
     )
 
 
-def build_invoker(fn: CoroFunc) -> Invoker:
-    """Compile ``fn``'s signature into ``async def invoke(event, params)`` that calls it.
+def plan_invoker(fn: CoroFunc) -> Tuple[Invoker, Payload]:
+    """Compile ``fn``'s signature into ``invoke(event, params)`` that calls it, and say what it
+    reads from the event data.
 
     Raises :class:`InjectionError` (a ``TypeError``) naming the handler and the parameter that
-    cannot be resolved.
+    cannot be resolved or validated.
     """
-    env: Dict[str, Any] = {
-        "_fn": fn,
-        "_resolve": resolve_dependency,
-        "_missing_param": _missing_param,
-        "_missing_data": _missing_data,
-    }
-    body: List[str] = []
+    plan = _Plan(fn)
     args: List[str] = []
     for index, param in enumerate(inspect.signature(fn).parameters.values()):
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             continue
-        body.extend(_plan_parameter(fn, param, index, env))
+        _plan_parameter(plan, param, index)
         args.append(f"{param.name}=_v{index}" if param.kind == param.KEYWORD_ONLY else f"_v{index}")
-    call = f"_fn({', '.join(args)})"
-    if any("await " in line for line in body):
-        source = "async def invoke(event, params):\n"
-        body.append(f"return await {call}")
-    else:
-        # Nothing to await before the call: return the handler's coroutine itself, so that
-        # dispatch awaits it directly instead of through one more coroutine frame.
-        source = "def invoke(event, params):\n"
-        body.append(f"return {call}")
-    source += "".join(f"    {line}\n" for line in body)
+    source = plan.source(args)
     # Generated once per handler: the fastest call path, with no per-event loop over parameters.
-    exec(compile(source, f"<tiny_listener plan for {getattr(fn, '__qualname__', fn)}>", "exec"), env)  # noqa: S102
+    env = plan.env
+    exec(compile(source, f"<tiny_listener plan for {plan.name}>", "exec"), env)  # noqa: S102
     invoke: Invoker = env["invoke"]
     invoke.__doc__ = source
-    return invoke
+    return invoke, plan.payload
+
+
+def build_invoker(fn: CoroFunc) -> Invoker:
+    """Compile ``fn``'s signature into ``invoke(event, params)`` that calls it (see
+    :func:`plan_invoker`)."""
+    return plan_invoker(fn)[0]

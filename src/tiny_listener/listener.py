@@ -25,6 +25,7 @@ from .errors import (
     EventNotFound,
     ListenerError,
     ListenerNotFound,
+    ValidationError,
 )
 from .event import Event
 from .injection import Hook, check_coro_func
@@ -406,6 +407,17 @@ class Listener(Generic[CTXType]):
 
     def _log_failure(self, event: Event[Any], exc: BaseException) -> None:
         fields = {"event_path": event.path, "handler": event.route.name, "cid": event.ctx.cid}
+        if isinstance(exc, ValidationError):
+            # The data is wrong, not the code: one line naming every field error, no traceback.
+            logger.warning(
+                "event %r rejected by handler %s (context %s): %s",
+                event.path,
+                event.route.name,
+                event.ctx.cid,
+                exc,
+                extra=fields,
+            )
+            return
         logger.error(
             "event %r failed in handler %s (context %s): %r",
             event.path,
@@ -500,7 +512,8 @@ class Listener(Generic[CTXType]):
             if self._runtime.listen_error is None:
                 self._runtime.listen_error = error
             what = "listen()" if task.get_name().endswith(".listen") else task.get_name()
-            logger.error("%s failed: %r", what, error, exc_info=error)
+            # ``intake_failure`` marks the record for the CLI, which reports such a failure itself.
+            logger.error("%s failed: %r", what, error, exc_info=error, extra={"intake_failure": what})
             self._runtime.request_stop()
 
     async def _shut_down(self, intake: List[asyncio.Task[None]]) -> None:

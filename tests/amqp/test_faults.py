@@ -32,7 +32,12 @@ async def rabbitmqctl(*args: str) -> str:
     process = await asyncio.create_subprocess_exec(
         "rabbitmqctl", "-q", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )
-    out, err = await asyncio.wait_for(process.communicate(), 60)
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), 60)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
     if process.returncode != 0:
         pytest.skip(f"rabbitmqctl cannot manage the local node: {err.decode(errors='replace').strip()}")
     return out.decode()

@@ -7,7 +7,7 @@ import importlib.util
 import logging
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator, List, Tuple
+from typing import Annotated, Any, AsyncIterator, List, Tuple
 
 import pytest
 
@@ -296,3 +296,25 @@ def test_the_docs_show_the_chat_example_verbatim() -> None:
     page = (EXAMPLES.parent / "docs" / "tcp.md").read_text()
     first_program = page.split("```python\n", 1)[1].split("```\n", 1)[0]
     assert first_program == (EXAMPLES / "tcp_chat.py").read_text()
+
+
+async def test_a_frame_whose_data_does_not_validate_is_one_warning_and_the_connection_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = TCPListener(codec=JsonCodec(), event_path=lambda frame: "add")
+
+    @app.on_event("add")
+    async def add(ctx: TCPContext, a: Annotated[int, Data], b: Annotated[int, Data]) -> None:
+        ctx.send(str(a + b))
+
+    async with running(app):
+        stream = await connect(app)
+        stream[1].write(b'{"a": "1", "b": 2.5}\n')
+        assert await ask(stream, b'{"a": 40, "b": 2}') == b"42\n"
+        stream[1].close()
+    warnings = [record for record in caplog.records if record.levelno >= logging.WARNING]
+    assert [(record.levelno, record.exc_info) for record in warnings] == [(logging.WARNING, None)]
+    assert warnings[0].getMessage().endswith(
+        "2 validation errors: a: Input should be a valid integer [type=int_type]; "
+        "b: Input should be a valid integer [type=int_type]"
+    )

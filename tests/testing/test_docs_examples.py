@@ -1,6 +1,7 @@
 """The files shown in docs/testing.md and docs/cli.md (blocks marked ``<!-- file: NAME -->``)
 are saved as they are and used: the test modules pass under pytest, the commands print what
-the page says they print."""
+the page says they print (``<!-- output of: COMMAND -->``: on stdout, with status 0;
+``<!-- stderr of: COMMAND -->``: on stderr, with status 1)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from tests.cli_helpers import run_cli
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 FILE_BLOCK = re.compile(r"<!--\s*file:\s*(\S+)\s*-->\s*\n```python\n(.*?)^```", re.M | re.S)
 OUTPUT_OF = re.compile(r"<!--\s*output of:\s*(.+?)\s*-->\s*\n```text\n(.*?)^```", re.M | re.S)
+STDERR_OF = re.compile(r"<!--\s*stderr of:\s*(.+?)\s*-->\s*\n```text\n(.*?)^```", re.M | re.S)
 
 
 def files_of(page: str) -> Dict[str, str]:
@@ -52,3 +54,16 @@ def test_the_cli_page_commands_print_what_it_shows(tmp_path: Path) -> None:
         result = run_cli(*args[1:], cwd=tmp_path)
         assert result.returncode == 0, result.stderr
         assert result.stdout == expected, f"{command}:\n{result.stdout}"
+
+
+def test_the_cli_page_failures_print_what_it_shows(tmp_path: Path) -> None:
+    for name, code in files_of("cli.md").items():
+        (tmp_path / name).write_text(code)
+    shown = STDERR_OF.findall((DOCS / "cli.md").read_text())
+    assert shown
+    for command, expected in shown:
+        args = command.split()
+        assert args[0] == "tiny-listener", command
+        result = run_cli(*args[1:], cwd=tmp_path)
+        assert result.returncode == 1, result.stderr
+        assert result.stderr == expected, f"{command}:\n{result.stderr}"

@@ -9,6 +9,7 @@ To serve HTTP beside another source (a broker consumer's health probes), host an
 
 from __future__ import annotations
 
+import socket
 from typing import Any, List, Type
 
 from ..context import Context
@@ -112,6 +113,16 @@ class HTTPListener(Listener[HTTPContext]):
     @host.setter
     def host(self, value: str) -> None:
         self.http.host = value
+
+    @property
+    def sock(self) -> socket.socket | None:
+        """A listening socket already bound, served instead of binding ``host``:``port`` (as
+        ``tiny-listener run --fd`` and ``--workers`` pass one); None by default."""
+        return self.http.sock
+
+    @sock.setter
+    def sock(self, value: socket.socket | None) -> None:
+        self.http.sock = value
 
     @property
     def port(self) -> int:

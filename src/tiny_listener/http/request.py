@@ -11,11 +11,13 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Dict, List, Tuple
 from urllib.parse import parse_qsl
 
 from ..context import Context
+from ..errors import ValidationError
+from ..validation import field_error
 from .body import BodyChannel, RequestAborted
 from .headers import Headers
 
 if TYPE_CHECKING:
-    from .._types import Scope
+    from .._types import EventData, Scope
     from ..listener import Listener
     from .protocol import RequestHead
     from .server import HTTPConnection
@@ -153,3 +155,24 @@ class Request(Context):
     async def json(self) -> Any:
         """Return the body parsed as JSON; raises ``ValueError`` if it is not JSON."""
         return json.loads(await self.body())
+
+    async def read_event_data(self) -> EventData:
+        """Return the request's event data, for handlers that declare typed data: the JSON body
+        (a JSON object is the data itself, any other value is ``{"payload": value}``, as on the
+        broker listeners; an empty body is ``{}``, and so is the data of a context that is not a
+        request: one the app made itself with ``new_ctx()``).
+
+        Raises :class:`~tiny_listener.ValidationError` (type ``json_invalid``, 422 for the
+        client) if the body is not JSON.
+        """
+        if self._connection is None and self._body is None:
+            return {}
+        body = await self.body()
+        if not body.strip():
+            return {}
+        try:
+            value = json.loads(body)
+        except ValueError as exc:
+            position = getattr(exc, "pos", getattr(exc, "start", 0))
+            raise ValidationError([field_error("JSON decode error", "json_invalid", (position,))]) from None
+        return value if isinstance(value, dict) else {"payload": value}

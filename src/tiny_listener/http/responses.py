@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from typing import Any, AsyncIterable, Iterable, List, Mapping, Sequence, Tuple, Union
 
+from ..errors import ValidationError
+
 HeaderItems = Union[Mapping[str, str], Sequence[Tuple[str, str]], None]
 """Response headers given as a mapping or as (name, value) pairs."""
 
@@ -117,6 +119,16 @@ class StreamingResponse:
 
 
 AnyResponse = Union[Response, StreamingResponse]
+
+
+def validation_error_body(error: ValidationError) -> bytes:
+    """Return the JSON body of a 422 answer to data that does not validate, in FastAPI's shape:
+    ``{"detail": [{"loc": ["body", ...], "msg": ..., "type": ...}]}`` (the body is where the
+    event data of a request comes from)."""
+    detail = [
+        {"loc": ["body", *field["loc"]], "msg": field["msg"], "type": field["type"]} for field in error.errors()
+    ]
+    return json.dumps({"detail": detail}, ensure_ascii=False, separators=(",", ":")).encode()
 
 def to_response(result: Any) -> AnyResponse:
     """Turn a handler's return value into a response.

@@ -22,7 +22,7 @@ import logging
 from typing import TYPE_CHECKING, Any, List, Tuple
 from urllib.parse import unquote
 
-from ..errors import EventNotFound
+from ..errors import EventNotFound, ValidationError
 from .protocol import (
     BODY_END,
     NEED_DATA,
@@ -33,7 +33,7 @@ from .protocol import (
     RequestHead,
     ResponseError,
 )
-from .responses import StreamingResponse
+from .responses import StreamingResponse, validation_error_body
 
 if TYPE_CHECKING:
     from .context import HTTPContext
@@ -312,13 +312,18 @@ class HTTPConnection(asyncio.Protocol):
         if not failed or ctx is not self.current or self.closed:
             return
         if ctx._response_state == NOT_STARTED:
+            content_type = b"text/plain; charset=utf-8"
+            error = None if task.cancelled() else task.exception()
             if task.cancelled():
                 # Cancelled at shutdown, past its deadline: say so, and take no more requests.
                 self.conn.request_close()
                 status, body = 503, b"Service Unavailable"
+            elif isinstance(error, ValidationError):
+                # The request's data does not fit the handler's types: the client's to fix.
+                status, body, content_type = 422, validation_error_body(error), b"application/json"
             else:
                 status, body = 500, b"Internal Server Error"
-            headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]
+            headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
             self.send_response(ctx, status, headers, body)
         else:
             # Half a response is on the wire: only closing tells the client it is broken.

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Protocol, Set, Tuple, Type
 
 from ..errors import EventNotFound
@@ -64,6 +65,10 @@ class HTTPSource(Source):
     - ``metrics=exporter`` (a :class:`~tiny_listener.observability.PrometheusExporter`):
       ``/metrics`` answers its Prometheus text, from the event loop, with no extra thread.
 
+    ``sock``, if set before serving, is a listening socket that is already bound (as
+    ``tiny-listener run --fd`` and ``--workers`` pass one): it is served instead of binding
+    ``host``:``port``, which then say where it is bound.
+
     Raises ``ValueError`` for an unknown parser and
     :class:`~tiny_listener.optional.MissingExtraError` if its library is not installed.
     """
@@ -96,6 +101,7 @@ class HTTPSource(Source):
         self.context_cls = _check_context_cls(context_cls)
         self.health_endpoints = health
         self.metrics = metrics
+        self.sock: socket.socket | None = None
         # True from the moment shutdown starts: new requests are answered "Connection: close".
         self.closing = False
         self._connections: Set[HTTPConnection] = set()
@@ -124,9 +130,13 @@ class HTTPSource(Source):
         self.closing = False
         self._protocol_cls = _protocol_class(self.parser)  # ``parser`` may have been set since
         self._endpoints = self._builtin_endpoints()
-        server = await loop.create_server(
-            lambda: HTTPConnection(self), self.host, self.port, reuse_address=True, backlog=self.backlog
-        )
+        if self.sock is not None:
+            server = await loop.create_server(lambda: HTTPConnection(self), sock=self.sock, backlog=self.backlog)
+            self.host, self.port = server.sockets[0].getsockname()[:2]
+        else:
+            server = await loop.create_server(
+                lambda: HTTPConnection(self), self.host, self.port, reuse_address=True, backlog=self.backlog
+            )
         if self.port == 0:
             self.port = int(server.sockets[0].getsockname()[1])
         logger.info("HTTP server running on http://%s:%d", self.host, self.port)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Any, Callable, Tuple, Type
 
 from .._types import EventData
@@ -62,6 +63,16 @@ class TCPListener(Listener[TCPContext]):
     @host.setter
     def host(self, value: str) -> None:
         self.tcp.host = value
+
+    @property
+    def sock(self) -> socket.socket | None:
+        """A listening socket already bound, served instead of binding ``host``:``port`` (as
+        ``tiny-listener run --fd`` and ``--workers`` pass one); None by default."""
+        return self.tcp.sock
+
+    @sock.setter
+    def sock(self, value: socket.socket | None) -> None:
+        self.tcp.sock = value
 
     @property
     def port(self) -> int:

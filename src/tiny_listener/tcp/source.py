@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from typing import Any, Callable, Dict, Set, Tuple, Type
 
 from .._types import EventData
@@ -42,6 +43,10 @@ class TCPSource(Source):
     the connection goes on. At shutdown the server stops accepting, every connection stops
     reading, the frames already received are handled, the replies sent, and the connections
     closed (all within ``shutdown_timeout``).
+
+    ``sock``, if set before serving, is a listening socket that is already bound (as
+    ``tiny-listener run --fd`` and ``--workers`` pass one): it is served instead of binding
+    ``host``:``port``, which then say where it is bound.
     """
 
     def __init__(
@@ -77,6 +82,7 @@ class TCPSource(Source):
         self.event_path = event_path
         self.backlog = backlog
         self.context_cls = context_cls
+        self.sock: socket.socket | None = None
         self._connections: Set[Connection] = set()
         self._accepting = False
         self._cid_suffix = 0
@@ -103,15 +109,19 @@ class TCPSource(Source):
         """Serve until cancelled at shutdown, then stop accepting and let every connection
         finish the frames it received."""
         loop = asyncio.get_running_loop()
-        server = await loop.create_server(
-            lambda: Connection(self, make_framer(self.framing, self.max_frame_size)),
-            self.host,
-            self.port,
-            backlog=self.backlog,
-        )
+
+        def new_connection() -> Connection:
+            return Connection(self, make_framer(self.framing, self.max_frame_size))
+
+        if self.sock is not None:
+            server = await loop.create_server(new_connection, sock=self.sock, backlog=self.backlog)
+        else:
+            server = await loop.create_server(new_connection, self.host, self.port, backlog=self.backlog)
         self._accepting = True
         try:
             sockname = server.sockets[0].getsockname()
+            if self.sock is not None:
+                self.host = sockname[0]
             self.port = int(sockname[1])
             logger.info("TCP listener on %s (%s framing)", format_address(sockname), self.framing)
             self.set_state(SourceState.READY)
