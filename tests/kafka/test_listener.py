@@ -12,6 +12,7 @@ import pytest
 
 from tests.broker_listeners import running
 from tests.kafka.conftest import Tansu, Topics, read_topic
+from tests.log_watch import watching_log
 from tiny_listener import Data, Event, Param
 from tiny_listener.kafka import KafkaListener, SubscriptionError
 
@@ -259,3 +260,48 @@ async def test_a_partition_holds_at_most_max_buffered_records(tansu: Tansu, topi
         release.set()
         await asyncio.wait_for(done.wait(), 30)
     assert handled == list(range(100))  # what was fetched beyond the bound came again, in order
+
+
+async def test_revoked_partition_waits_revoke_timeout_then_its_new_owner_gets_the_record(
+    tansu: Tansu, topics: Topics, producer: Any
+) -> None:
+    from aiokafka import AIOKafkaConsumer
+
+    topic = topics.name("revoked")
+    await topics.create(topic, partitions=1)
+    app = make_app(tansu, topics, revoke_timeout=0.5)
+    started = asyncio.Event()
+    release = asyncio.Event()
+    deliveries: List[int] = []
+
+    @app.on_event(topic)
+    async def stuck(event: Event[Any]) -> None:
+        deliveries.append(event.ctx.scope["message"].offset)
+        started.set()
+        await release.wait()
+
+    await producer.send_and_wait(topic, b'{"n": 0}')
+    with watching_log("tiny_listener.kafka", "still running after 0.5s") as revoked_late:
+        async with running(app):
+            await asyncio.wait_for(started.wait(), 30)
+            # A second member joins the group: the partition is revoked from the listener while
+            # its record is still running.
+            other = AIOKafkaConsumer(topic, bootstrap_servers=tansu.bootstrap, group_id=app.group,
+                                     enable_auto_commit=False, auto_offset_reset="earliest")
+            await other.start()
+            try:
+                await asyncio.wait_for(revoked_late.wait(), 30)
+                # Nothing was committed past the record: whoever owns the partition now gets it.
+                seen_by_other: List[int] = []
+
+                async def delivered_again() -> None:
+                    while deliveries.count(0) < 2 and not seen_by_other:
+                        batch = await other.getmany(timeout_ms=200)
+                        seen_by_other.extend(record.offset for records in batch.values() for record in records)
+
+                await asyncio.wait_for(delivered_again(), 30)
+                assert deliveries.count(0) == 2 or seen_by_other == [0]
+            finally:
+                release.set()
+                await other.stop()
+    assert revoked_late.seen == 1
