@@ -88,3 +88,10 @@ async def test_data_that_does_not_validate_is_dead_lettered_at_once_as_invalid()
     other = (await asyncio.gather(task, return_exceptions=True))[0]
     assert isinstance(other, EventDataError) and not is_invalid(other)
     assert after_failure(1, 5, 0.5, 30.0, other) == Retry(2, 0.5)
+
+
+def test_the_decision_carries_the_error_it_was_made_for() -> None:
+    error = ValueError("boom")
+    retry, dead = after_failure(1, 1, 0.5, 30.0, error), after_failure(2, 1, 0.5, 30.0, error)
+    assert isinstance(retry, Retry) and retry.error is error
+    assert isinstance(dead, DeadLetter) and dead.error is error

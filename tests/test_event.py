@@ -145,16 +145,72 @@ async def test_prevent_auto_done_keeps_event_running_until_done() -> None:
     event.done()  # idempotent, as in 1.2
 
 
-async def test_done_on_a_pending_event_is_an_illegal_move() -> None:
+async def test_done_on_an_event_built_by_hand_ends_it_and_wakes_its_waiters() -> None:
     app = App()
 
     @app.on_event("x")
     async def handler() -> None: ...
 
-    ctx = app.new_ctx("c")
+    ctx = app.new_ctx()  # anonymous: released once no dispatched event of it runs
     event = ctx.new_event(app.get_route("handler"), {})
-    with pytest.raises(EventStateError, match="from pending to done"):
-        event.done()
+    waiter = asyncio.ensure_future(event.wait_until_done())
+    await spin()
+    event.done()
+    await asyncio.wait_for(waiter, timeout=10)
+    assert event.state is EventState.DONE and event.is_done
+    event.done()  # idempotent
+    # The hand-built event was never counted as running: the context's own events still are.
+    assert await ctx.trigger_event("x") is None
+    assert not ctx.is_alive
+
+
+async def test_done_before_a_dispatched_event_starts_ends_it_without_running_the_handler() -> None:
+    app = App()
+    ran: list[str] = []
+
+    @app.on_event("x")
+    async def handler() -> None:
+        ran.append("x")
+
+    task = app.trigger_event("x")
+    (ctx,) = app.ctxs.values()
+    (event,) = ctx.events[app.get_route("handler")]
+    event.done()
+    assert await task is None
+    assert ran == [] and event.state is EventState.DONE
+    assert app.ctxs == {}  # its context was released as after any event
+
+
+def test_an_event_marked_done_then_cancelled_before_it_starts_stays_done_and_is_released() -> None:
+    seen: list[Any] = []
+
+    class Server(Listener):  # type: ignore[type-arg]
+        async def listen(self) -> None:
+            task = self.trigger_event("x")
+            (ctx,) = self.ctxs.values()
+            (event,) = ctx.events[self.get_route("handler")]
+            event.done()
+            task.cancel()  # before its first step: the shutdown finds the task and settles it
+            seen.append(event)
+            self.stop()
+
+    app = Server()
+
+    @app.on_event("x")
+    async def handler() -> None:
+        seen.append("ran")
+
+    app.run()
+    assert len(seen) == 1 and seen[0].state is EventState.DONE
+    assert app.ctxs == {}
+
+
+def test_ended_states_are_final_and_an_illegal_move_names_both_states() -> None:
+    from tiny_listener.lifecycle import ENDED, TRANSITIONS
+
+    assert all(not TRANSITIONS[state] for state in ENDED)
+    error = EventStateError("x", EventState.DONE, EventState.RUNNING)
+    assert str(error) == "can't move event 'x' from done to running"
 
 
 async def test_calling_an_event_runs_its_handler() -> None:

@@ -118,6 +118,23 @@ async def test_unhandled_error_is_logged_once_with_path_handler_and_cid(caplog: 
     assert (record.event_path, record.handler, record.cid) == ("pay/42", "pay", "session-7")  # type: ignore[attr-defined]
 
 
+async def test_a_context_whose_source_logs_failures_itself_is_not_logged_by_the_core(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = App()
+
+    @app.on_event("pay/{order}")
+    async def pay(order: Param) -> None:
+        raise RuntimeError("card declined")
+
+    ctx = app.new_ctx()
+    assert ctx.log_failures
+    ctx.log_failures = False
+    with pytest.raises(RuntimeError, match="card declined"):
+        await ctx.trigger_event("pay/42")
+    assert [r for r in caplog.records if r.name == "tiny_listener"] == []
+
+
 async def test_unawaited_failing_task_never_reports_exception_never_retrieved(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

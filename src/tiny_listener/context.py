@@ -51,6 +51,7 @@ class Context:
         "_released",
         "cid",
         "events",
+        "log_failures",
         "scope",
     )
 
@@ -63,6 +64,11 @@ class Context:
         self._anonymous = False
         self._released = False
         self._in_flight = 0
+        self.log_failures = True
+        """Whether the listener logs the failure of an event of this context that no
+        ``on_error`` handler took (once, with its traceback). A source that reports failures
+        itself sets it to False: a broker's delivery flow logs a retry as one warning and only
+        the last failure with its traceback."""
         # One ``_EventWaiter`` per pending ``wait_events_done`` call.
         self._event_waiters: List[_EventWaiter] | None = None
 

@@ -1,15 +1,17 @@
-"""What a broker listener does with a message, decided without any network code.
+"""What a broker source does with a message, decided without any network code.
 
-Shared by the broker listeners: the delivery settings they all take (checked here once), how a
-payload becomes event data and starts its event (or why it cannot), and what follows a failed
-delivery (retry after a delay, or dead-letter once the retries are used up). The reasons a
-message is dead-lettered and the headers that say so are named here once.
+Shared by every broker (the one delivery flow is :mod:`tiny_listener.sources.broker`): the
+delivery settings they all take (checked here once), how a payload becomes event data and
+starts its event (or why it cannot), and what follows a failed delivery (retry after a delay,
+or dead-letter once the retries are used up), returned as values (:class:`Retry`,
+:class:`DeadLetter`). The reasons a message is dead-lettered and the headers that say so are
+named here once.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterator, Union
 
 from ._types import EventData, Scope
@@ -63,9 +65,10 @@ def error_text(error: BaseException, *, one_line: bool = False) -> str:
 
 
 class DeliverySettings:
-    """The delivery settings every broker listener (AMQP, NATS, MQTT) takes, checked in one
-    place and kept as plain attributes of the listener, which mixes this class in and calls
-    :meth:`_set_delivery_settings` from its constructor.
+    """The delivery settings every broker source takes, checked in one place and kept as
+    plain attributes of the source (and of the broker listeners not yet built on
+    :class:`~tiny_listener.sources.broker.BrokerSource`), which call
+    :meth:`_set_delivery_settings` from their constructor.
 
     ``max_in_flight`` messages at most are handled at once; a failed handler is retried
     ``max_retries`` times, after ``retry_backoff`` seconds doubling up to ``max_retry_delay``;
@@ -79,20 +82,43 @@ class DeliverySettings:
     reconnect_backoff: float
     max_retry_delay: float = 30.0
     max_reconnect_delay: float = 10.0
+    # Every broker listener keeps its connection until in-flight messages are settled.
+    keeps_connections_while_draining = True
 
     def _set_delivery_settings(
-        self, *, max_in_flight: int, max_retries: int, retry_backoff: float, reconnect_backoff: float
+        self,
+        *,
+        max_in_flight: int,
+        max_retries: int,
+        retry_backoff: float,
+        reconnect_backoff: float,
+        max_retry_delay: float | None = None,
+        max_reconnect_delay: float | None = None,
     ) -> None:
-        """Check and keep the settings; raise ``ValueError`` if ``max_in_flight`` is below 1 or
-        ``max_retries`` below 0."""
+        """Check and keep the settings (the two maximums keep their defaults when None).
+
+        Raises ``ValueError`` if ``max_in_flight`` is below 1, ``max_retries`` below 0,
+        ``retry_backoff`` or ``max_retry_delay`` negative, ``reconnect_backoff`` or
+        ``max_reconnect_delay`` not positive.
+        """
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be at least 1, not {max_in_flight}")
         if max_retries < 0:
             raise ValueError(f"max_retries must be 0 or more, not {max_retries}")
+        retry_ceiling = self.max_retry_delay if max_retry_delay is None else max_retry_delay
+        reconnect_ceiling = self.max_reconnect_delay if max_reconnect_delay is None else max_reconnect_delay
+        for name, value in (("retry_backoff", retry_backoff), ("max_retry_delay", retry_ceiling)):
+            if value < 0:
+                raise ValueError(f"{name} must be 0 or more seconds, not {value!r}")
+        for name, value in (("reconnect_backoff", reconnect_backoff), ("max_reconnect_delay", reconnect_ceiling)):
+            if value <= 0:
+                raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
         self.max_in_flight = max_in_flight
         self.max_retries = max_retries
         self.retry_backoff = retry_backoff
         self.reconnect_backoff = reconnect_backoff
+        self.max_retry_delay = retry_ceiling
+        self.max_reconnect_delay = reconnect_ceiling
 
     def _reconnect_delays(self) -> Iterator[float]:
         """Return a fresh series of delays before the reconnect attempts (restarted after every
@@ -100,9 +126,11 @@ class DeliverySettings:
         return backoff_delays(initial=self.reconnect_backoff, maximum=self.max_reconnect_delay)
 
 
-def dead_letter_target(dead_letter: str | bool, default: str) -> str | None:
-    """Return where a listener dead-letters messages, given its ``dead_letter`` argument:
-    ``default`` for True, the name given for a string, None (log and drop) for False or ``""``."""
+def dead_letter_target(dead_letter: str | bool | None, default: str) -> str | None:
+    """Return where a broker dead-letters messages, given its ``dead_letter`` argument, which
+    means the same on every broker: ``default`` (the broker's own default target) for True, the
+    target named for a string, None for False, None or ``""``: such messages are then logged
+    at ERROR level and dropped."""
     if dead_letter is True:
         return default
     return dead_letter or None
@@ -138,16 +166,22 @@ class Undeliverable:
 
 
 def start_event(
-    listener: Listener[Any], path: str, payload: bytes, codec: Codec, scope: Scope
+    listener: Listener[Any], path: str, payload: bytes, codec: Codec, scope: Scope, *, log_failures: bool = True
 ) -> Union[asyncio.Task[Any], Undeliverable]:
     """Decode ``payload`` (see :func:`payload_to_data`) and start the event ``path`` in a new
     anonymous context of ``listener`` holding ``scope``; return the event's task, or an
-    :class:`Undeliverable` saying why there is none (``UNDECODABLE``, ``NO_ROUTE``)."""
+    :class:`Undeliverable` saying why there is none (``UNDECODABLE``, ``NO_ROUTE``).
+
+    With ``log_failures=False`` the listener does not log the handler's failure (see
+    :attr:`Context.log_failures <tiny_listener.Context.log_failures>`): the caller does.
+    """
     try:
         data = payload_to_data(payload, codec)
     except DecodeError as exc:
         return Undeliverable(UNDECODABLE, exc)
     ctx: Context = listener.new_ctx(scope=scope)
+    if not log_failures:
+        ctx.log_failures = False
     try:
         return ctx.trigger_event(path, data=data)
     except EventNotFound as exc:
@@ -157,17 +191,21 @@ def start_event(
 
 @dataclass(frozen=True)
 class Retry:
-    """Deliver the message again after ``delay`` seconds, as attempt number ``attempt``."""
+    """Deliver the message again after ``delay`` seconds, as attempt number ``attempt``;
+    ``error`` is the failure that made it necessary (not compared)."""
 
     attempt: int
     delay: float
+    error: BaseException | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
 class DeadLetter:
-    """Give up on the message and dead-letter it, saying ``reason``."""
+    """Give up on the message and dead-letter it, saying ``reason`` and ``error`` (not
+    compared)."""
 
     reason: str
+    error: BaseException | None = field(default=None, compare=False)
 
 
 def is_invalid(error: BaseException | None) -> bool:
@@ -184,13 +222,15 @@ def after_failure(
     max_retry_delay: float,
     error: BaseException | None = None,
 ) -> Union[Retry, DeadLetter]:
-    """Decide what follows a handler failure on delivery number ``attempts_made`` (1 for the
-    first): a :class:`Retry` while fewer than ``max_retries`` retries were made, with a delay
-    growing from ``retry_backoff`` seconds up to ``max_retry_delay``; a :class:`DeadLetter`
-    afterwards. Given the ``error`` the event failed with, data that does not validate is
-    dead-lettered at once, with reason :data:`INVALID`."""
+    """Decide what follows a handler failure (``error``) on delivery number ``attempts_made``
+    (1 for the first): a :class:`Retry` while fewer than ``max_retries`` retries were made,
+    with a delay growing from ``retry_backoff`` seconds up to ``max_retry_delay``; a
+    :class:`DeadLetter` (``HANDLER_FAILED``) afterwards. Both carry ``error``. Data that does
+    not validate (see :func:`is_invalid`) is dead-lettered at once, with reason :data:`INVALID`.
+    """
     if is_invalid(error):
-        return DeadLetter(INVALID)
+        return DeadLetter(INVALID, error)
     if attempts_made <= max_retries:
-        return Retry(attempts_made + 1, retry_delay(attempts_made, initial=retry_backoff, maximum=max_retry_delay))
-    return DeadLetter(HANDLER_FAILED)
+        delay = retry_delay(attempts_made, initial=retry_backoff, maximum=max_retry_delay)
+        return Retry(attempts_made + 1, delay, error)
+    return DeadLetter(HANDLER_FAILED, error)

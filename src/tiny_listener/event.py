@@ -92,19 +92,31 @@ class Event(Generic[CTXType]):
         self._auto_done = False
 
     def done(self) -> None:
-        """Mark a running event done; does nothing if it has already ended.
+        """Mark the event done and wake whoever waits for it; does nothing if it has ended.
 
-        Raises :class:`~tiny_listener.lifecycle.EventStateError` if the event has not started.
+        An event that has not started (built by hand, or dispatched and its task not started
+        yet) ends here, as 1.2 allowed: its handler will not run.
         """
-        if self._state not in ENDED:
+        if self._state is PENDING:
+            # Its context counts it only once dispatched; its task tells it (_skip_ended).
+            self._finish(DONE, tell_context=False)
+        elif self._state not in ENDED:
             self._finish(DONE)
 
-    def _start(self) -> None:
-        if RUNNING not in TRANSITIONS[self._state]:
-            raise EventStateError(self.path, self._state, RUNNING)
-        self._state = RUNNING
+    def _start(self) -> bool:
+        """Move the event to running and return True; return False for an event marked done
+        before its task started (``done()``), which must not run."""
+        state = self._state
+        # Pending is the one state TRANSITIONS lets start. An identity test: looking the
+        # table up (two enum hashes) would cost more than the rest of this method.
+        if state is PENDING:
+            self._state = RUNNING
+            return True
+        if state is DONE:
+            return False
+        raise EventStateError(self.path, state, RUNNING)
 
-    def _finish(self, state: EventState) -> None:
+    def _finish(self, state: EventState, tell_context: bool = True) -> None:
         if state not in TRANSITIONS[self._state]:
             raise EventStateError(self.path, self._state, state)
         self._state = state
@@ -114,9 +126,10 @@ class Event(Generic[CTXType]):
             for waiter in waiters:
                 if not waiter.done():
                     waiter.set_result(None)
-        ctx = self._ctx()
-        if ctx is not None:
-            ctx._event_ended(self)
+        if tell_context:
+            ctx = self._ctx()
+            if ctx is not None:
+                ctx._event_ended(self)
 
     async def wait_until_done(self) -> None:
         """Return once the event has ended; returns at once if it already has."""

@@ -10,11 +10,16 @@ class ImportFromStringError(ImportError):
     """The import string is malformed, its module does not exist or lacks the attribute."""
 
 
+class ModuleNotFound(ImportFromStringError, ModuleNotFoundError):
+    """The module of the import string does not exist (a ``ModuleNotFoundError``, as in 1.2)."""
+
+
 def import_from_string(import_str: Any) -> Any:
     """Return the object named by ``"package.module:attr.subattr"``.
 
     Raises :class:`ImportFromStringError` (no traceback worth showing) when the string is
-    malformed, the module is not found or the attribute is missing. Any other exception raised
+    malformed, the module is not found (then :class:`ModuleNotFound`, also a
+    ``ModuleNotFoundError``) or the attribute is missing. Any other exception raised
     while the module is imported propagates unchanged: it is a bug in that module.
     """
     import_str = str(import_str)
@@ -28,7 +33,7 @@ def import_from_string(import_str: Any) -> Any:
         # the module is the module's own bug and keeps its traceback.
         if exc.name is None or not (module_str == exc.name or module_str.startswith(exc.name + ".")):
             raise
-        raise ImportFromStringError(f"could not import module {module_str!r}") from None
+        raise ModuleNotFound(f"could not import module {module_str!r}", name=module_str) from None
     for attr in attrs_str.split("."):
         try:
             instance = getattr(instance, attr)

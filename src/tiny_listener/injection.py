@@ -142,7 +142,10 @@ async def resolve_dependency(dep: Depends, event: Event[Any], params: PathParams
     if dep.use_cache and dep in ctx.cache:
         return ctx.cache[dep]
     target: Hook = dep
-    overrides = ctx.listener.dependency_overrides
+    try:
+        overrides = ctx.listener.dependency_overrides
+    except AttributeError:  # a context with no listener, as when a Depends is called directly
+        overrides = None
     if overrides and dep.fn in overrides:
         target = _override_hook(overrides[dep.fn])
     if dep.timeout is None:

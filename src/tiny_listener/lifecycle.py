@@ -2,12 +2,15 @@
 
     pending ──> running ──> done
        │           ├──────> failed
-       └───────────┴──────> cancelled
+       ├───────────┴──────> cancelled
+       └──────────────────> done
 
 An event is *pending* once created, *running* from the moment its task starts the before-event
 hooks, and ends *done* (handler succeeded and the event was marked done, automatically unless
 ``prevent_auto_done()`` was called), *failed* (an exception, handled by ``on_error`` or not) or
-*cancelled* (its task was cancelled). Ended states are final.
+*cancelled* (its task was cancelled). ``done()`` on a pending event (built by hand, or whose
+task has not started) ends it done without running its handler, as 1.2 allowed. Ended states
+are final.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ class EventState(str, enum.Enum):
 PENDING, RUNNING, DONE, FAILED, CANCELLED = EventState
 
 TRANSITIONS: Dict[EventState, FrozenSet[EventState]] = {
-    PENDING: frozenset({RUNNING, CANCELLED}),
+    PENDING: frozenset({RUNNING, DONE, CANCELLED}),
     RUNNING: frozenset({DONE, FAILED, CANCELLED}),
     DONE: frozenset(),
     FAILED: frozenset(),

@@ -13,7 +13,21 @@ import logging
 import threading
 import uuid
 import warnings
-from typing import Any, Callable, Coroutine, Dict, Generic, List, Protocol, Tuple, Type, TypeVar, Union
+from typing import (
+    Any,
+    Callable,
+    ClassVar,
+    Coroutine,
+    Dict,
+    Generic,
+    List,
+    Mapping,
+    Protocol,
+    Tuple,
+    Type,
+    TypeVar,
+    Union,
+)
 
 from ._types import CoroFunc, EventData, PathParams, Scope
 from .context import Context
@@ -31,7 +45,7 @@ from .event import Event
 from .injection import Hook, check_coro_func
 from .lifecycle import CANCELLED, DONE, FAILED
 from .routing import Route, RouteShadowedWarning, RouteTable
-from .running import Runtime, close_loop, running_listeners
+from .running import PlacedListeners, Runtime, close_loop, running_listeners, thread_event_loop
 from .sources.base import Source, SourceState
 from .tasks import OwnedTasks, retrieve_exception
 
@@ -62,6 +76,15 @@ class Listener(Generic[CTXType]):
     # Seconds a cancelled listen() or leftover task may take to end (to nak a message, close
     # a connection) before shutdown goes on without it.
     cancel_timeout: float = 30.0
+    # Whether the connections in-flight events use stay open after shutdown cancels listen(),
+    # until those events are drained, as with every built-in listener. A listen() written as
+    # in 1.2 holds its client in ``async with`` and closes it when cancelled: an event that
+    # fails after that is reported as a casualty of the shutdown, on one warning line.
+    keeps_connections_while_draining: bool = False
+
+    # 1.2's registry of running listeners, for code and fixtures that read or fill it; see
+    # PlacedListeners. The listener running in a thread is known per thread.
+    _instances: ClassVar[PlacedListeners] = PlacedListeners()
 
     def __init__(self, *, max_event_history: int | None = None, shutdown_timeout: float | None = None) -> None:
         if max_event_history is not None:
@@ -71,7 +94,7 @@ class Listener(Generic[CTXType]):
         self.ctxs: Dict[str, CTXType] = {}
         # Histories are trimmed back to max_event_history once a quarter longer: O(1) per event.
         self._history_trim_at = self.max_event_history + (self.max_event_history >> 2)
-        self.routes: RouteTable = RouteTable()
+        self._route_table = RouteTable()
         self.dependency_overrides: Dict[Callable[..., Any], CoroFunc] = {}
 
         self._startup: List[CoroFunc] = []
@@ -90,6 +113,17 @@ class Listener(Generic[CTXType]):
         self._tasks = OwnedTasks()
         self._runtime = Runtime()
         self._sources: List[Source] = []
+
+    @property
+    def routes(self) -> RouteTable:
+        """The registered routes, by handler name, in registration order."""
+        return self._route_table
+
+    @routes.setter
+    def routes(self, routes: Mapping[str, Route]) -> None:
+        # 1.2 code and fixtures assign a plain dict: it becomes a RouteTable, so dispatch keeps
+        # its index. Raises TypeError if a value is not a Route.
+        self._route_table = routes if isinstance(routes, RouteTable) else RouteTable(routes)
 
     # ------------------------------------------------------------------ registration
 
@@ -298,10 +332,12 @@ class Listener(Generic[CTXType]):
         anonymous context with ``scope``, made only once a route matched.
         Awaiting the task gives the handler's result, or raises its error (which is also
         logged once, unless an ``on_error`` handler took it). ``timeout`` bounds the handler.
-        Raises :class:`EventNotFound` at once if no route matches; must be called from the
-        running event loop.
+        Raises :class:`EventNotFound` at once if no route matches. Called while no loop runs
+        (at import, before ``run()``), it schedules the event on the loop ``setup_event_loop()``
+        gives, to start once that loop runs, as 1.2 did; from a thread other than the one of a
+        running listener, it raises ``RuntimeError``.
         """
-        route, params = self.routes.match(path)
+        route, params = self._route_table.match(path)
         if cid is None:
             # new_ctx() inlined: this is the per-event path of most listeners.
             cid = self._cid_prefix + str(next(self._cid_counter))
@@ -323,7 +359,7 @@ class Listener(Generic[CTXType]):
         not kept.
         """
         try:
-            route, params = self.routes.match(path)
+            route, params = self._route_table.match(path)
         except EventNotFound:
             if ctx._anonymous and not ctx._in_flight and not ctx._released:
                 ctx._released = True
@@ -340,10 +376,15 @@ class Listener(Generic[CTXType]):
         data: EventData | None,
         timeout: float | None,
     ) -> asyncio.Task[Any]:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            # Triggered before the loop runs (at import, before run()), as 1.2 allowed.
+            loop = self._runtime.loop_before_start(self.setup_event_loop)
         event: Event[Any] = Event(ctx, route, data, path, params)
         ctx._event_dispatched(event)
         # Kept in OwnedTasks.events until the event's coroutine ends (see _run_event).
-        task = asyncio.Task(self._run_event(event, ctx, params, timeout), loop=asyncio.get_running_loop())
+        task = asyncio.Task(self._run_event(event, ctx, params, timeout), loop=loop)
         self._tasks.events[event] = task
         return task
 
@@ -351,7 +392,8 @@ class Listener(Generic[CTXType]):
         # ``ctx`` is held here so that the context outlives the event even if dropped meanwhile.
         # Hook lists are tested before looping: most apps have none, and an empty loop costs
         # more than a test on this path.
-        event._start()
+        if not event._start():
+            return self._skip_ended(event, ctx)
         observers = self._observers
         if observers:
             _notify(observers, "event_started", event)
@@ -388,6 +430,14 @@ class Listener(Generic[CTXType]):
             if tasks.drained is not None:
                 tasks.check_drained()
 
+    def _skip_ended(self, event: Event[Any], ctx: Context) -> Any:
+        """End the task of an event marked done before it started (``Event.done()``): its
+        handler does not run; the context and the listener stop counting it."""
+        ctx._event_ended(event)
+        del self._tasks.events[event]
+        self._tasks.check_drained()
+        return event._result
+
     async def _handle_error(self, event: Event[Any], params: PathParams, exc: Exception) -> None:
         """Run the matching ``on_error`` handlers; log and re-raise if none takes ``exc``."""
         handlers = [hook for exc_type, hook in self._error_handlers if isinstance(exc, exc_type)]
@@ -397,7 +447,8 @@ class Listener(Generic[CTXType]):
             for hook in handlers:
                 await hook(event, params)
         except Exception as failure:
-            self._log_failure(event, failure)
+            if event.ctx.log_failures:  # else the source that made the context logs it
+                self._log_failure(event, failure)
             # Logged once here; the task still ends with the error for whoever awaits it,
             # and nobody awaiting it must not make asyncio log it a second time.
             current = asyncio.current_task()
@@ -411,6 +462,17 @@ class Listener(Generic[CTXType]):
             # The data is wrong, not the code: one line naming every field error, no traceback.
             logger.warning(
                 "event %r rejected by handler %s (context %s): %s",
+                event.path,
+                event.route.name,
+                event.ctx.cid,
+                exc,
+                extra=fields,
+            )
+            return
+        if self._runtime.listen_cancelled and not self.keeps_connections_while_draining:
+            # listen() was cancelled and closed what it owned, likely what this event used.
+            logger.warning(
+                "event %r in handler %s (context %s) failed during shutdown, after listen() was cancelled: %r",
                 event.path,
                 event.route.name,
                 event.ctx.cid,
@@ -446,12 +508,11 @@ class Listener(Generic[CTXType]):
     def setup_event_loop() -> asyncio.AbstractEventLoop:
         """Return the event loop ``run()`` uses; override to use another (uvloop...).
 
-        The default makes a new loop, so ``run()`` works in any thread and after an earlier
-        ``asyncio.run()``.
+        The default returns the loop set for this thread, as 1.2 did, or a new one if none is
+        set or it is closed: ``run()`` works in any thread and after an earlier
+        ``asyncio.run()``, and events triggered before ``run()`` run on its loop.
         """
-        loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        return loop
+        return thread_event_loop()
 
     def install_signal_handlers(self) -> None:
         """Make SIGINT/SIGTERM stop the listener (a second one forces); main thread only."""
@@ -526,6 +587,8 @@ class Listener(Generic[CTXType]):
             source.set_state(SourceState.DRAINING)
         running = [task for task in intake if not task.done()]
         for task in running:
+            if task.get_name().endswith(".listen"):
+                runtime.listen_cancelled = True
             task.cancel()
         if running:
             await runtime.unless_forced(asyncio.wait(running), timeout=self.cancel_timeout)
@@ -573,6 +636,8 @@ class Listener(Generic[CTXType]):
         running_listeners.listener = self
         try:
             loop = self.setup_event_loop()
+            if loop.is_running():
+                raise RuntimeError(f"{self!r}.run() called from a running event loop: await its main() instead")
             try:
                 loop.run_until_complete(self.main())
             finally:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 import sys
 import uuid
-from typing import Any, Callable, Dict, Iterator, List, MutableMapping, Pattern, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, MutableMapping, Pattern, Tuple
 
 from ._types import CoroFunc, PathParams
 from .convertors import CONVERTOR_TYPES, Convertor
@@ -174,7 +174,11 @@ class RouteTable(MutableMapping[str, Route]):
 
     cache_size = 4096
 
-    def __init__(self) -> None:
+    def __init__(self, routes: Mapping[str, Route] | None = None) -> None:
+        """Start with ``routes`` (name -> route, in that order), if given.
+
+        Raises ``TypeError`` if one of them is not a :class:`Route`.
+        """
         self._routes: Dict[str, Route] = {}
         # {prefix length: {prefix: candidates}}; None when stale (after a removal).
         self._tables: Dict[int, Dict[str, _Candidates]] | None = {}
@@ -184,6 +188,10 @@ class RouteTable(MutableMapping[str, Route]):
         self._index: Tuple[Tuple[int, Dict[str, _Candidates]], ...] = ()
         # event path -> (route, converted params, or raw ones if converted per match), or None.
         self._cache: Dict[str, Tuple[Route, Dict[str, str]] | None] = {}
+        for name, route in (routes or {}).items():
+            if not isinstance(route, Route):
+                raise TypeError(f"routes[{name!r}] must be a tiny_listener.Route, not {type(route).__name__}")
+            self[name] = route
 
     def __getitem__(self, name: str) -> Route:
         return self._routes[name]

@@ -7,7 +7,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from typing import TYPE_CHECKING, Any, Awaitable
+import warnings
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Dict, Iterator, MutableMapping
 
 from .errors import ListenerNotFound
 from .signals import SignalHandlers
@@ -22,11 +23,85 @@ running_listeners = threading.local()
 
 
 def get_current_running_listener() -> Listener[Any]:
-    """Return the listener running in this thread; raise :class:`ListenerNotFound` if none."""
+    """Return the listener running in this thread; raise :class:`ListenerNotFound` if none.
+
+    A listener put in ``Listener._instances`` for this thread (as 1.2's test fixtures do) is
+    returned when none runs here.
+    """
     listener: Listener[Any] | None = getattr(running_listeners, "listener", None)
+    if listener is None:
+        from .listener import Listener  # read at call time: tests patch Listener._instances
+
+        listener = Listener._instances.get(threading.get_ident())
     if listener is None:
         raise ListenerNotFound(f"no listener is running in thread {threading.get_ident()}")
     return listener
+
+
+class PlacedListeners(MutableMapping[int, "Listener[Any]"]):
+    """``Listener._instances``, kept for code written for 1.2: thread ident -> listener.
+
+    1.2 registered every running listener in this class-level dict. Which listener runs in a
+    thread is now known by that thread alone (``running_listeners``); this mapping shows it
+    for the calling thread, and holds what code puts in it itself, as 1.2's test fixtures do
+    to stand a listener in for a running one (``get_current_running_listener()`` finds it).
+    """
+
+    def __init__(self) -> None:
+        self._placed: Dict[int, Listener[Any]] = {}
+
+    @staticmethod
+    def _running_here() -> Listener[Any] | None:
+        listener: Listener[Any] | None = getattr(running_listeners, "listener", None)
+        return listener
+
+    def __getitem__(self, ident: int) -> Listener[Any]:
+        running = self._running_here() if ident == threading.get_ident() else None
+        return running if running is not None else self._placed[ident]
+
+    def __setitem__(self, ident: int, listener: Listener[Any]) -> None:
+        self._placed[ident] = listener
+
+    def __delitem__(self, ident: int) -> None:
+        del self._placed[ident]  # a running listener is not unregistered: run() does that
+
+    def __iter__(self) -> Iterator[int]:
+        idents = list(self._placed)
+        here = threading.get_ident()
+        if here not in self._placed and self._running_here() is not None:
+            idents.append(here)
+        return iter(idents)
+
+    def __len__(self) -> int:
+        return len(list(iter(self)))
+
+    def clear(self) -> None:
+        """Forget the placed listeners; a listener running in this thread keeps running."""
+        self._placed.clear()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({dict(self.items())!r})"
+
+
+def thread_event_loop() -> asyncio.AbstractEventLoop:
+    """Return the event loop set for this thread if it is not closed, else a new one, set.
+
+    Like 1.2's ``asyncio.get_event_loop()``, without depending on the loop it made when none
+    was set (deprecated in Python 3.12, gone in 3.14): ``run()`` works in any thread and after
+    an earlier ``asyncio.run()``.
+    """
+    with warnings.catch_warnings():
+        # Python 3.12 and 3.13 warn when get_event_loop() has to make the loop itself: here
+        # making one is what is asked.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_event_loop()
+        except RuntimeError:  # none set in this thread
+            loop = None
+    if loop is None or loop.is_closed():
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+    return loop
 
 
 class Runtime:
@@ -37,6 +112,8 @@ class Runtime:
         self.stop_requested: asyncio.Event | None = None
         self.force_requested: asyncio.Event | None = None
         self.listen_error: BaseException | None = None
+        # Set once shutdown cancelled a listen() still running (see Listener._log_failure).
+        self.listen_cancelled = False
         self.signals = SignalHandlers(self.on_signal)
 
     def start(self) -> None:
@@ -45,11 +122,26 @@ class Runtime:
         self.stop_requested = asyncio.Event()
         self.force_requested = asyncio.Event()
         self.listen_error = None
+        self.listen_cancelled = False
 
     def finish(self) -> None:
         """Restore the signal handlers and unbind; call at the end of ``main()``."""
         self.signals.restore()
         self.loop = None
+        self.listen_cancelled = False
+
+    def loop_before_start(self, setup_event_loop: Callable[[], asyncio.AbstractEventLoop]) -> asyncio.AbstractEventLoop:
+        """Return the loop for an event triggered while no loop runs in this thread: the one
+        ``setup_event_loop`` gives, where ``run()`` will run the listener, as in 1.2.
+
+        Raises ``RuntimeError`` if the listener already runs, in another thread.
+        """
+        if self.loop is not None:
+            raise RuntimeError(
+                "the listener runs in another thread: trigger events from its event loop "
+                "(loop.call_soon_threadsafe), not from this thread"
+            )
+        return setup_event_loop()
 
     def on_signal(self, signum: int) -> None:
         if self.stop_requested is not None and self.stop_requested.is_set():

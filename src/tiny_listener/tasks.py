@@ -6,7 +6,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any, Coroutine, Dict, List, Set
 
-from .lifecycle import CANCELLED, PENDING
+from .lifecycle import CANCELLED, PENDING, RUNNING
 
 if TYPE_CHECKING:
     from .event import Event
@@ -60,14 +60,20 @@ class OwnedTasks:
         """End the events whose task was cancelled before its first step; return how many.
 
         Such a task closes its coroutine without running a line of it, so the event's own
-        clean-up never runs. Event tasks are plain ``asyncio.Task`` objects (a subclass that
-        intercepts ``cancel`` makes every awaiting of them slower), so the listener looks for
-        them instead: every ``reap_interval`` seconds while it runs, and at shutdown.
+        clean-up never runs; an event marked done meanwhile (``Event.done()``) stays done.
+        Event tasks are plain ``asyncio.Task`` objects (a subclass that intercepts ``cancel``
+        makes every awaiting of them slower), so the listener looks for them instead: every
+        ``reap_interval`` seconds while it runs, and at shutdown.
         """
-        unstarted = [event for event, task in self.events.items() if event._state is PENDING and task.done()]
+        unstarted = [event for event, task in self.events.items() if event._state is not RUNNING and task.done()]
         for event in unstarted:
             del self.events[event]
-            event._finish(CANCELLED)
+            if event._state is PENDING:
+                event._finish(CANCELLED)
+            else:
+                ctx = event._ctx()
+                if ctx is not None:
+                    ctx._event_ended(event)
         if unstarted:
             self.check_drained()
         return len(unstarted)

@@ -6,9 +6,9 @@ importing this package does not import aiomqtt, starting the listener does. See 
 
 from __future__ import annotations
 
+from ..sources.broker import NotConnected as NotConnected
 from .deadletter import open_envelope as open_envelope
 from .listener import MQTTListener as MQTTListener
-from .listener import NotConnected as NotConnected
 from .listener import payload_to_data as payload_to_data
 from .topics import TopicFilterError as TopicFilterError
 from .topics import covers as covers

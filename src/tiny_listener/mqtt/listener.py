@@ -17,9 +17,10 @@ from ..backoff import retry_delay
 from ..codecs import Codec, DecodeError, RawCodec
 from ..context import Context
 from ..delivery import DeliverySettings
-from ..errors import EventNotFound, ListenerError
+from ..errors import EventNotFound
 from ..listener import Listener
 from ..optional import require
+from ..sources.broker import NotConnected
 from . import deadletter
 from .topics import subscriptions
 
@@ -30,10 +31,6 @@ logger = logging.getLogger("tiny_listener.mqtt")
 
 # A dead letter without a dead-letter topic is logged with its payload, up to this size.
 MAX_LOGGED_PAYLOAD = 4096
-
-
-class NotConnected(ListenerError):
-    """The MQTT listener has no broker connection (yet, or any more) to publish on."""
 
 
 def payload_to_data(payload: bytes, codec: Codec | None) -> EventData:

@@ -1,0 +1,513 @@
+"""The one broker delivery flow: every broker source is a :class:`BrokerSource` that supplies
+only what is its own.
+
+The flow (this module) owns, for every broker: the in-flight limit, the source's state
+(``STARTING`` -> ``READY`` <-> ``RECONNECTING`` -> ``DRAINING``) with ``wait_connected()`` and
+``connected``, the reconnect loop with backoff, the per-message flow and its decisions, the
+shutdown drain, and the log lines (:mod:`._broker_log`). The decisions themselves are values
+computed without I/O in :mod:`tiny_listener.delivery` (:func:`~tiny_listener.delivery.start_event`,
+:func:`~tiny_listener.delivery.after_failure`).
+
+What a broker implements
+========================
+
+A subclass of :class:`BrokerSource` sets the class attributes ``kind`` (``"nats"``: the logger
+is ``tiny_listener.<kind>``), ``broker`` (``"NATS"``, as log lines name it), ``url_schemes``
+and ``url_form`` (the URL is checked against them when the source is made), and optionally
+``client_loggers`` (third-party loggers that repeat what the flow says), ``redelivers_retries``,
+``receive_in_batches`` and ``progress_interval``. It implements:
+
+``connection_errors() -> tuple of exception types``
+    The errors that mean "the connection is gone or cannot be made" (the client library may
+    be imported here). They make the flow reconnect, and are what a failed acknowledgement
+    may raise.
+``async connect() -> None``
+    Open the connection and make ready to receive (declare queues, bind a consumer). Raise
+    one of ``connection_errors()`` if it cannot; the flow logs it, waits and tries again.
+``async receive(max_messages) -> Sequence[BrokerMessage]``
+    Return up to ``max_messages`` received messages, waiting a bounded time (a second or so)
+    for the first and returning ``[]`` if none came. Raise one of ``connection_errors()`` when
+    the connection is lost. At shutdown the flow lets the call under way finish and hands back
+    (``release(0)``) what it brought, so it must not wait unbounded.
+``async disconnect() -> None``
+    Close the connection, if any (it may be half made, or already lost); called after a loss
+    and by :meth:`close`. Must not raise for a connection that is already gone.
+``async stop_receiving() -> None`` (optional)
+    Intake stops at shutdown, the connection stays open: stop the broker from sending more
+    (cancel a push consumer) and ``release(0)`` what was received but not yet returned by
+    ``receive``. Pull consumers have nothing to do (the default).
+``intake() -> str``
+    What the source consumes, for log lines: ``"stream 'ORDERS' as 'billing'"``.
+``default_dead_letter_target() -> str``
+    Where ``dead_letter=True`` sends dead letters (``"deadletter.<stream>"``).
+
+and a message adapter, a subclass of :class:`BrokerMessage` per broker, whose attributes
+``path``, ``payload`` (bytes), ``attempt`` (1 for the first delivery) and ``message_id`` (for
+logs) are set by its constructor, with:
+
+``scope() -> dict``                     what handlers see in ``ctx.scope`` (``"message"``, ``"attempt"``)
+``async ack()``                         the event succeeded: settle the message
+``async retry(delay, error)``           the event failed with ``error`` and will be retried: have the
+                                        broker deliver it again after ``delay`` seconds as attempt
+                                        ``attempt + 1`` (only with ``redelivers_retries = True``)
+``async dead_letter(target, reason, error)``  store a copy at ``target`` saying why (the
+                                        original is then settled with ``drop()``)
+``async drop()``                        settle the message for good without handling it
+``async release(delay)``                hand the message back unhandled, to be delivered again
+                                        (to any consumer) after ``delay`` seconds (0: at once)
+``async in_progress()``                 tell the broker the message is still being handled
+                                        (only with ``progress_interval`` set)
+
+The flow for one message
+========================
+
+1. ``start_event`` decodes ``payload`` with ``codec`` and starts the event ``path``; a payload
+   the codec cannot decode (``UNDECODABLE``) or a path no route matches (``NO_ROUTE``) is
+   dead-lettered at once.
+2. The event succeeds (or an ``on_error`` handler takes its error): ``ack()``.
+3. The handler fails: ``after_failure`` decides. ``Retry``: one WARNING line, then
+   ``retry(delay, error)`` (``redelivers_retries``: the broker brings it back, NATS naks with a delay)
+   or, for brokers that retry in process (``redelivers_retries = False``), the flow waits
+   ``delay`` holding the message and its slot and runs the event again. ``DeadLetter``: one
+   ERROR line with the handler's traceback, then ``dead_letter(target, ...)`` and ``drop()``.
+   With ``dead_letter=False`` (or None) the message is logged at ERROR level and ``drop()``-ed.
+   If the dead letter cannot be stored, the message is ``release(max_retry_delay)``-d.
+4. Shutdown cancels the event (past ``shutdown_timeout``): ``release(0)``, another consumer
+   gets it at once.
+
+A settling call (``ack``, ``retry``...) that fails with a connection error is logged as a
+WARNING: the broker redelivers the message.
+
+Settings
+========
+
+The same names and meanings on every broker: ``max_in_flight`` (messages handled at once),
+``max_retries`` (retries after the first attempt), ``retry_backoff`` (seconds before the first
+retry, doubling up to ``max_retry_delay``), ``reconnect_backoff`` (seconds before the first
+reconnect attempt, doubling up to ``max_reconnect_delay``), ``dead_letter`` (True: the broker's
+default target; a string: that target; False or None: log at ERROR level and drop) and
+``codec`` (payload bytes <-> event data, :class:`~tiny_listener.codecs.JsonCodec` by default).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Dict, Sequence, Set, Tuple, Type
+from urllib.parse import urlsplit
+
+from .._types import Scope
+from ..codecs import Codec, JsonCodec
+from ..delivery import (
+    DeadLetter,
+    DeliverySettings,
+    Undeliverable,
+    after_failure,
+    dead_letter_target,
+    start_event,
+)
+from ..errors import EventNotFound, ListenerError
+from ._broker_log import BrokerLog, quiet_client_loggers
+from .base import Source, SourceState
+
+
+class NotConnected(ListenerError):
+    """The source has no open connection to its broker (not started yet, reconnecting, or
+    stopped)."""
+
+
+class BrokerMessage:
+    """One received message, as the delivery flow sees it; each broker subclasses it (see the
+    module's documentation for what each method must do).
+
+    ``path`` is the event path, ``payload`` the bytes the codec decodes, ``attempt`` the
+    delivery number (1 for the first), ``message_id`` what log lines call the message (a
+    string, or a number, formatted only when a line is logged).
+    """
+
+    __slots__ = ("attempt", "message_id", "path", "payload")
+
+    def __init__(self, path: str, payload: bytes, *, attempt: int = 1, message_id: str | int = "") -> None:
+        self.path = path
+        self.payload = payload
+        self.attempt = attempt
+        self.message_id = message_id
+
+    def scope(self) -> Scope:
+        """Return the scope of the message's event context (``{"attempt": n}`` by default;
+        brokers add ``"message"``, their client's message object)."""
+        return {"attempt": self.attempt}
+
+    async def ack(self) -> None:
+        """The event succeeded: settle the message."""
+        raise NotImplementedError(f"{type(self).__name__} must implement ack()")
+
+    async def retry(self, delay: float, error: BaseException) -> None:
+        """The event failed with ``error`` and is retried: have the broker deliver the message
+        again after ``delay`` seconds, as attempt ``attempt + 1``."""
+        raise NotImplementedError(f"{type(self).__name__} must implement retry() (or retry in process)")
+
+    async def dead_letter(self, target: str, reason: str, error: BaseException) -> None:
+        """Store a copy of the message at ``target`` saying ``reason`` and ``error``; the flow
+        settles the original with :meth:`drop` once this returned."""
+        raise NotImplementedError(f"{type(self).__name__} must implement dead_letter()")
+
+    async def drop(self) -> None:
+        """Settle the message for good without handling it (dead-lettered, or dropped); by
+        default, as :meth:`ack` does."""
+        await self.ack()
+
+    async def release(self, delay: float = 0.0) -> None:
+        """Hand the message back unhandled, to be delivered again after ``delay`` seconds."""
+        raise NotImplementedError(f"{type(self).__name__} must implement release()")
+
+    async def in_progress(self) -> None:
+        """Tell the broker the message is still being handled (see ``progress_interval``)."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(path={self.path!r}, attempt={self.attempt}, id={self.message_id!r})"
+
+
+def safe_url(url: str) -> str:
+    """Return ``url`` without its password, for logs and errors."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not at or ":" not in credentials:
+        return url
+    return f"{scheme}{sep}{credentials.split(':', 1)[0]}:***@{host}"
+
+
+class BrokerSource(DeliverySettings, Source):
+    """A source consuming from a message broker through the one delivery flow; see the module
+    documentation for what a broker implements and what the flow does. The settings are the
+    attributes of the same names."""
+
+    kind = "broker"
+    broker = "broker"
+    """How log lines and errors name the broker ("NATS", "RabbitMQ")."""
+    url_schemes: Tuple[str, ...] = ()
+    """The URL schemes the broker's client takes; another one is a ``ValueError``."""
+    url_form = ""
+    """The expected form of the URL, for errors: ``"nats://host[:port]"``."""
+    client_loggers: Tuple[str, ...] = ()
+    """Third-party loggers that repeat what the flow says (a lost connection, again): their
+    records are demoted to DEBUG while ``quiet_client_logs`` is True."""
+    quiet_client_logs = True
+    """Set it to False (on the class or the source, before it starts) to keep the client
+    library's own log records at their levels."""
+    redelivers_retries = True
+    """True: a retry is handed to the broker (``message.retry(delay, error)``), which delivers the
+    message again. False: the flow runs the event again in this process after the delay."""
+    receive_in_batches = True
+    """True: receive again once half the slots are free (a round trip per batch, not per
+    message); False: as soon as one is."""
+    progress_interval: float | None = None
+    """Seconds between ``message.in_progress()`` calls while a handler runs; None: never."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        name: str | None = None,
+        codec: Codec | None = None,
+        max_in_flight: int = 32,
+        max_retries: int = 3,
+        retry_backoff: float = 0.5,
+        max_retry_delay: float = 30.0,
+        dead_letter: str | bool | None = True,
+        reconnect_backoff: float = 0.1,
+        max_reconnect_delay: float = 10.0,
+    ) -> None:
+        """Raises ``ValueError`` for a URL that is malformed or of another scheme than the
+        broker's, and for settings out of range."""
+        super().__init__(name=name if name is not None else self.kind)
+        self._set_delivery_settings(
+            max_in_flight=max_in_flight,
+            max_retries=max_retries,
+            retry_backoff=retry_backoff,
+            reconnect_backoff=reconnect_backoff,
+            max_retry_delay=max_retry_delay,
+            max_reconnect_delay=max_reconnect_delay,
+        )
+        self.url = self.check_url(url)
+        self.codec: Codec = codec if codec is not None else JsonCodec()
+        self.dead_letter = dead_letter
+        self.log = BrokerLog(logging.getLogger(f"tiny_listener.{self.kind}"), self.broker, safe_url(url))
+        self._handling: Set[asyncio.Task[None]] = set()
+        self._slot_freed: asyncio.Event | None = None
+        self._errors: Tuple[Type[BaseException], ...] = (OSError, NotConnected)
+        self._connection_open = False
+        self._task_name = f"{self.name} message"
+
+    # ------------------------------------------------------------------ what a broker supplies
+
+    def connection_errors(self) -> Tuple[Type[BaseException], ...]:
+        """Return the exception types that mean the connection is lost or cannot be made."""
+        return (OSError, asyncio.TimeoutError)
+
+    async def connect(self) -> None:
+        """Open the connection and make ready to receive; see the module documentation."""
+        raise NotImplementedError(f"{type(self).__name__} must implement connect()")
+
+    async def receive(self, max_messages: int) -> Sequence[BrokerMessage]:
+        """Return up to ``max_messages`` messages, waiting a bounded time; see the module
+        documentation."""
+        raise NotImplementedError(f"{type(self).__name__} must implement receive()")
+
+    async def disconnect(self) -> None:
+        """Close the connection, if any; see the module documentation."""
+        raise NotImplementedError(f"{type(self).__name__} must implement disconnect()")
+
+    async def stop_receiving(self) -> None:
+        """Intake stops at shutdown: stop the broker from sending more and release what was
+        received but not returned by :meth:`receive` yet (nothing to do for a pull consumer)."""
+
+    def intake(self) -> str:
+        """Say what the source consumes, for log lines."""
+        return self.name
+
+    def default_dead_letter_target(self) -> str:
+        """Return where ``dead_letter=True`` sends dead letters."""
+        raise NotImplementedError(f"{type(self).__name__} must implement default_dead_letter_target()")
+
+    async def wait_before_retry(self, message: BrokerMessage, delay: float) -> None:
+        """Wait ``delay`` seconds before retrying ``message`` in process (with
+        ``redelivers_retries = False``)."""
+        await asyncio.sleep(delay)
+
+    # ------------------------------------------------------------------ public
+
+    def check_url(self, url: str) -> str:
+        """Return ``url`` if its scheme is one of ``url_schemes`` and it names a host (and a
+        valid port, if any); raise ``ValueError`` naming the URL and ``url_form`` if not."""
+        shown = safe_url(url)
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+        except ValueError as exc:
+            raise ValueError(f"malformed {self.broker} URL {shown!r} ({exc}): expected {self.url_form}") from None
+        if parts.scheme not in self.url_schemes:
+            raise ValueError(f"{self.broker} URL {shown!r} has scheme {parts.scheme!r}: expected {self.url_form}")
+        if not parts.hostname:
+            raise ValueError(f"{self.broker} URL {shown!r} names no host: expected {self.url_form}")
+        return url
+
+    @property
+    def dead_letter_target(self) -> str | None:
+        """Where dead letters go (see ``dead_letter``); None: they are logged and dropped."""
+        return dead_letter_target(self.dead_letter, self.default_dead_letter_target())
+
+    @property
+    def connected(self) -> bool:
+        """True while the source consumes (its state is ``READY``)."""
+        return self.ready
+
+    async def wait_connected(self) -> None:
+        """Return once the source consumes (at once if it does)."""
+        await self.wait_ready()
+
+    @property
+    def in_flight(self) -> int:
+        """How many received messages are being handled or settled."""
+        return len(self._handling)
+
+    def health(self) -> Dict[str, Any]:
+        """``{"kind", "state", "url", "in_flight"}``, the URL without its password."""
+        return {**super().health(), "url": self.log.url, "in_flight": len(self._handling)}
+
+    # ------------------------------------------------------------------ connection
+
+    async def serve(self) -> None:
+        """Connect, receive and start messages; reconnect with backoff whenever the connection
+        is lost or cannot be made. Runs until cancelled at shutdown; the connection is left
+        open for the in-flight messages, :meth:`close` closes it."""
+        self._errors = (*self.connection_errors(), NotConnected)
+        if self.quiet_client_logs:
+            quiet_client_loggers(self.client_loggers)
+        delays = self._reconnect_delays()
+        connected_before = False
+        while True:
+            try:
+                await self.connect()
+            except self._errors as exc:
+                delay = next(delays)
+                self.set_state(SourceState.RECONNECTING)
+                self.log.cannot_connect(exc, delay)
+                await self.disconnect()
+                await asyncio.sleep(delay)
+                continue
+            self._connection_open = True
+            delays = self._reconnect_delays()
+            self.set_state(SourceState.READY)
+            if connected_before:
+                self.log.reconnected(self.intake())
+            else:
+                self.log.connected(self.intake(), self.max_in_flight)
+            connected_before = True
+            reason: BaseException | None = None
+            try:
+                await self._consume()
+            except self._errors as exc:
+                reason = exc
+            self.set_state(SourceState.RECONNECTING)
+            delay = next(delays)
+            self.log.lost(reason, len(self._handling), delay)
+            self._connection_open = False
+            await self.disconnect()
+            await asyncio.sleep(delay)
+
+    async def close(self) -> None:
+        """Close the connection: the in-flight messages were settled (or given up) by now."""
+        try:
+            await self.disconnect()
+        finally:
+            if self._connection_open:
+                self._connection_open = False
+                self.log.disconnected()
+
+    async def _consume(self) -> None:
+        """Receive while there are free slots and start each message, until the connection
+        is lost (a connection error) or intake stops (cancelled)."""
+        limit = self.max_in_flight
+        refill_at = max(1, limit // 2) if self.receive_in_batches else 1
+        handling = self._handling
+        slot_freed = self._slot_freed = asyncio.Event()
+        start = self._start
+        receiving: asyncio.Future[Sequence[BrokerMessage]] | None = None
+        try:
+            while True:
+                free = limit - len(handling)
+                if free < refill_at:
+                    slot_freed.clear()
+                    await slot_freed.wait()
+                    continue
+                receiving = asyncio.ensure_future(self.receive(free))
+                messages = await asyncio.shield(receiving)
+                receiving = None
+                for message in messages:
+                    start(message)
+        except asyncio.CancelledError:
+            await self._stop_intake(receiving)
+            raise
+
+    async def _stop_intake(self, receiving: asyncio.Future[Sequence[BrokerMessage]] | None) -> None:
+        """Intake stops at shutdown. A receive under way is let end (it is bounded) rather
+        than leave a request with the broker that would take messages to a connection about to
+        close; what it brought is released so that other consumers get it at once. Then the
+        broker is told to stop sending (``stop_receiving``)."""
+        messages: Sequence[BrokerMessage] = ()
+        if receiving is not None:
+            try:
+                messages = await receiving
+            except Exception:  # nothing came, or the connection is gone: nothing to hand back
+                messages = ()
+        for message in messages:
+            await self._settle(message, message.release(0.0), "hand back")
+        if messages:
+            self.log.handed_back(len(messages))
+        try:
+            await self.stop_receiving()
+        except self._errors as exc:  # the connection is gone: the broker stopped sending anyway
+            self.log.logger.debug("could not stop receiving: %r", exc)
+
+    # ------------------------------------------------------------------ one message
+
+    def _start(self, message: BrokerMessage) -> None:
+        task = self.listener.spawn(self._deliver(message), name=self._task_name, drain=True)
+        self._handling.add(task)
+        task.add_done_callback(self._delivered)
+
+    def _delivered(self, task: asyncio.Task[None]) -> None:
+        self._handling.discard(task)
+        if self._slot_freed is not None:
+            self._slot_freed.set()
+
+    async def _deliver(self, message: BrokerMessage) -> None:
+        """Run the message's event and settle the message: see the module documentation."""
+        listener = self.listener
+        while True:
+            task = start_event(listener, message.path, message.payload, self.codec, message.scope(),
+                               log_failures=False)
+            if isinstance(task, Undeliverable):
+                await self._give_up(message, task.reason, task.error)
+                return
+            try:
+                interval = self.progress_interval
+                if interval is None:
+                    await task
+                else:
+                    await self._await_with_progress(task, message, interval)
+            except asyncio.CancelledError:
+                # Shutdown gave up on it: hand it back now rather than when the broker notices.
+                await self._settle(message, message.release(0.0), "hand back")
+                raise
+            except Exception as exc:
+                step = after_failure(message.attempt, self.max_retries, self.retry_backoff, self.max_retry_delay, exc)
+                if isinstance(step, DeadLetter):
+                    await self._give_up(message, step.reason, exc)
+                    return
+                self.log.retrying(message, exc, self.max_retries + 1, step.delay)
+                if self.redelivers_retries:
+                    await self._settle(message, message.retry(step.delay, exc), "retry")
+                    return
+                try:
+                    await self.wait_before_retry(message, step.delay)
+                except asyncio.CancelledError:
+                    await self._settle(message, message.release(0.0), "hand back")
+                    raise
+                message.attempt = step.attempt
+                continue
+            try:  # _settle(), inlined: this is the per-message path
+                await message.ack()
+            except self._errors as exc:
+                self.log.not_settled(message, "acknowledge", exc)
+            return
+
+    async def _await_with_progress(self, task: asyncio.Task[Any], message: BrokerMessage, interval: float) -> None:
+        """Await ``task``, calling ``message.in_progress()`` every ``interval`` seconds while
+        it runs, so that the broker does not hand the message to another consumer."""
+        timer = asyncio.get_running_loop().call_later(interval, self._report_progress, message, task, interval)
+        try:
+            await task
+        finally:
+            timer.cancel()
+
+    def _report_progress(self, message: BrokerMessage, task: asyncio.Task[Any], interval: float) -> None:
+        # A timer, not a task per message: most handlers end long before it fires.
+        if task.done():
+            return
+        self.listener.spawn(self._settle(message, message.in_progress(), "extend"), name=f"{self.name} in-progress")
+        asyncio.get_running_loop().call_later(interval, self._report_progress, message, task, interval)
+
+    async def _give_up(self, message: BrokerMessage, reason: str, error: BaseException) -> None:
+        """Dead-letter the message (or drop it without a target), logging why once."""
+        attempts = self.max_retries + 1
+        handler = self._handler_name(message.path)
+        target = self.dead_letter_target
+        if target is None:
+            self.log.dropped(message, reason, error, handler, attempts)
+            await self._settle(message, message.drop(), "drop")
+            return
+        try:
+            await message.dead_letter(target, reason, error)
+        except self._errors as exc:
+            # Not stored: the original must stay. The delay keeps a broken setup from spinning.
+            self.log.dead_letter_failed(message, target, reason, error, handler, attempts, exc, self.max_retry_delay)
+            await self._settle(message, message.release(self.max_retry_delay), "hand back")
+            return
+        self.log.dead_lettered(message, target, reason, error, handler, attempts)
+        await self._settle(message, message.drop(), "settle")
+
+    def _handler_name(self, path: str) -> str | None:
+        try:
+            return self.listener.routes.match(path)[0].name
+        except EventNotFound:
+            return None
+
+    async def _settle(self, message: BrokerMessage, action: Any, what: str) -> None:
+        """Await a settling call; one that fails for want of a connection is logged: the broker
+        redelivers the message."""
+        try:
+            await action
+        except self._errors as exc:
+            self.log.not_settled(message, what, exc)

@@ -1,0 +1,342 @@
+"""The one broker delivery flow (tiny_listener.sources.broker), driven through MemoryBroker:
+its decisions (ack, retry with backoff, dead letter with reason), the in-flight bound, the
+connection states and reconnects, the shutdown drain and the log lines, without a server."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from typing import Any, List
+
+import pytest
+
+from tests.log_watch import watching_log
+from tiny_listener import Data, Event, Listener, Param
+from tiny_listener.codecs import DecodeError
+from tiny_listener.errors import EventNotFound
+from tiny_listener.sources import SourceState
+from tiny_listener.testing import MemoryBroker, Outcome
+
+
+@dataclasses.dataclass
+class Order:
+    sku: str
+    qty: int
+
+
+def hosted(**options: Any) -> MemoryBroker:
+    app: Listener[Any] = Listener()
+    return app.add_source(MemoryBroker(**options))
+
+
+@pytest.fixture(params=[True, False], ids=["broker-retries", "in-process-retries"])
+def redelivers(request: pytest.FixtureRequest) -> bool:
+    """Every decision holds whether the broker redelivers a retry (NATS, RabbitMQ) or the flow
+    runs the event again in process (Redis Streams, MQTT)."""
+    return bool(request.param)
+
+
+async def test_a_handled_message_is_acknowledged_once_with_its_data_and_attempt() -> None:
+    broker = hosted()
+    seen: List[Any] = []
+
+    @broker.listener.on_event("orders.{id:int}")
+    async def order(id: Param, amount: Data, event: Event) -> None:
+        seen.append((id, amount, event.ctx.scope["attempt"], event.ctx.scope["message"].message_id))
+
+    async with broker:
+        delivery = await (await broker.publish("orders.7", {"amount": 12})).settled()
+    assert seen == [(7, 12, 1, "1")]
+    assert (delivery.outcome, delivery.attempts, delivery.retry_delays) == (Outcome.ACKED, 1, [])
+
+
+async def test_a_failing_handler_is_retried_with_growing_delays_until_it_succeeds(redelivers: bool) -> None:
+    broker = hosted(max_retries=3, redelivers=redelivers)
+    attempts: List[int] = []
+
+    @broker.listener.on_event("flaky")
+    async def flaky(event: Event) -> None:
+        attempts.append(event.ctx.scope["attempt"])
+        if len(attempts) < 3:
+            raise RuntimeError("not yet")
+
+    async with broker:
+        delivery = await (await broker.publish("flaky")).settled()
+    assert attempts == [1, 2, 3]
+    assert (delivery.outcome, delivery.attempts, delivery.retry_delays) == (Outcome.ACKED, 3, [0.5, 1.0])
+    assert broker.dead_letters == []
+
+
+async def test_a_handler_failing_every_attempt_is_dead_lettered_with_its_error(redelivers: bool) -> None:
+    broker = hosted(max_retries=3, retry_backoff=0.5, max_retry_delay=0.75, redelivers=redelivers)
+    attempts: List[int] = []
+
+    @broker.listener.on_event("always.{n}")
+    async def always(event: Event) -> None:
+        attempts.append(event.ctx.scope["attempt"])
+        raise ValueError("broken")
+
+    async with broker:
+        delivery = await (await broker.publish("always.1", {"k": "v"})).settled()
+    assert attempts == [1, 2, 3, 4]
+    assert delivery.retry_delays == [0.5, 0.75, 0.75]  # capped by max_retry_delay
+    assert (delivery.outcome, delivery.reason) == (Outcome.DEAD_LETTERED, "handler-failed")
+    [letter] = broker.dead_letters
+    assert (letter.target, letter.path, letter.reason) == ("dead-letters", "always.1", "handler-failed")
+    assert letter.attempts == 4
+    assert isinstance(letter.error, ValueError) and letter.payload == b'{"k":"v"}'
+
+
+async def test_no_retries_dead_letters_at_the_first_failure() -> None:
+    broker = hosted(max_retries=0, dead_letter="failed-orders")
+
+    @broker.listener.on_event("once")
+    async def once() -> None:
+        raise ValueError("no")
+
+    async with broker:
+        delivery = await (await broker.publish("once")).settled()
+    assert (delivery.outcome, delivery.attempts, delivery.retry_delays) == (Outcome.DEAD_LETTERED, 1, [])
+    assert [letter.target for letter in broker.dead_letters] == ["failed-orders"]
+
+
+async def test_messages_that_cannot_become_events_are_dead_lettered_at_once() -> None:
+    broker = hosted()
+    called: List[str] = []
+
+    @broker.listener.on_event("known")
+    async def known() -> None:
+        called.append("known")
+
+    async with broker:
+        nobody = await broker.publish("nobody.handles.this", {})
+        garbled = await broker.publish("known", payload=b"{not json")
+        await broker.settled()
+    assert called == []
+    assert [(d.outcome, d.reason, d.attempts) for d in (nobody, garbled)] == [
+        (Outcome.DEAD_LETTERED, "no-route", 1),
+        (Outcome.DEAD_LETTERED, "undecodable", 1),
+    ]
+    assert isinstance(nobody.error, EventNotFound) and isinstance(garbled.error, DecodeError)
+
+
+async def test_an_error_taken_by_an_on_error_handler_is_a_success() -> None:
+    broker = hosted()
+    app = broker.listener
+
+    @app.on_event("soft")
+    async def soft() -> None:
+        raise KeyError("handled")
+
+    @app.on_error(KeyError)
+    async def took_it() -> None:
+        pass
+
+    async with broker:
+        delivery = await (await broker.publish("soft")).settled()
+    assert (delivery.outcome, delivery.attempts) == (Outcome.ACKED, 1)
+
+
+async def test_without_a_dead_letter_target_a_message_is_logged_and_dropped(caplog: pytest.LogCaptureFixture) -> None:
+    broker = hosted(max_retries=0, dead_letter=False)
+
+    @broker.listener.on_event("doomed")
+    async def doomed() -> None:
+        raise ValueError("lost cause")
+
+    async with broker:
+        delivery = await (await broker.publish("doomed")).settled()
+    assert delivery.outcome is Outcome.DROPPED and broker.dead_letters == []
+    [record] = [r for r in caplog.records if r.name == "tiny_listener.memory"]
+    assert record.levelno == logging.ERROR and record.exc_info is not None
+    assert "dropped (handler-failed): no dead-letter target is configured" in record.getMessage()
+
+
+async def test_a_dead_letter_that_cannot_be_stored_is_handed_back_and_comes_again() -> None:
+    broker = hosted(max_retries=0)
+    broker.dead_letter_error = ConnectionResetError("dead-letter store is down")
+    runs: List[int] = []
+
+    @broker.listener.on_event("doomed")
+    async def doomed(event: Event) -> None:
+        runs.append(event.ctx.scope["attempt"])
+        raise ValueError("no")
+
+    with watching_log("tiny_listener.memory", "could not dead-letter it") as not_stored:
+        async with broker:
+            delivery = await broker.publish("doomed")
+            await asyncio.wait_for(not_stored.wait(), 10)
+            broker.dead_letter_error = None
+            await delivery.settled()
+    assert delivery.outcome is Outcome.DEAD_LETTERED
+    assert len(broker.dead_letters) == 1 and runs[:2] == [1, 1]  # handed back as the same attempt
+
+
+async def test_no_more_than_max_in_flight_messages_are_handled_at_once(redelivers: bool) -> None:
+    broker = hosted(max_in_flight=3, redelivers=redelivers)
+    running_now = peak = 0
+    three_in = asyncio.Event()
+    release = asyncio.Event()
+
+    @broker.listener.on_event("job.{n:int}")
+    async def job(n: Param) -> None:
+        nonlocal running_now, peak
+        running_now += 1
+        peak = max(peak, running_now)
+        if running_now == 3:
+            three_in.set()
+        await release.wait()
+        running_now -= 1
+
+    async with broker:
+        for n in range(10):
+            await broker.publish(f"job.{n}")
+        await asyncio.wait_for(three_in.wait(), 10)
+        assert broker.in_flight == 3
+        # "No fourth one starts" has no event to await: give it the time of a few receives.
+        await asyncio.sleep(3 * broker.receive_timeout)
+        release.set()
+        deliveries = await broker.settled()
+    assert peak == 3 and {d.outcome for d in deliveries} == {Outcome.ACKED}
+
+
+async def test_a_retry_is_one_warning_and_the_last_failure_one_error_with_its_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    broker = hosted(max_retries=2, retry_backoff=0.25)
+
+    @broker.listener.on_event("orders.{id}")
+    async def order() -> None:
+        raise ValueError("broken")
+
+    async with broker:
+        await (await broker.publish("orders.7")).settled()
+    records = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    # Nothing from the core (tiny_listener): the flow reports the handler's failures itself.
+    assert [(r.name, r.levelname, r.exc_info is not None) for r in records] == [
+        ("tiny_listener.memory", "WARNING", False),
+        ("tiny_listener.memory", "WARNING", False),
+        ("tiny_listener.memory", "ERROR", True),
+    ]
+    assert [r.getMessage() for r in records] == [
+        "memory broker message 1: event 'orders.7' failed on attempt 1 of 3 (ValueError('broken')); retrying in 0.25s",
+        "memory broker message 1: event 'orders.7' failed on attempt 2 of 3 (ValueError('broken')); retrying in 0.50s",
+        "memory broker message 1: event 'orders.7' failed in handler order on attempt 3 of 3, the last "
+        "(ValueError('broken')); dead-lettered to 'dead-letters' (handler-failed)",
+    ]
+    fields = [(r.broker, r.event_path, r.message_id, r.attempt) for r in records]  # type: ignore[attr-defined]
+    assert fields == [("memory broker", "orders.7", "1", n) for n in (1, 2, 3)]
+    assert records[-1].reason == "handler-failed"  # type: ignore[attr-defined]
+
+
+async def test_a_lost_connection_is_reported_retried_and_recovered(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "tiny_listener.memory")
+    broker = hosted()
+    app = broker.listener
+    handled: List[int] = []
+
+    @app.on_event("job.{n:int}")
+    async def job(n: Param) -> None:
+        handled.append(n)
+
+    with watching_log("tiny_listener.memory", "reconnected to") as reconnected:
+        async with broker:
+            await (await broker.publish("job.1")).settled()
+            assert app.ready and app.health()["status"] == "ready"
+            broker.break_connection(refuse=2)
+            await broker.wait_state(SourceState.RECONNECTING)
+            assert not app.ready and app.health()["sources"]["memory"]["state"] == "reconnecting"
+            await asyncio.wait_for(reconnected.wait(), 10)
+            assert broker.connected
+            await (await broker.publish("job.2")).settled()
+    assert handled == [1, 2]
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert lines[0].startswith("lost memory broker at memory://memory: consuming stopped (ConnectionResetError(")
+    assert [line.split(" (")[0] for line in lines[1:3]] == ["cannot connect to memory broker at memory://memory"] * 2
+    assert lines[3] == "reconnected to memory broker at memory://memory: consuming published messages again"
+
+
+async def test_shutdown_lets_in_flight_messages_finish_and_hands_back_those_it_gives_up() -> None:
+    broker = hosted()
+    app = broker.listener
+    app.shutdown_timeout = 0.2
+    started = asyncio.Event()
+    finishing = asyncio.Event()
+
+    @app.on_event("slow")
+    async def slow() -> None:
+        started.set()
+        await finishing.wait()
+
+    @app.on_event("stuck")
+    async def stuck() -> None:
+        await asyncio.Event().wait()  # cancelled at the shutdown deadline
+
+    @app.shutdown
+    async def let_slow_finish() -> None:
+        finishing.set()
+
+    async with broker:
+        slow_one = await broker.publish("slow")
+        stuck_one = await broker.publish("stuck")
+        await asyncio.wait_for(started.wait(), 10)
+    assert slow_one.outcome is Outcome.ACKED
+    assert stuck_one.outcome is None and broker.state is SourceState.STOPPED
+
+    # Handed back as it was: the next run of the app gets it again, as the same attempt.
+    app.remove_on_event_hook("stuck")
+    seen: List[int] = []
+
+    @app.on_event("stuck")
+    async def stuck_again(event: Event) -> None:
+        seen.append(event.ctx.scope["attempt"])
+
+    async with broker:
+        await stuck_one.settled()
+    assert seen == [1] and stuck_one.outcome is Outcome.ACKED
+
+
+async def test_client_library_logs_are_demoted_to_debug_unless_asked_otherwise(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+
+    class Chatty(MemoryBroker):
+        client_loggers = ("tests.chatty_client",)
+
+    for quiet in (True, False):
+        app: Listener[Any] = Listener()
+        broker = app.add_source(Chatty(name=f"chatty-{quiet}"))
+        broker.quiet_client_logs = quiet
+        async with broker:
+            logging.getLogger("tests.chatty_client").error("connection reset (quiet=%s)", quiet)
+        if quiet:
+            # Installed once for the process: the same logger stays demoted.
+            logging.getLogger("tests.chatty_client").filters.clear()
+    shown = [r.getMessage() for r in caplog.records if r.name == "tests.chatty_client" and r.levelno >= logging.INFO]
+    assert shown == ["connection reset (quiet=False)"]
+
+
+async def test_data_that_does_not_validate_is_dead_lettered_at_once_as_invalid(
+    redelivers: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    broker = hosted(max_retries=3, redelivers=redelivers)
+    handled: List[Order] = []
+
+    @broker.listener.on_event("orders")
+    async def order(order: Order) -> None:
+        handled.append(order)
+
+    async with broker:
+        with caplog.at_level(logging.INFO, logger="tiny_listener"):
+            bad = await (await broker.publish("orders", {"sku": "a", "qty": "many"})).settled()
+        good = await (await broker.publish("orders", {"sku": "b", "qty": 2})).settled()
+    assert (bad.outcome, bad.reason, bad.attempts, bad.retry_delays) == (Outcome.DEAD_LETTERED, "invalid", 1, [])
+    assert [error["loc"] for error in bad.error.errors()] == [("qty",)]  # type: ignore[union-attr]
+    assert broker.dead_letters[0].reason == "invalid"
+    assert good.outcome is Outcome.ACKED and handled == [Order("b", 2)]
+    # One line, no traceback: the data is wrong, not the handler.
+    [line] = [record for record in caplog.records if record.levelno >= logging.WARNING]
+    assert "dead-lettered" in line.getMessage() and line.exc_info is None
