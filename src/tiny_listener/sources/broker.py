@@ -36,6 +36,12 @@ and ``url_form`` (the URL is checked against them when the source is made), and 
     Intake stops at shutdown, the connection stays open: stop the broker from sending more
     (cancel a push consumer) and ``release(0)`` what was received but not yet returned by
     ``receive``. Pull consumers have nothing to do (the default).
+``next_in_turn(settled) -> BrokerMessage | None`` (optional)
+    A message whose turn came when ``settled`` was settled, which the flow delivers next in
+    the same task, as if received; None (the default) when there is none. Brokers that keep
+    messages in order (Kafka: one record of a partition at a time) hand over the next record
+    of the partition this way instead of through ``receive``, which saves a wake-up and a task
+    per message. Called only while intake runs.
 ``intake() -> str``
     What the source consumes, for log lines: ``"stream 'ORDERS' as 'billing'"``.
 ``default_dead_letter_target() -> str``
@@ -266,6 +272,11 @@ class BrokerSource(DeliverySettings, Source):
         """Say what the source consumes, for log lines."""
         return self.name
 
+    def next_in_turn(self, settled: BrokerMessage) -> BrokerMessage | None:
+        """Return the message to deliver right after ``settled``, in the same task; see the
+        module documentation. None by default."""
+        return None
+
     def default_dead_letter_target(self) -> str:
         """Return where ``dead_letter=True`` sends dead letters."""
         raise NotImplementedError(f"{type(self).__name__} must implement default_dead_letter_target()")
@@ -423,6 +434,16 @@ class BrokerSource(DeliverySettings, Source):
             self._slot_freed.set()
 
     async def _deliver(self, message: BrokerMessage) -> None:
+        """Deliver ``message``, then, while intake runs, each message :meth:`next_in_turn`
+        hands over, in this same task (which keeps its one in-flight slot)."""
+        following: BrokerMessage | None = message
+        while following is not None:
+            await self._deliver_one(following)
+            if self._state is not SourceState.READY:
+                return
+            following = self.next_in_turn(following)
+
+    async def _deliver_one(self, message: BrokerMessage) -> None:
         """Run the message's event and settle the message: see the module documentation."""
         listener = self.listener
         while True:
