@@ -219,7 +219,8 @@ class KafkaSource(BrokerSource):
         self._commit_due: asyncio.Event | None = None
         self._commit_lock: asyncio.Lock | None = None
         self._fetch_error: BaseException | None = None
-        self._loops: List[asyncio.Task[None]] = []
+        self._fetching: asyncio.Task[None] | None = None
+        self._committing: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ public
 
@@ -325,10 +326,8 @@ class KafkaSource(BrokerSource):
         else:
             consumer.subscribe(topics=list(self.subscription.topics), listener=rebalances)
         await consumer.start()
-        self._loops = [
-            self.listener.spawn(self._fetch_loop(consumer), name=f"{self.name} fetch"),
-            self.listener.spawn(self._commit_loop(consumer), name=f"{self.name} commit"),
-        ]
+        self._fetching = self.listener.spawn(self._fetch_loop(consumer), name=f"{self.name} fetch")
+        self._committing = self.listener.spawn(self._commit_loop(consumer), name=f"{self.name} commit")
 
     async def receive(self, max_messages: int) -> Sequence[KafkaMessage]:
         """Return up to ``max_messages`` records whose turn it is, waiting up to
@@ -364,13 +363,16 @@ class KafkaSource(BrokerSource):
             if self._consumer is not None:
                 self._consumer.resume(partition.tp)
 
+    async def stop_receiving(self) -> None:
+        """Intake stops at shutdown: stop fetching. Records fetched and not started stay
+        uncommitted; the group's next owner of their partition gets them."""
+        await _cancel(self._fetching)
+
     async def disconnect(self) -> None:
         """Stop fetching, commit what finished, leave the group and close the clients."""
-        loops, self._loops = self._loops, []
-        for task in loops:
-            task.cancel()
-        if loops:
-            await asyncio.wait(loops)
+        fetching, committing, self._fetching, self._committing = self._fetching, self._committing, None, None
+        await _cancel(fetching)
+        await _cancel(committing)
         consumer, self._consumer = self._consumer, None
         producer, self._producer = self._producer, None
         if consumer is not None:
@@ -564,6 +566,13 @@ class KafkaSource(BrokerSource):
         self._scheduler.revoke(tp)
         if partition is not None:
             partition.released = True
+
+
+async def _cancel(task: asyncio.Task[None] | None) -> None:
+    """Cancel ``task`` (one of the source's loops) and wait until it ended."""
+    if task is not None and not task.done():
+        task.cancel()
+        await asyncio.wait([task])
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:
