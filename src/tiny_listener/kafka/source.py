@@ -114,8 +114,8 @@ class KafkaMessage(BrokerMessage):
     async def release(self, delay: float = 0.0) -> None:
         self.source._put_back(self, delay)
 
-    async def dead_letter(self, target: str, reason: str, error: BaseException) -> None:
-        await self.source._dead_letter(self, target, reason, error)
+    async def dead_letter(self, target: str, reason: str, error: BaseException) -> str:
+        return await self.source._dead_letter(self, target, reason, error)
 
 
 class KafkaSource(BrokerSource):
@@ -472,7 +472,9 @@ class KafkaSource(BrokerSource):
         if self._waiter is not None:
             _wake(self._waiter)
 
-    async def _dead_letter(self, message: KafkaMessage, target: str, reason: str, error: BaseException) -> None:
+    async def _dead_letter(self, message: KafkaMessage, target: str, reason: str, error: BaseException) -> str:
+        """Publish the dead letter of ``message`` to its topic (``target`` with ``{topic}``
+        replaced) and return that topic."""
         producer = self._producer
         if producer is None:
             raise NotConnected(f"not connected to Kafka at {self.log.url}")
@@ -483,8 +485,9 @@ class KafkaSource(BrokerSource):
             record.headers, path=message.path, reason=reason, error=error, attempts=message.attempt,
             topic=record.topic, partition=record.partition, offset=record.offset, key=record.key,
         )
-        await producer.send_and_wait(dead_letter_topic(target, record.topic), record.value, key=record.key,
-                                     headers=headers)
+        topic = dead_letter_topic(target, record.topic)
+        await producer.send_and_wait(topic, record.value, key=record.key, headers=headers)
+        return topic
 
     # ------------------------------------------------------------------ offsets
 

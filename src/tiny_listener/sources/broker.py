@@ -57,7 +57,8 @@ logs) are set by its constructor, with:
                                         broker deliver it again after ``delay`` seconds as attempt
                                         ``attempt + 1`` (only with ``redelivers_retries = True``)
 ``async dead_letter(target, reason, error)``  store a copy at ``target`` saying why (the
-                                        original is then settled with ``drop()``)
+                                        original is then settled with ``drop()``); it may return
+                                        where the copy went when ``target`` is a template
 ``async drop()``                        settle the message for good without handling it
 ``async release(delay)``                hand the message back unhandled, to be delivered again
                                         (to any consumer) after ``delay`` seconds (0: at once)
@@ -153,9 +154,11 @@ class BrokerMessage:
         again after ``delay`` seconds, as attempt ``attempt + 1``."""
         raise NotImplementedError(f"{type(self).__name__} must implement retry() (or retry in process)")
 
-    async def dead_letter(self, target: str, reason: str, error: BaseException) -> None:
+    async def dead_letter(self, target: str, reason: str, error: BaseException) -> str | None:
         """Store a copy of the message at ``target`` saying ``reason`` and ``error``; the flow
-        settles the original with :meth:`drop` once this returned."""
+        settles the original with :meth:`drop` once this returned. Return where the copy went
+        if that is not ``target`` itself (a broker whose target is a template, as Kafka's
+        ``{topic}.dead``), for the log line; None otherwise."""
         raise NotImplementedError(f"{type(self).__name__} must implement dead_letter()")
 
     async def drop(self) -> None:
@@ -510,13 +513,13 @@ class BrokerSource(DeliverySettings, Source):
             await self._settle(message, message.drop(), "drop")
             return
         try:
-            await message.dead_letter(target, reason, error)
+            stored_at = await message.dead_letter(target, reason, error)
         except self._errors as exc:
             # Not stored: the original must stay. The delay keeps a broken setup from spinning.
             self.log.dead_letter_failed(message, target, reason, error, handler, attempts, exc, self.max_retry_delay)
             await self._settle(message, message.release(self.max_retry_delay), "hand back")
             return
-        self.log.dead_lettered(message, target, reason, error, handler, attempts)
+        self.log.dead_lettered(message, stored_at or target, reason, error, handler, attempts)
         await self._settle(message, message.drop(), "settle")
 
     def _handler_name(self, path: str) -> str | None:
