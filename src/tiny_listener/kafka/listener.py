@@ -31,7 +31,8 @@ class KafkaListener(Listener[CTXType]):
       over them and moves them when one joins or leaves.
     - Records of one partition run one at a time in offset order; ``order="key"`` runs records
       of different keys concurrently, each key's in order. At most ``max_in_flight`` events run
-      at once, and at most ``max_buffered`` records wait for their turn.
+      at once; a partition holding ``max_buffered`` records waiting for their turn is not
+      fetched from until half of them started.
     - Offsets are committed up to the lowest unfinished record of each partition, every
       ``commit_interval`` seconds or ``commit_batch`` records, when partitions are revoked (after
       their running events finish, up to ``revoke_timeout``) and at shutdown. Delivery is at
@@ -71,6 +72,7 @@ class KafkaListener(Listener[CTXType]):
     consumer_options: SourceAttribute[Dict[str, Any]] = SourceAttribute()
     producer_options: SourceAttribute[Dict[str, Any]] = SourceAttribute()
     fetch_timeout: SourceAttribute[float] = SourceAttribute()
+    commit_timeout: SourceAttribute[float] = SourceAttribute()
     quiet_client_logs: SourceAttribute[bool] = SourceAttribute()
 
     def __init__(

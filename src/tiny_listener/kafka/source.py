@@ -143,6 +143,9 @@ class KafkaSource(BrokerSource):
 
     fetch_timeout: float = 1.0
     """How long one receive waits for a record whose turn it is, before the flow asks again."""
+    commit_timeout: float = 10.0
+    """How long one commit may take (aiokafka waits for the group coordinator without end);
+    one that takes longer is logged, and its offsets are committed with the next batch."""
 
     def __init__(
         self,
@@ -516,8 +519,8 @@ class KafkaSource(BrokerSource):
             if not offsets:
                 return
             try:
-                await consumer.commit(offsets)
-            except (errors.KafkaError, OSError) as exc:
+                await asyncio.wait_for(consumer.commit(offsets), self.commit_timeout)
+            except (errors.KafkaError, OSError, asyncio.TimeoutError) as exc:
                 self.log.logger.warning("could not commit offsets %s (%r); they are committed with the next batch",
                                         _describe(offsets), exc, extra={"broker": self.broker})
                 return
