@@ -320,6 +320,27 @@ async def test_client_library_logs_are_demoted_to_debug_unless_asked_otherwise(
     assert shown == ["connection reset (quiet=False)"]
 
 
+def test_a_demoted_client_record_reaches_no_handler_unless_its_logger_logs_debug() -> None:
+    from tiny_listener.sources._broker_log import quiet_client_loggers
+
+    logger = logging.getLogger("tests.demoted_client")
+    seen: List[logging.LogRecord] = []
+    handler = logging.Handler()  # no level of its own, as a plain StreamHandler
+    handler.emit = seen.append  # type: ignore[method-assign]
+    logger.addHandler(handler)
+    quiet_client_loggers(("tests.demoted_client",))
+    try:
+        logger.setLevel(logging.INFO)
+        logger.warning("heartbeat failed")  # let through at INFO, dropped once demoted
+        logger.setLevel(logging.DEBUG)
+        logger.warning("heartbeat failed again")
+    finally:
+        logger.removeHandler(handler)
+        logger.filters.clear()
+        logger.setLevel(logging.NOTSET)
+    assert [(r.getMessage(), r.levelname) for r in seen] == [("heartbeat failed again", "DEBUG")]
+
+
 async def test_data_that_does_not_validate_is_dead_lettered_at_once_as_invalid(
     redelivers: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
