@@ -37,6 +37,11 @@ def test_literal_routes_subscribe_to_their_topics() -> None:
     assert found.describe() == "topic 'orders', 'payments'"
 
 
+def test_http_routes_are_left_to_the_http_source() -> None:
+    found = subscription(routes("orders", "GET:/orders/{id}", "POST:/orders"))
+    assert found.topics == ("orders",)
+
+
 def test_a_route_with_parameters_makes_a_pattern_subscription() -> None:
     found = subscription(routes("orders", "metrics.{host}.{n:int}"), dead_letter="{topic}.dead")
     assert found.pattern is not None

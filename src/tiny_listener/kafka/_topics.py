@@ -23,6 +23,7 @@ from typing import Iterable, List, Mapping, Sequence, Tuple
 from ..delivery import ATTEMPT, DEAD_LETTER_REASON, EVENT_PATH, LAST_ERROR, error_text
 from ..errors import ListenerError
 from ..routing import PARAM_REGEX, Route
+from ..wildcards import message_routes
 
 TOPIC_OPT = "topic"
 """``@app.on_event(path, topic="...")`` names the topic a route subscribes to."""
@@ -141,7 +142,8 @@ def subscription(
     routes: Iterable[Route], topics: Sequence[str] | None = None, dead_letter: str | None = None
 ) -> Subscription:
     """Return the subscription of a source: ``topics`` when given, else one per route (see
-    :func:`route_topic`), a pattern if any route needs one, which leaves out the dead-letter
+    :func:`route_topic`; HTTP routes aside: :func:`~tiny_listener.wildcards.message_routes`),
+    a pattern if any route needs one, which leaves out the dead-letter
     topics of ``dead_letter``. Raises :class:`SubscriptionError` for a route that cannot be a
     subscription, or when there is nothing to subscribe to; ``ValueError`` for a topic in
     ``topics`` that is not a topic name."""
@@ -152,7 +154,7 @@ def subscription(
         return Subscription(topics=chosen)
     literal: List[str] = []
     patterns: List[str] = []
-    for route in routes:
+    for route in message_routes(routes):
         text, is_pattern = route_topic(route)
         (patterns if is_pattern else literal).append(text)
     literal = list(dict.fromkeys(literal))
