@@ -67,7 +67,7 @@ def test_a_route_can_name_its_topic() -> None:
     assert subscription(routes("order:{id}:created", "order:{id}:paid", topic="orders")).topics == ("orders",)
 
 
-@pytest.mark.parametrize("path", ["GET:/users", "order created", "a/{b}"])
+@pytest.mark.parametrize("path", ["users:created", "order created", "a/{b}"])
 def test_a_route_that_cannot_be_a_subscription_is_a_clear_error(path: str) -> None:
     with pytest.raises(SubscriptionError, match=rf"route {re.escape(repr(path))} .* cannot be a Kafka subscription"):
         subscription(routes(path))
