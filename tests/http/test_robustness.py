@@ -98,6 +98,36 @@ async def test_malformed_requests_get_an_error_then_a_close_and_serving_goes_on(
             assert (await good.request("GET", "/hello")).body == b"hello"
 
 
+BAD_REQUESTS = [
+    pytest.param(b"NOT A REQUEST\r\n\r\n", 400, id="400"),
+    pytest.param(b"GET /hello HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n", 431, id="431"),
+    pytest.param(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 2000000\r\n\r\n", 413, id="413"),
+    pytest.param(b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: compress\r\n\r\n", 501, id="501"),
+]
+
+
+@pytest.mark.parametrize("pipelined", [False, True], ids=["after-an-answer", "pipelined"])
+@pytest.mark.parametrize(("request_bytes", "status"), BAD_REQUESTS)
+async def test_a_bad_request_later_on_a_keep_alive_connection_gets_its_answer_too(
+    request_bytes: bytes, status: int, pipelined: bool
+) -> None:
+    good = b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n"
+    async with serving(make_app()) as (app, _), connect(app) as client:
+        if pipelined:
+            await client.send(good + good + request_bytes)
+        else:
+            await client.send(good)
+            assert (await read_reply(client.reader)).body == b"hello"
+            await client.send(good)
+            assert (await read_reply(client.reader)).body == b"hello"
+            await client.send(request_bytes)
+        if pipelined:
+            assert [(await read_reply(client.reader)).body for _ in range(2)] == [b"hello", b"hello"]
+        reply = await read_reply(client.reader)
+        assert (reply.status, reply.headers["connection"]) == (status, "close")
+        assert await at_eof(client.reader)
+
+
 async def test_content_length_plus_transfer_encoding_never_runs_a_smuggled_request() -> None:
     state: Dict[str, Any] = {}
     async with serving(make_app(state=state)) as (app, _), connect(app) as client:
