@@ -10,7 +10,6 @@ registration, naming the handler and the parameter.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import typing
 import weakref
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Dict, List, Tuple
 
 from ._types import CoroFunc, PathParams
 from .errors import EventDataError, InjectionError, PathParamsError
+from .failures import wait_for
 
 if TYPE_CHECKING:
     from .event import Event
@@ -101,7 +101,7 @@ async def resolve_dependency(dep: Depends, event: Event[Any], params: PathParams
     if dep.timeout is None:
         value = await target(event, params)
     else:
-        value = await asyncio.wait_for(target(event, params), timeout=dep.timeout)
+        value = await wait_for(target(event, params), dep.timeout)
     ctx.cache[dep] = value
     return value
 

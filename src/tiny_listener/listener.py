@@ -22,10 +22,12 @@ from .errors import (
     ContextNotFound,
     DuplicateListener,
     EventAlreadyExists,
+    EventFailed,
     EventNotFound,
     ListenerNotFound,
 )
 from .event import Event
+from .failures import check_error_type, wait_for
 from .injection import Hook, check_coro_func
 from .lifecycle import CANCELLED, DONE, FAILED
 from .routing import Route, RouteShadowedWarning, RouteTable
@@ -155,7 +157,13 @@ class Listener(Generic[CTXType]):
         self._middleware_after_event.append(Hook(fn))
 
     def add_on_error_hook(self, fn: CoroFunc, exc: Type[BaseException]) -> None:
-        self._error_handlers.append((exc, Hook(fn)))
+        """Call ``fn`` (with injection) for events that fail with an ``exc``.
+
+        Raises ``TypeError`` if ``exc`` is not an exception class or is cancellation (never a
+        failure); warns with :class:`~tiny_listener.failures.InterruptHookWarning` for
+        ``KeyboardInterrupt`` and ``SystemExit``: handlers raising them reach it, Ctrl-C never.
+        """
+        self._error_handlers.append((check_error_type(exc), Hook(fn)))
 
     def startup(self, fn: CoroFunc) -> CoroFunc:
         """Decorator: run ``fn()`` before ``listen()``."""
@@ -178,7 +186,8 @@ class Listener(Generic[CTXType]):
         return fn
 
     def on_error(self, exc: Type[BaseException]) -> Callable[[CoroFunc], CoroFunc]:
-        """Decorator: handle errors of type ``exc`` raised by handlers or hooks."""
+        """Decorator: handle errors of type ``exc`` raised by handlers or hooks; see
+        :meth:`add_on_error_hook`."""
 
         def decorator(fn: CoroFunc) -> CoroFunc:
             self.add_on_error_hook(fn, exc)
@@ -306,11 +315,13 @@ class Listener(Generic[CTXType]):
                 if timeout is None:
                     event._result = await event._route._invoke(event, params)
                 else:
-                    event._result = await asyncio.wait_for(event._route._invoke(event, params), timeout)
+                    event._result = await wait_for(event._route._invoke(event, params), timeout)
                 if self._middleware_after_event:
                     for hook in self._middleware_after_event:
                         await hook(event, params)
-            except Exception as exc:
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:  # KeyboardInterrupt, SystemExit... fail the event too
                 event.error = exc
                 await self._handle_error(event, params, exc)
                 return None
@@ -330,22 +341,28 @@ class Listener(Generic[CTXType]):
             if tasks.drained is not None:
                 tasks.check_drained()
 
-    async def _handle_error(self, event: Event[Any], params: PathParams, exc: Exception) -> None:
-        """Run the matching ``on_error`` handlers; log and re-raise if none takes ``exc``."""
+    async def _handle_error(self, event: Event[Any], params: PathParams, exc: BaseException) -> None:
+        """Run the matching ``on_error`` handlers; log and re-raise if none takes ``exc``
+        (as :class:`EventFailed` if it is not an ``Exception``)."""
         handlers = [hook for exc_type, hook in self._error_handlers if isinstance(exc, exc_type)]
         try:
             if not handlers:
                 raise exc
             for hook in handlers:
                 await hook(event, params)
-        except Exception as failure:
+        except asyncio.CancelledError:
+            raise
+        except BaseException as failure:
             self._log_failure(event, failure)
             # Logged once here; the task still ends with the error for whoever awaits it,
             # and nobody awaiting it must not make asyncio log it a second time.
             current = asyncio.current_task()
             if current is not None:
                 current.add_done_callback(retrieve_exception)
-            raise
+            if isinstance(failure, Exception):
+                raise
+            # A task re-raising KeyboardInterrupt or SystemExit stops the event loop.
+            raise EventFailed(event.path, event.route.name, failure) from failure
 
     def _log_failure(self, event: Event[Any], exc: BaseException) -> None:
         fields = {"event_path": event.path, "handler": event.route.name, "cid": event.ctx.cid}
@@ -489,5 +506,5 @@ def _notify(observers: Tuple[EventObserver, ...], method: str, event: Event[Any]
     for observer in observers:
         try:
             getattr(observer, method)(event)
-        except Exception:
+        except BaseException:  # even KeyboardInterrupt: an observer never stops the loop
             logger.exception("event observer %r failed in %s for event %r", observer, method, event.path)

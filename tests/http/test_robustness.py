@@ -9,9 +9,10 @@ from typing import Any, AsyncIterator, Dict, List
 
 import pytest
 
+from tiny_listener import Event, Param
 from tiny_listener.http import HTTPListener, Limits, Request, RequestAborted, StreamingResponse
 
-from .client import at_eof, connect, read_reply, serving
+from .client import Client, at_eof, connect, read_reply, serving
 
 CHUNK = 64 * 1024
 
@@ -246,3 +247,44 @@ async def test_contexts_are_released_after_many_requests() -> None:
                 await client.request("POST", "/echo", body=b"123")
             await client.request("GET", "/nowhere")
         assert app.ctxs == {}
+
+
+class OwnBaseException(BaseException):
+    pass
+
+
+@pytest.mark.parametrize("error_type", [KeyboardInterrupt, SystemExit, GeneratorExit, OwnBaseException])
+async def test_a_handler_raising_a_base_exception_gets_500_and_the_server_serves_on(
+    error_type: type, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = HTTPListener()
+    offered: List[BaseException] = []
+    release = asyncio.Event()
+
+    @app.on_event("GET:/fatal")
+    async def fatal() -> None:
+        raise error_type()
+
+    @app.on_event("GET:/slow/{n}")
+    async def slow(n: Param) -> str:
+        await release.wait()
+        return str(n)
+
+    @app.on_error(BaseException)
+    async def seen(event: Event) -> None:
+        assert event.error is not None
+        offered.append(event.error)
+
+    async with serving(app) as (_, main_task):
+        in_flight = [Client(*await asyncio.open_connection("127.0.0.1", app.port)) for _ in range(5)]
+        for i, client in enumerate(in_flight):
+            await client.send(f"GET /slow/{i} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+        async with connect(app) as client:
+            reply = await client.request("GET", "/fatal")
+            assert (reply.status, reply.body) == (500, b"Internal Server Error")
+        release.set()
+        for i, client in enumerate(in_flight):
+            assert (await read_reply(client.reader)).body == str(i).encode()
+            await client.close()
+        assert not main_task.done()
+    assert [type(error) for error in offered] == [error_type]
