@@ -542,3 +542,33 @@ async def test_on_error_keyboard_interrupt_is_called_for_a_handler_raising_it() 
         raise KeyboardInterrupt
 
     assert await app.trigger_event("x") is None  # taken by the hook, as any error
+
+
+def test_an_event_that_never_lets_go_is_abandoned_once_and_collected_quietly(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+
+    class Server(Listener):  # type: ignore[type-arg]
+        async def listen(self) -> None:
+            self.trigger_event("stubborn")
+            await asyncio.sleep(0)
+            self.stop()
+
+    app = Server(shutdown_timeout=0.05)
+    app.cancel_timeout = 0.05
+
+    @app.on_event("stubborn")
+    async def stubborn() -> None:
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                pass
+
+    app.run()
+    del app, stubborn
+    gc.collect()  # closes the abandoned coroutine: no traceback, no asyncio complaint
+    messages = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert messages == [
+        "cancelling 1 event(s) still running at shutdown",
+        "1 task(s) ignored their cancellation and are left behind: event 'stubborn' in handler stubborn",
+    ]

@@ -52,14 +52,14 @@ class Listener(Generic[CTXType]):
 
     ``max_event_history`` bounds how many events each context keeps per route;
     ``shutdown_timeout`` is how many seconds shutdown waits for in-flight events before
-    cancelling them; ``cancel_timeout`` how long it then waits for cancelled tasks to end.
+    cancelling them; ``cancel_timeout`` how long it waits for a cancelled task to end (to nak
+    a message, close a connection) before it goes on without it: a task that swallows its
+    cancellation is named in a warning and abandoned, the process does not wait for it.
     """
 
     max_event_history: int = 100
     shutdown_timeout: float = 10.0
-    # Seconds a cancelled listen() or leftover task may take to end (to nak a message, close
-    # a connection) before shutdown goes on without it.
-    cancel_timeout: float = 30.0
+    cancel_timeout: float = 5.0
 
     def __init__(self, *, max_event_history: int | None = None, shutdown_timeout: float | None = None) -> None:
         if max_event_history is not None:
@@ -322,6 +322,11 @@ class Listener(Generic[CTXType]):
             except asyncio.CancelledError:
                 raise
             except BaseException as exc:  # KeyboardInterrupt, SystemExit... fail the event too
+                if type(exc) is GeneratorExit and not self._tasks.is_running(event):
+                    # Not raised by the handler: the coroutine of a task abandoned at shutdown
+                    # is being closed (garbage-collected).
+                    outcome = CANCELLED
+                    raise
                 event.error = exc
                 await self._handle_error(event, params, exc)
                 return None
@@ -474,8 +479,9 @@ class Listener(Generic[CTXType]):
             logger.warning("cancelling %d event(s) still running at shutdown", tasks.in_flight)
         stuck = await tasks.cancel_all(timeout=self.cancel_timeout)
         if stuck:
-            names = ", ".join(sorted(task.get_name() for task in stuck))
+            names = ", ".join(sorted(tasks.describe(task) for task in stuck))
             logger.warning("%d task(s) ignored their cancellation and are left behind: %s", len(stuck), names)
+            runtime.abandoned.update(stuck)
 
     def run(self) -> None:
         """Run the listener in this thread until it is stopped (signal, ``stop()``).
@@ -492,7 +498,7 @@ class Listener(Generic[CTXType]):
             try:
                 loop.run_until_complete(self.main())
             finally:
-                close_loop(loop)
+                close_loop(loop, self._runtime.abandoned)
         finally:
             running_listeners.listener = None
 

@@ -20,7 +20,7 @@ from .context import HTTPContext
 from .limits import Limits
 from .protocol import BaseServerConnection, ServerConnection
 from .responses import StreamingResponse, to_response
-from .server import NOT_STARTED, HTTPConnection
+from .server import NOT_STARTED, HTTPConnection, abandon_when_cancelled
 
 logger = logging.getLogger("tiny_listener.http")
 
@@ -110,6 +110,7 @@ class HTTPListener(Listener[HTTPContext]):
             server.close()
             for connection in list(self._connections):
                 connection.shutdown()
+            self.spawn(abandon_when_cancelled(self._connections), name="HTTP requests abandoned at shutdown")
             self._serving = None
 
     def _new_protocol(self) -> BaseServerConnection:

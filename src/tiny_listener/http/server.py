@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-from typing import TYPE_CHECKING, Any, List, Tuple
+from typing import TYPE_CHECKING, Any, Iterable, List, Tuple
 from urllib.parse import unquote
 
 from ..errors import EventNotFound
@@ -389,7 +389,34 @@ class HTTPConnection(asyncio.Protocol):
         if self.current is None:
             self._close()
 
+    def abandon(self) -> None:
+        """Shutdown gave up on the current request's handler (cancelled, it may not even end):
+        answer 503 now if nothing was sent, and close. What the handler does later is dropped."""
+        ctx = self.current
+        if ctx is not None and not self.closed and self.transport is not None and ctx._response_state == NOT_STARTED:
+            logger.info(
+                "%s: %s %s still running at the shutdown deadline (answered 503)", self._peer(), ctx.method, ctx.target
+            )
+            ctx._response_state = SENT
+            ctx.status_code = 503
+            self.transport.write(self.conn.reject(503))
+            self._log_access(ctx, 503)
+        self.current = None
+        self._close()
+
     def _close(self) -> None:
         self._cancel_timer()
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
+
+
+async def abandon_when_cancelled(connections: Iterable[HTTPConnection]) -> None:
+    """Wait until cancelled, which shutdown does together with the events still running at its
+    deadline; then answer every request still without a response (see ``abandon``) without
+    waiting for its handler: one that swallows its cancellation must not leave its client
+    with a bare close."""
+    try:
+        await asyncio.get_running_loop().create_future()
+    finally:
+        for connection in list(connections):
+            connection.abandon()
