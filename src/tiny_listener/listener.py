@@ -26,7 +26,7 @@ from .errors import (
     EventNotFound,
     ListenerNotFound,
 )
-from .event import Event
+from .event import RELEASED, Event
 from .failures import check_error_type, wait_for
 from .injection import Hook, check_coro_func
 from .lifecycle import CANCELLED, DONE, FAILED
@@ -58,6 +58,8 @@ class Listener(Generic[CTXType]):
     """
 
     max_event_history: int = 100
+    # Characters of event paths a context's history keeps, all routes together.
+    max_event_history_bytes: int = 64 * 1024
     shutdown_timeout: float = 10.0
     cancel_timeout: float = 5.0
 
@@ -69,6 +71,8 @@ class Listener(Generic[CTXType]):
         self.ctxs: Dict[str, CTXType] = {}
         # Histories are trimmed back to max_event_history once a quarter longer: O(1) per event.
         self._history_trim_at = self.max_event_history + (self.max_event_history >> 2)
+        # Made an instance attribute (class default, or as set later): read for every event.
+        self.max_event_history_bytes = self.max_event_history_bytes
         self.routes: RouteTable = RouteTable()
         self.dependency_overrides: Dict[Callable[..., Any], CoroFunc] = {}
 
@@ -338,7 +342,11 @@ class Listener(Generic[CTXType]):
         finally:
             if outcome is not DONE or event._auto_done:
                 event._finish(outcome)
-            if observers:
+                if observers:
+                    _notify(observers, "event_ended", event)
+                # Ended: its context's history keeps the event, not its inputs (_release_inputs).
+                event.data = event.params = RELEASED
+            elif observers:
                 _notify(observers, "event_ended", event)
             # Forget the event's task (OwnedTasks.events is filled by _dispatch).
             tasks = self._tasks

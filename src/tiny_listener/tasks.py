@@ -68,6 +68,7 @@ class OwnedTasks:
         for event in unstarted:
             del self.events[event]
             event._finish(CANCELLED)
+            event._release_inputs()
         if unstarted:
             self.check_drained()
         return len(unstarted)

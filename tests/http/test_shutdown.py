@@ -7,6 +7,7 @@ import gc
 import logging
 import signal
 import sys
+import tracemalloc
 import weakref
 from pathlib import Path
 from typing import Any, Dict
@@ -165,3 +166,26 @@ async def test_the_cli_stops_within_both_timeouts_with_a_stubborn_handler_and_no
             await proc.wait()
     assert "left behind: event 'GET:/stubborn' in handler stubborn" in stderr
     assert "Task was destroyed" not in stderr and "Exception ignored" not in stderr and "Traceback" not in stderr
+
+
+async def test_distinct_long_paths_leave_nothing_behind() -> None:
+    app = HTTPListener()
+
+    @app.on_event("GET:/{anything:path}")
+    async def anything() -> str:
+        return "ok"
+
+    filler = "p" * 15_000
+    tracemalloc.start()
+    try:
+        async with serving(app), connect(app) as client:
+            assert (await client.request("GET", "/warm-up")).body == b"ok"
+            gc.collect()
+            before = tracemalloc.get_traced_memory()[0]
+            for i in range(300):
+                assert (await client.request("GET", f"/{i}/{filler}")).body == b"ok"
+            gc.collect()
+            held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held < 1024 * 1024  # 9 MB if the route cache kept each path and its params

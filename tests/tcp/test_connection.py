@@ -4,9 +4,11 @@ replies, that leave with frames unhandled, handlers that never let go at shutdow
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import socket
 import struct
+import tracemalloc
 from typing import List, Set
 
 import pytest
@@ -166,3 +168,44 @@ async def test_a_handler_that_never_lets_go_does_not_keep_its_connection_open_at
         await asyncio.wait(stubborn_tasks)
     assert app.ctxs == {}
     assert "still handled at the shutdown deadline" in caplog.text
+
+
+def traced() -> int:
+    gc.collect()
+    return tracemalloc.get_traced_memory()[0]
+
+
+async def test_memory_held_per_connection_is_bounded_and_released_when_it_closes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, "tiny_listener.tcp")
+    app = TCPListener()
+
+    @app.on_event()
+    async def answer(ctx: TCPContext) -> None:
+        ctx.send("ok")
+
+    line = b"x" * 60_000 + b"\n"
+    connections, frames = 10, 130
+    tracemalloc.start()
+    try:
+        async with running(app):
+            baseline = traced()
+            streams = [await connect(app) for _ in range(connections)]
+            for _, writer in streams:
+                for i in range(frames):
+                    writer.write(b"%d:" % i + line)
+            for reader, _ in streams:
+                for _ in range(frames):
+                    assert await asyncio.wait_for(reader.readline(), 10) == b"ok\n"
+            # 10 x 130 frames of 60 KB: 150 MB if each connection's history kept its frames.
+            held_open = traced() - baseline
+            with watching_log("tiny_listener.tcp", "closed") as closed:
+                for _, writer in streams:
+                    writer.close()
+                await asyncio.wait_for(closed.wait(connections), 10)
+            held_after = traced() - baseline
+    finally:
+        tracemalloc.stop()
+    assert held_open < 8 * 1024 * 1024
+    assert held_after < 512 * 1024
