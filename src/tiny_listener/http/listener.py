@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, List, Set, Tuple, Type
+from typing import Any, List, Tuple, Type
 
+from ..acceptor import Acceptor, OpenConnections
 from ..context import Context
 from ..errors import EventNotFound
 from ..event import Event
@@ -70,7 +71,7 @@ class HTTPListener(Listener[HTTPContext]):
         self._protocol_cls = _protocol_class(self.parser)
         # True from the moment shutdown starts: new requests are answered "Connection: close".
         self.closing = False
-        self._connections: Set[HTTPConnection] = set()
+        self._connections: OpenConnections[HTTPConnection] = OpenConnections()
         self._serving: asyncio.Event | None = None
         self.set_context_cls(HTTPContext)
         self.add_after_event_hook(self._send_result)
@@ -93,18 +94,14 @@ class HTTPListener(Listener[HTTPContext]):
     async def listen(self) -> None:
         """Serve until cancelled; then stop accepting, close idle connections and let busy
         ones close after their current response (the core waits for in-flight requests)."""
-        loop = asyncio.get_running_loop()
         self.closing = False
         self._protocol_cls = _protocol_class(self.parser)  # ``parser`` may have been set since
-        server = await loop.create_server(
-            lambda: HTTPConnection(self), self.host, self.port, reuse_address=True, backlog=self.backlog
-        )
-        if self.port == 0:
-            self.port = int(server.sockets[0].getsockname()[1])
+        server = Acceptor(lambda: HTTPConnection(self), self._connections, self.limits.max_connections, "HTTP")
+        _, self.port = await server.bind(self.host, self.port, self.backlog)
         logger.info("HTTP server running on http://%s:%d", self.host, self.port)
         self._serving_event().set()
         try:
-            await loop.create_future()  # until shutdown cancels listen()
+            await server.serve()  # until shutdown cancels listen()
         finally:
             self.closing = True
             server.close()

@@ -177,6 +177,11 @@ class BaseServerConnection:
     def response_started(self) -> bool:
         return self._response_started
 
+    @property
+    def awaiting_continue(self) -> bool:
+        """True while the client waits for ``100 Continue`` before sending its body."""
+        return self._continue_pending and not self._response_started
+
     def send_continue(self) -> bytes:
         """Return ``100 Continue`` if the client waits for it before sending the body, else ``b""``."""
         if not self._continue_pending or self._response_started:
