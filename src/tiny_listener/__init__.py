@@ -14,6 +14,7 @@ from .errors import DuplicateListener as DuplicateListener
 from .errors import EventAlreadyDone as EventAlreadyDone
 from .errors import EventAlreadyExists as EventAlreadyExists
 from .errors import EventDataError as EventDataError
+from .errors import EventFailed as EventFailed
 from .errors import EventNotFound as EventNotFound
 from .errors import FieldError as FieldError
 from .errors import InjectionError as InjectionError
@@ -56,6 +57,7 @@ __all__ = (
     "EventAlreadyDone",
     "EventAlreadyExists",
     "EventDataError",
+    "EventFailed",
     "EventNotFound",
     "EventState",
     "EventStateError",

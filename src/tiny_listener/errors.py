@@ -85,3 +85,20 @@ class ValidationError(EventDataError):
 
 class InjectionError(ListenerError, TypeError):
     """A handler parameter cannot be resolved; raised when the handler is registered."""
+
+
+class EventFailed(ListenerError):
+    """A handler, hook or dependency raised a ``BaseException`` that is not an ``Exception``
+    (``KeyboardInterrupt``, ``SystemExit``, ``GeneratorExit``, a subclass of your own).
+
+    The event failed like any other (logged once, offered to ``on_error``, ``event.error`` is
+    the original); awaiting its task raises this error, whose ``__cause__`` and ``error`` are
+    the original, because re-raised as it is a ``KeyboardInterrupt`` or ``SystemExit`` would
+    stop the event loop and every other event with it.
+    """
+
+    def __init__(self, path: str, handler: str, error: BaseException) -> None:
+        self.path = path
+        self.handler = handler
+        self.error = error
+        super().__init__(f"event {path!r} failed in handler {handler} with {error!r}")

@@ -167,12 +167,16 @@ class RouteTable(MutableMapping[str, Route]):
     """The routes of a listener, keyed by handler name, in registration order.
 
     It behaves as the ``dict`` that 1.2 exposed as ``listener.routes``. Adding a route updates
-    the prefix index in place; removing or replacing one rebuilds it on the next lookup. The
-    latest ``cache_size`` distinct event paths are remembered with their route, so a path seen
-    again skips the search (its parameters are still converted anew for every event).
+    the prefix index in place; removing or replacing one rebuilds it on the next lookup. Event
+    paths seen lately are remembered with their route, so a path seen again skips the search
+    (its parameters are still converted anew for every event): at most ``cache_size`` of them,
+    none longer than ``cache_path_limit`` characters, ``cache_chars`` characters in all; the
+    cache is emptied when it is full. Memory it holds is bounded whatever paths clients send.
     """
 
     cache_size = 4096
+    cache_path_limit = 1024
+    cache_chars = 1024 * 1024
 
     def __init__(self, routes: Mapping[str, Route] | None = None) -> None:
         """Start with ``routes`` (name -> route, in that order), if given.
@@ -192,6 +196,7 @@ class RouteTable(MutableMapping[str, Route]):
             if not isinstance(route, Route):
                 raise TypeError(f"routes[{name!r}] must be a tiny_listener.Route, not {type(route).__name__}")
             self[name] = route
+        self._cached_chars = 0  # of the cached paths
 
     def __getitem__(self, name: str) -> Route:
         return self._routes[name]
@@ -199,7 +204,7 @@ class RouteTable(MutableMapping[str, Route]):
     def __setitem__(self, name: str, route: Route) -> None:
         replacing = name in self._routes
         self._routes[name] = route
-        self._cache.clear()
+        self.clear_cache()
         if replacing:
             self._tables = None
         elif self._tables is not None:
@@ -208,7 +213,12 @@ class RouteTable(MutableMapping[str, Route]):
     def __delitem__(self, name: str) -> None:
         del self._routes[name]
         self._tables = None
+        self.clear_cache()
+
+    def clear_cache(self) -> None:
+        """Forget the event paths matched so far."""
         self._cache.clear()
+        self._cached_chars = 0
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._routes)
@@ -264,9 +274,12 @@ class RouteTable(MutableMapping[str, Route]):
             found = self._search(path)
             if found is not None and not found[0]._convert_per_match:
                 found = (found[0], found[0].convert(found[1]))
-            if len(self._cache) >= self.cache_size:
-                self._cache.clear()
-            self._cache[path] = found
+            size = len(path)
+            if size <= self.cache_path_limit:  # a long path (a 60 KB line...) is searched each time
+                if len(self._cache) >= self.cache_size or self._cached_chars + size > self.cache_chars:
+                    self.clear_cache()
+                self._cache[path] = found
+                self._cached_chars += size
         if found is None:
             raise EventNotFound(f"no route matches event path {path!r}")
         route, template = found
