@@ -125,7 +125,8 @@ class Acceptor:
                 except OSError as exc:
                     # Name the address, as asyncio's create_server does: "in use" alone says little.
                     reason = (exc.strerror or str(exc)).lower()
-                    raise OSError(exc.errno, f"error while attempting to bind on address {address!r}: {reason}") from None
+                    message = f"error while attempting to bind on address {address!r}: {reason}"
+                    raise OSError(exc.errno, message) from None
                 sock.listen(backlog)
                 sock.setblocking(False)
         except BaseException:
