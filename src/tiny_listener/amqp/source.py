@@ -122,7 +122,7 @@ class AMQPMessage(BrokerMessage):
             content_type=getattr(self.source.codec, "content_type", None),
             correlation_id=message.correlation_id,
         )
-        await channel.default_exchange.publish(answer, routing_key=message.reply_to or "")
+        await channel.default_exchange.publish(answer, routing_key=message.reply_to or "", mandatory=False)
 
     def _check_channel(self) -> None:
         aio_pika = require("aio_pika", extra="amqp")
@@ -215,6 +215,7 @@ class AMQPSource(BrokerSource):
         self._channel: AbstractChannel | None = None
         self._publish_channel: AbstractChannel | None = None
         self._reply_channel: AbstractChannel | None = None
+        self._reply_channel_lock: asyncio.Lock | None = None
         self._replies: Dict[str, asyncio.Future[AbstractIncomingMessage]] = {}
         self._consumer: Tuple[AbstractQueue, str] | None = None
         self._inbox: Deque[AbstractIncomingMessage] = collections.deque()
@@ -308,17 +309,20 @@ class AMQPSource(BrokerSource):
     async def _open_reply_channel(self) -> AbstractChannel:
         """Return the channel requests are sent on, consuming RabbitMQ's direct reply-to
         (replies come to the channel that sent the request)."""
-        channel = self._reply_channel
-        if channel is not None and not channel.is_closed:
+        if self._reply_channel_lock is None:
+            self._reply_channel_lock = asyncio.Lock()
+        async with self._reply_channel_lock:  # one channel for concurrent first requests
+            channel = self._reply_channel
+            if channel is not None and not channel.is_closed:
+                return channel
+            connection = self._connection
+            if connection is None or connection.is_closed:
+                raise NotConnected(f"not connected to {self.log.url}")
+            channel = await connection.channel(on_return_raises=True)
+            replies = await channel.get_queue(DIRECT_REPLY_TO, ensure=False)
+            await replies.consume(self._on_reply, no_ack=True)
+            self._reply_channel = channel
             return channel
-        connection = self._connection
-        if connection is None or connection.is_closed:
-            raise NotConnected(f"not connected to {self.log.url}")
-        channel = await connection.channel(on_return_raises=True)
-        replies = await channel.get_queue(DIRECT_REPLY_TO, ensure=False)
-        await replies.consume(self._on_reply, no_ack=True)
-        self._reply_channel = channel
-        return channel
 
     async def _on_reply(self, message: AbstractIncomingMessage) -> None:
         waiter = self._replies.get(message.correlation_id or "")

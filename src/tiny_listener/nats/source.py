@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any, List, Mapping, Sequence, Tuple, Type
+from typing import TYPE_CHECKING, Any, List, Mapping, Sequence, Set, Tuple, Type
 
 from .._types import Scope
 from ..codecs import Codec
@@ -153,6 +153,7 @@ class NATSSource(BrokerSource):
         self._js: JetStreamContext | None = None
         self._subscription: JetStreamContext.PullSubscription | None = None
         self._idle_pulls = 0
+        self._request_subjects: Set[str] = set()
 
     @property
     def progress_interval(self) -> float:  # type: ignore[override]
@@ -171,7 +172,8 @@ class NATSSource(BrokerSource):
         JetStream's acknowledgement once a stream stored it.
 
         Raises :class:`NotConnected` while there is no connection, and
-        ``nats.errors.NoRespondersError`` if no stream takes the subject.
+        ``nats.js.errors.NoStreamResponseError`` (``nats.errors.NoRespondersError`` with
+        nats-py before 2.10) if no stream takes the subject.
         """
         js = self._js
         if js is None or self._nc is None or not self._nc.is_connected:
@@ -183,8 +185,8 @@ class NATSSource(BrokerSource):
     ) -> Any:
         """Send ``data`` to ``path`` as a request and return the reply decoded by the codec.
 
-        A subject a stream takes is published to JetStream with the requester's inbox in the
-        ``x-reply-to`` header: the request is stored, and the handler that takes it (here or
+        A subject a stream takes (JetStream is asked once per subject) is published to
+        JetStream with the requester's inbox in the ``x-reply-to`` header: the request is stored, and the handler that takes it (here or
         in another process) publishes its result to the inbox before acknowledging it. A
         subject no stream takes is sent as a core NATS request (``nc.request``), which any
         NATS responder answers.
@@ -199,12 +201,17 @@ class NATSSource(BrokerSource):
         payload = data_to_payload(data, self.codec)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        if not await self._stored(js, path):
+            reply = await self._core_request(path, payload, timeout, headers)
+            return self.codec.decode(reply.data)
         inbox = nc.new_inbox()
         subscription = await nc.subscribe(inbox, max_msgs=1)
         try:
             try:
                 await js.publish(path, payload, timeout=timeout, headers={**(headers or {}), REPLY_TO: inbox})
-            except nats.errors.NoRespondersError:
+            except (nats.errors.NoRespondersError, nats.js.errors.NoStreamResponseError):
+                # The stream was deleted since: nats-py raises either, by version.
+                self._request_subjects.discard(path)
                 reply = await self._core_request(path, payload, max(deadline - loop.time(), 0.001), headers)
             except nats.errors.TimeoutError:
                 raise NoReply(path, timeout=timeout) from None
@@ -217,6 +224,20 @@ class NATSSource(BrokerSource):
             if not nc.is_closed:
                 await subscription.unsubscribe()
         return self.codec.decode(reply.data)
+
+    async def _stored(self, js: JetStreamContext, subject: str) -> bool:
+        """True if a stream takes ``subject`` (asked once per subject while it does)."""
+        if subject in self._request_subjects:
+            return True
+        nats = require("nats", extra="nats")
+        try:
+            await js.find_stream_name_by_subject(subject)
+        except nats.js.errors.NotFoundError:
+            return False
+        if len(self._request_subjects) >= 1024:
+            self._request_subjects.clear()
+        self._request_subjects.add(subject)
+        return True
 
     async def _core_request(
         self, path: str, payload: bytes, timeout: float, headers: Mapping[str, str] | None
