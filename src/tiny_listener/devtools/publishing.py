@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, List
+from typing import Any, List, Tuple, Type
 
 from ..errors import ListenerError, NoReply
 from ..listener import Listener
@@ -41,7 +41,7 @@ async def publish_once(source: BrokerSource, path: str, data: Any, *, timeout: f
         raise CannotPublish(f"{source.broker} source {source.name!r} cannot send requests")
     if source.quiet_client_logs:  # the one line below says what they would say
         quiet_client_loggers(source.client_loggers)
-    errors = (*source.connection_errors(), NotConnected, asyncio.TimeoutError)
+    errors: Tuple[Type[BaseException], ...] = (*source.connection_errors(), NotConnected, asyncio.TimeoutError)
     where = f"{source.broker} at {source.log.url}"
     try:
         try:

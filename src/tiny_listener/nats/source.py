@@ -186,10 +186,10 @@ class NATSSource(BrokerSource):
         """Send ``data`` to ``path`` as a request and return the reply decoded by the codec.
 
         A subject a stream takes (JetStream is asked once per subject) is published to
-        JetStream with the requester's inbox in the ``x-reply-to`` header: the request is stored, and the handler that takes it (here or
-        in another process) publishes its result to the inbox before acknowledging it. A
-        subject no stream takes is sent as a core NATS request (``nc.request``), which any
-        NATS responder answers.
+        JetStream with the requester's inbox in the ``x-reply-to`` header: the request is
+        stored, and the handler that takes it (here or in another process) publishes its
+        result to the inbox before acknowledging it. A subject no stream takes is sent as a
+        core NATS request (``nc.request``), which any NATS responder answers.
 
         Raises :class:`~tiny_listener.NoReply` when nobody takes the subject or no reply comes
         within ``timeout`` seconds, :class:`NotConnected` while there is no connection.
