@@ -488,7 +488,7 @@ class BrokerSource(DeliverySettings, Source):
                     result = await task
                 else:
                     result = await self._await_with_progress(task, message, interval)
-                if self.listener.routes.publishes or message.reply_address() is not None:
+                if listener.routes.publishes or message.reply_address() is not None:
                     await self._send_result(message, result)
             except asyncio.CancelledError:
                 # Shutdown gave up on it: hand it back now rather than when the broker notices.
