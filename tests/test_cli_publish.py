@@ -158,3 +158,19 @@ def test_amqp_down_is_one_line_and_exit_1(tmp_path: Path) -> None:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
     assert lines[0].startswith(f"Error: cannot connect to RabbitMQ at amqp://guest:***@127.0.0.1:{url.split(':')[3]}")
+
+
+def test_source_names_the_broker_source_to_send_through(tmp_path: Path) -> None:
+    write_module(tmp_path, "memapp", """
+        from tiny_listener import Listener
+        from tiny_listener.testing import MemoryBroker
+
+        app = Listener()
+        app.add_source(MemoryBroker(name="mem"))
+    """)
+    assert run_cli("publish", "memapp:app", "x", "--source", "mem", cwd=tmp_path).returncode == 0
+    other = run_cli("publish", "memapp:app", "x", "--source", "kafka", cwd=tmp_path)
+    assert other.returncode == 1
+    assert other.stderr.strip().splitlines() == [
+        "Error: Listener(routes_count=0) hosts no broker source named 'kafka' that can publish"
+    ]

@@ -170,3 +170,20 @@ async def test_a_listener_without_request_reply_says_so() -> None:
     app: Listener[Any] = Listener()
     with pytest.raises(Exception, match="hosts no source with request/reply"):
         await asyncio.wait_for(app.request("x"), 1)
+
+
+async def test_a_request_whose_data_does_not_validate_is_dead_lettered_at_once_without_reply() -> None:
+    app, broker = make_app(max_retries=3)
+
+    @app.on_event("invoices.{id}")
+    async def total(invoice: Invoice) -> float:
+        return invoice.total
+
+    async with broker:
+        assert await app.request("invoices.1", {"order": 1, "total": 2.5}) == 2.5
+        with pytest.raises(NoReply):
+            await app.request("invoices.2", {"order": "x"}, timeout=0.3)
+        await broker.settled()
+    bad = broker.deliveries[1]
+    assert (bad.outcome, bad.reason, bad.attempts, bad.replies) == (Outcome.DEAD_LETTERED, "invalid", 1, [])
+    assert broker.deliveries[0].replies == [b"2.5"]
