@@ -39,12 +39,15 @@ def run_cli(
 
 
 @contextlib.contextmanager
-def running_cli(*args: str, ignore_sigint: bool = False) -> Iterator[tuple[subprocess.Popen[str], LineReader]]:
+def running_cli(
+    *args: str, ignore_sigint: bool = False, env: dict[str, str] | None = None
+) -> Iterator[tuple[subprocess.Popen[str], LineReader]]:
     """Start the command with stdout and stderr merged and read by a :class:`LineReader`, in a
     process group of its own; on leaving the block, SIGKILL that group (the command and any
     child it left behind, such as a ``--reload`` child) and wait for the command.
 
-    ``ignore_sigint`` starts it with SIGINT ignored, as a shell script's ``&`` job is."""
+    ``ignore_sigint`` starts it with SIGINT ignored, as a shell script's ``&`` job is; ``env``
+    adds environment variables."""
     argv = [*CLI, *args]
     if ignore_sigint:
         argv = ["sh", "-c", 'trap "" INT; exec "$@"', "sh", *argv]
@@ -53,7 +56,7 @@ def running_cli(*args: str, ignore_sigint: bool = False) -> Iterator[tuple[subpr
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         start_new_session=True,
     )
     output = LineReader(proc)

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from tiny_listener.wildcards import route_pattern, unique_patterns
+from tiny_listener import Listener
+from tiny_listener.amqp._topology import binding_keys
+from tiny_listener.nats._subjects import route_subjects
+from tiny_listener.routing import RouteTable
+from tiny_listener.wildcards import message_routes, route_pattern, unique_patterns
 
 
 @pytest.mark.parametrize(
@@ -32,3 +36,24 @@ def test_mqtt_style_topics() -> None:
 
 def test_unique_patterns_keep_first_seen_order() -> None:
     assert unique_patterns(["b", "a", "b", "c", "a"]) == ["b", "a", "c"]
+
+
+def test_brokers_leave_http_routes_to_the_http_source() -> None:
+    app: Listener = Listener()  # type: ignore[type-arg]
+
+    @app.on_event("orders.{id}")
+    async def order() -> None: ...
+
+    @app.on_event("GET:/orders/{id}")
+    async def show() -> None: ...
+
+    @app.on_event("DELETE:/orders/{id}")
+    async def delete() -> None: ...
+
+    @app.on_event("AUDIT:trail")  # upper case, but no "/": not an HTTP route
+    async def audit() -> None: ...
+
+    routes: RouteTable = app.routes
+    assert [route.name for route in message_routes(routes.values())] == ["order", "audit"]
+    assert route_subjects(routes) == ["orders.*", "AUDIT:trail"]
+    assert binding_keys(routes) == ["orders.*", "AUDIT:trail"]

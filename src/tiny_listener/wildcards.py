@@ -9,13 +9,25 @@ Each segment between separators becomes: itself if it is literal text, the singl
 wildcard if it holds a parameter, and the multi-segment wildcard if it holds a ``path``
 parameter (which may span separators). A pattern may let through more than the route matches
 (``{id:int}`` becomes ``*``, which also matches ``abc``); the listener's routing decides then.
+
+HTTP routes (``GET:/users/{id}``) belong to an HTTP source hosted beside the broker: a broker
+subscribes for :func:`message_routes` only.
 """
 
 from __future__ import annotations
 
-from typing import Iterable, List
+import re
+from typing import Iterable, Iterator, List
 
-from .routing import PARAM_REGEX
+from .routing import PARAM_REGEX, Route
+
+_HTTP_ROUTE = re.compile(r"[A-Z]+:/")
+
+
+def message_routes(routes: Iterable[Route]) -> Iterator[Route]:
+    """Yield the routes a broker subscribes for: every route but the HTTP ones, whose path is
+    ``METHOD:/...`` (an HTTP source hosted by the same listener serves those)."""
+    return (route for route in routes if not _HTTP_ROUTE.match(route.path))
 
 
 def route_pattern(path: str, *, separator: str, single: str, multi: str, multi_ends_pattern: bool) -> str:

@@ -405,3 +405,25 @@ def test_listeners_without_replies_or_destinations_have_only_receive_operations(
     reply = asyncapi_document(amqp)["operations"]["order_created"]["reply"]
     assert "address" not in reply  # reply_to is a property, not a header
     check_asyncapi(asyncapi_document(amqp))
+
+
+def test_a_listener_hosting_several_sources_names_each_server() -> None:
+    from tiny_listener.http import HTTPSource
+
+    app: NATSListener[Any] = NATSListener(url="nats://127.0.0.1:4222", stream="ORDERS", durable="workers")
+    app.add_source(HTTPSource(port=8080, health=True))
+
+    @app.on_event("GET:/orders/{id}")
+    async def show(id: Param) -> None:
+        pass
+
+    typed_routes(app)
+
+    document = asyncapi_document(app)
+    check_asyncapi(document)
+    assert document["servers"]["nats"]["protocol"] == "nats"
+    assert document["servers"]["http"] == {"host": "127.0.0.1:8080", "protocol": "http"}
+    assert document["operations"]["show"]["bindings"]["http"]["method"] == "GET"
+    # Requests come through the broker: its routes have a reply, the HTTP one answers over HTTP.
+    assert "reply" in document["operations"]["order_created"]
+    assert "reply" not in document["operations"]["show"]

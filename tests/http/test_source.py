@@ -119,4 +119,4 @@ async def test_http_listener_takes_the_endpoints_too() -> None:
         response = await http.get("/readyz")
         assert response.status_code == 200
         assert list(response.json()["sources"]) == ["http"]
-    assert app.sources == (app.http,)
+    assert app.sources == (app.source,)

@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Mapping
 
 from ..backoff import retry_delay
 from ..routing import Route
-from ..wildcards import route_pattern, unique_patterns
+from ..wildcards import message_routes, route_pattern, unique_patterns
 
 BINDING_KEY_OPT = "binding_key"
 """``@app.on_event(path, binding_key="...")`` overrides the binding key derived from ``path``."""
@@ -32,8 +32,9 @@ def binding_key(route: Route) -> str:
 
 
 def binding_keys(routes: Mapping[str, Route]) -> List[str]:
-    """Return the binding keys of all ``routes``, without repeats, in registration order."""
-    return unique_patterns(binding_key(route) for route in routes.values())
+    """Return the binding keys of ``routes`` (HTTP routes aside, see
+    :func:`~tiny_listener.wildcards.message_routes`), without repeats, in registration order."""
+    return unique_patterns(binding_key(route) for route in message_routes(routes.values()))
 
 
 def retry_delays_ms(max_retries: int, retry_backoff: float, max_retry_delay: float) -> List[int]:

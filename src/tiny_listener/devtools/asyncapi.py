@@ -51,11 +51,11 @@ def asyncapi_document(
     if description:
         info["description"] = description
     document: Document = {"asyncapi": ASYNCAPI_VERSION, "info": info}
-    server = server_of(listener)
-    if server is not None:
-        document["servers"] = {server[0]: server[1]}
+    servers = servers_of(listener)
+    if servers:
+        document["servers"] = servers
     document["defaultContentType"] = content_type_of(listener)
-    is_http = _is_instance(listener, "tiny_listener.http.listener", "HTTPListener")
+    is_http = any(source.kind == "http" for source in listener.sources)
     channels: Document = {}
     operations: Document = {}
     messages: Document = {}
@@ -66,11 +66,12 @@ def asyncapi_document(
         operations[contract.name] = operation
         messages[contract.name] = message
         destination = contract.route.publish_to
-        if destination is None and replies is None:
+        if destination is None and (replies is None or "bindings" in operation):
             continue
         result_name = f"{contract.name}.result"
         messages[result_name] = _result_message(contract, registry)
-        if replies is not None:
+        # HTTP routes (an operation with an http binding) answer over HTTP, not with replies.
+        if replies is not None and "bindings" not in operation:
             reply_name = f"{contract.name}.reply"
             channels[reply_name] = {
                 "address": None,  # the request names it
@@ -108,16 +109,18 @@ def asyncapi_document(
 
 
 def reply_location(listener: Listener[Any]) -> Document | None:
-    """Return the AsyncAPI reply address of requests to ``listener`` (NATS; ``{}`` for
-    RabbitMQ, whose reply address is no header), or None if its handlers answer no requests."""
-    if _is_instance(listener, "tiny_listener.nats.listener", "NATSListener"):
-        return {
-            "description": "the inbox the request names in its x-reply-to header",
-            "location": "$message.header#/x-reply-to",
-        }
-    if _is_instance(listener, "tiny_listener.amqp.listener", "AMQPListener"):
-        # The reply_to property is no header: AsyncAPI has no runtime expression for it.
-        return {}
+    """Return the AsyncAPI reply address of requests to ``listener``'s broker (NATS; ``{}``
+    for RabbitMQ, whose reply address is no header), or None if it hosts no broker source
+    whose handlers answer requests."""
+    for source in listener.sources:
+        if source.kind == "nats":
+            return {
+                "description": "the inbox the request names in its x-reply-to header",
+                "location": "$message.header#/x-reply-to",
+            }
+        if source.kind == "amqp":
+            # The reply_to property is no header: AsyncAPI has no runtime expression for it.
+            return {}
     return None
 
 
@@ -196,18 +199,36 @@ def _host_of(url: str) -> Tuple[str, str, str]:
     return parts.scheme, host, parts.path
 
 
+def servers_of(listener: Listener[Any]) -> Document:
+    """Return the AsyncAPI Server Objects of what ``listener`` serves or reads from, by name:
+    one per source it hosts (an HTTP port, a TCP port, a broker), else the listener's own."""
+    servers: Document = {}
+    for source in listener.sources:
+        server = source_server(source)
+        if server is not None:
+            servers[source.name] = server
+    if not listener.sources:
+        named = server_of(listener)
+        if named is not None:
+            servers[named[0]] = named[1]
+    return servers
+
+
+def source_server(source: Any) -> Document | None:
+    """Return the AsyncAPI Server Object of a source: its address and protocol (by its
+    ``kind``), or None for a source that has no address."""
+    if source.kind == "http":
+        return {"host": f"{source.host}:{source.port}", "protocol": "http"}
+    if source.kind == "tcp":
+        return {"host": f"{source.host}:{source.port}", "protocol": "tcp", "description": f"{source.framing} frames"}
+    if getattr(source, "url", None):
+        return _broker_server(source, source.kind)
+    return None
+
+
 def server_of(listener: Listener[Any]) -> Tuple[str, Document] | None:
-    """Return the (name, AsyncAPI Server Object) of the server ``listener`` serves or reads
-    from, or None for a listener of another kind."""
-    served: Any = listener  # an HTTPListener or a TCPListener, checked below
-    if _is_instance(listener, "tiny_listener.http.listener", "HTTPListener"):
-        return "http", {"host": f"{served.host}:{served.port}", "protocol": "http"}
-    if _is_instance(listener, "tiny_listener.tcp.listener", "TCPListener"):
-        return "tcp", {
-            "host": f"{served.host}:{served.port}",
-            "protocol": "tcp",
-            "description": f"{served.framing} frames",
-        }
+    """Return the (name, AsyncAPI Server Object) of the broker a listener that hosts no source
+    reads from, or None for a listener of another kind."""
     brokers = (
         ("tiny_listener.redis.listener", "RedisStreamListener", "redis"),
         ("tiny_listener.mqtt.listener", "MQTTListener", "mqtt"),

@@ -16,7 +16,7 @@ from ..delivery import EVENT_PATH as EVENT_PATH
 from ..delivery import LAST_ERROR as LAST_ERROR
 from ..delivery import error_text
 from ..routing import Route
-from ..wildcards import route_pattern, unique_patterns
+from ..wildcards import message_routes, route_pattern, unique_patterns
 
 SUBJECT_OPT = "subject"
 """``@app.on_event(path, subject="...")`` overrides the subject filter derived from ``path``."""
@@ -37,8 +37,9 @@ def route_subject(route: Route) -> str:
 
 
 def route_subjects(routes: Mapping[str, Route]) -> List[str]:
-    """Return the subject filters of all ``routes``, without repeats, in registration order."""
-    return unique_patterns(route_subject(route) for route in routes.values())
+    """Return the subject filters of ``routes`` (HTTP routes aside, see
+    :func:`~tiny_listener.wildcards.message_routes`), without repeats, in registration order."""
+    return unique_patterns(route_subject(route) for route in message_routes(routes.values()))
 
 
 def dead_letter_subject(stream: str) -> str:

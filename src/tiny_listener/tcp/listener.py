@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import socket
-from typing import Any, Callable, Tuple, Type
+from typing import Callable, Tuple, Type
 
 from .._types import EventData
 from ..codecs import Codec
 from ..listener import Listener
+from ..sources._attribute import SourceAttribute
 from .context import TCPContext
 from .source import TCPSource, decode_line
 
@@ -16,10 +17,22 @@ class TCPListener(Listener[TCPContext]):
     """Serve TCP on ``host``:``port``; each connection is a context, each frame an event.
 
     The arguments are :class:`~tiny_listener.tcp.TCPSource`'s (which says what each does) and
-    the core listener's ``max_event_history`` and ``shutdown_timeout``. The server itself is
-    ``self.tcp``, the source this listener hosts; to serve TCP beside another source, host a
-    ``TCPSource`` on that listener instead.
+    the core listener's ``max_event_history`` and ``shutdown_timeout``. ``app.source`` is the
+    :class:`~tiny_listener.tcp.TCPSource` serving; its settings are attributes of both. To
+    serve TCP beside another source, host a ``TCPSource`` on that listener instead.
     """
+
+    host: SourceAttribute[str] = SourceAttribute()
+    port: SourceAttribute[int] = SourceAttribute()
+    sock: SourceAttribute[socket.socket | None] = SourceAttribute()
+    framing: SourceAttribute[str] = SourceAttribute()
+    max_frame_size: SourceAttribute[int] = SourceAttribute()
+    max_connections: SourceAttribute[int] = SourceAttribute()
+    idle_timeout: SourceAttribute[float | None] = SourceAttribute()
+    max_in_flight: SourceAttribute[int] = SourceAttribute()
+    codec: SourceAttribute[Codec | None] = SourceAttribute()
+    event_path: SourceAttribute[Callable[[bytes], str]] = SourceAttribute()
+    backlog: SourceAttribute[int] = SourceAttribute()
 
     def __init__(
         self,
@@ -39,7 +52,7 @@ class TCPListener(Listener[TCPContext]):
         shutdown_timeout: float | None = None,
     ) -> None:
         super().__init__(max_event_history=max_event_history, shutdown_timeout=shutdown_timeout)
-        self.tcp = TCPSource(
+        self.source: TCPSource = TCPSource(
             host,
             port,
             framing=framing,
@@ -52,52 +65,18 @@ class TCPListener(Listener[TCPContext]):
             context_cls=context_cls,
             backlog=backlog,
         )
-        self.add_source(self.tcp)
+        self.add_source(self.source)
         self.set_context_cls(context_cls)
-
-    @property
-    def host(self) -> str:
-        """Address the server binds."""
-        return self.tcp.host
-
-    @host.setter
-    def host(self, value: str) -> None:
-        self.tcp.host = value
-
-    @property
-    def sock(self) -> socket.socket | None:
-        """A listening socket already bound, served instead of binding ``host``:``port`` (as
-        ``tiny-listener run --fd`` and ``--workers`` pass one); None by default."""
-        return self.tcp.sock
-
-    @sock.setter
-    def sock(self, value: socket.socket | None) -> None:
-        self.tcp.sock = value
-
-    @property
-    def port(self) -> int:
-        """Port the server binds; once serving, the bound port (when it was 0)."""
-        return self.tcp.port
-
-    @port.setter
-    def port(self, value: int) -> None:
-        self.tcp.port = value
 
     @property
     def connections(self) -> int:
         """How many client connections are open."""
-        return self.tcp.connections
+        return self.source.connections
 
     def frame_data(self, frame: bytes) -> EventData:
         """Return the event data of ``frame`` (see :meth:`TCPSource.frame_data`)."""
-        return self.tcp.frame_data(frame)
+        return self.source.frame_data(frame)
 
     async def wait_listening(self) -> Tuple[str, int]:
         """Return ``(host, port)`` once the server accepts connections."""
-        return await self.tcp.wait_listening()
-
-    def __getattr__(self, name: str) -> Any:
-        # The other settings (framing, max_frame_size, idle_timeout...) are read from the source.
-        if name.startswith("_") or name == "tcp":
-            raise AttributeError(name)
-        return getattr(self.tcp, name)
+        return await self.source.wait_listening()

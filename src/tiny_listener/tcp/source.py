@@ -49,6 +49,8 @@ class TCPSource(Source):
     ``host``:``port``, which then say where it is bound.
     """
 
+    kind = "tcp"
+
     def __init__(
         self,
         host: str = "127.0.0.1",
@@ -104,6 +106,9 @@ class TCPSource(Source):
         """Return ``(host, port)`` once the server accepts connections."""
         await self.wait_ready()
         return self.host, self.port
+
+    def health(self) -> Dict[str, Any]:
+        return {**super().health(), "address": f"{self.host}:{self.port}", "connections": len(self._connections)}
 
     async def serve(self) -> None:
         """Serve until cancelled at shutdown, then stop accepting and let every connection
