@@ -20,6 +20,7 @@ from .errors import FieldError as FieldError
 from .errors import InjectionError as InjectionError
 from .errors import ListenerError as ListenerError
 from .errors import ListenerNotFound as ListenerNotFound
+from .errors import NoReply as NoReply
 from .errors import PathParamsError as PathParamsError
 from .errors import RouteError as RouteError
 from .errors import ValidationError as ValidationError
@@ -70,6 +71,7 @@ __all__ = (
     "Listener",
     "ListenerError",
     "ListenerNotFound",
+    "NoReply",
     "Param",
     "PathParamsError",
     "register_convertor",

@@ -83,6 +83,21 @@ class ValidationError(EventDataError):
         return f"{count} validation error{'' if count == 1 else 's'}: {details}"
 
 
+class NoReply(ListenerError):
+    """A request got no reply: nobody takes its path (``reason`` says so), or no reply came
+    within ``timeout`` seconds."""
+
+    def __init__(self, path: str, *, timeout: float | None = None, reason: str | None = None) -> None:
+        self.path = path
+        self.timeout = timeout
+        self.reason = reason
+        if reason is not None:
+            message = f"no reply to request {path!r}: {reason}"
+        else:
+            message = f"no reply to request {path!r} within {timeout:g} s"
+        super().__init__(message)
+
+
 class InjectionError(ListenerError, TypeError):
     """A handler parameter cannot be resolved; raised when the handler is registered."""
 

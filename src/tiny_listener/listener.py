@@ -165,6 +165,20 @@ class Listener(Generic[CTXType]):
         """The sources this listener hosts, in the order they were added."""
         return tuple(self._sources)
 
+    async def request(self, path: str, data: Any = None, *, timeout: float = 5.0) -> Any:
+        """Send ``data`` to event ``path`` as a request through the first hosted source that
+        has request/reply (NATS, RabbitMQ) and return the reply, the handler's result decoded
+        by the source's codec. The source must be connected (the listener runs).
+
+        Raises :class:`~tiny_listener.NoReply` when nobody takes ``path`` or no reply comes
+        within ``timeout`` seconds, :class:`ListenerError` if no hosted source has
+        request/reply, and what the source raises while it is not connected.
+        """
+        for source in self._sources:
+            if getattr(source, "can_request", False):
+                return await source.request(path, data, timeout=timeout)  # type: ignore[attr-defined]
+        raise ListenerError(f"{self!r} hosts no source with request/reply (NATS, RabbitMQ)")
+
     @property
     def runs_listen(self) -> bool:
         """True if ``main()`` runs ``listen()``: when it is overridden (on the class or the

@@ -20,6 +20,7 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, MutableMapping,
 
 from ._types import CoroFunc, PathParams
 from .convertors import CONVERTOR_TYPES, Convertor
+from .destinations import PUBLISH_TO_OPT, Destination
 from .errors import EventNotFound, RouteError
 from .injection import Hook
 
@@ -97,10 +98,13 @@ def covers(earlier: Route, later: Route) -> bool:
 
 
 class Route:
-    """A handler bound to a path. ``opts`` keeps the extra options given to ``on_event``.
+    """A handler bound to a path. ``opts`` keeps the extra options given to ``on_event``;
+    ``publish_to`` (the option of that name, see :mod:`tiny_listener.destinations`) is where
+    broker sources publish what the handler returns, or None.
 
-    Raises :class:`RouteError` if the path does not compile, ``TypeError`` if ``fn`` is not an
-    ``async def`` function or one of its parameters cannot be injected.
+    Raises :class:`RouteError` if the path does not compile or ``publish_to`` names a field
+    that is not a path parameter, ``TypeError`` if ``fn`` is not an ``async def`` function or
+    one of its parameters cannot be injected.
     """
 
     def __init__(self, path: str, fn: CoroFunc, opts: Dict[str, Any] | None = None) -> None:
@@ -109,6 +113,10 @@ class Route:
         self.fn = fn
         self.path_regex, self.convertors = compile_path(path)
         self.opts: Dict[str, Any] = opts or {}
+        destination = self.opts.get(PUBLISH_TO_OPT)
+        self.publish_to: Destination | None = (
+            None if destination is None else Destination(destination, path, self.convertors)
+        )
         self.hook = Hook(fn)
         self._invoke = self.hook._invoke
         first_param = PARAM_REGEX.search(path)
@@ -192,6 +200,7 @@ class RouteTable(MutableMapping[str, Route]):
         self._index: Tuple[Tuple[int, Dict[str, _Candidates]], ...] = ()
         # event path -> (route, converted params, or raw ones if converted per match), or None.
         self._cache: Dict[str, Tuple[Route, Dict[str, str]] | None] = {}
+        self._publishes: bool | None = False
         for name, route in (routes or {}).items():
             if not isinstance(route, Route):
                 raise TypeError(f"routes[{name!r}] must be a tiny_listener.Route, not {type(route).__name__}")
@@ -219,6 +228,7 @@ class RouteTable(MutableMapping[str, Route]):
         """Forget the event paths matched so far."""
         self._cache.clear()
         self._cached_chars = 0
+        self._publishes = None
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._routes)
@@ -228,6 +238,14 @@ class RouteTable(MutableMapping[str, Route]):
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({list(self._routes.values())})"
+
+    @property
+    def publishes(self) -> bool:
+        """True if a route declares a destination for its results (``publish_to``)."""
+        publishes = self._publishes
+        if publishes is None:
+            publishes = self._publishes = any(route.publish_to is not None for route in self._routes.values())
+        return publishes
 
     def _index_route(self, order: int, route: Route) -> None:
         assert self._tables is not None
