@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Callable, Dict, Set, Tuple, Type
+import sys
+from typing import Any, Callable, Dict, Tuple, Type
 
 from .._types import EventData
+from ..acceptor import Acceptor, OpenConnections
 from ..codecs import Codec
 from ..listener import Listener
 from .connection import Connection, abandon_when_cancelled, format_address
@@ -81,7 +83,7 @@ class TCPListener(Listener[TCPContext]):
         self.event_path = event_path
         self.backlog = backlog
         self.set_context_cls(context_cls)
-        self._connections: Set[Connection] = set()
+        self._connections: OpenConnections[Connection] = OpenConnections()
         self._accepting = False
         self._listening: asyncio.Event | None = None
         self._cid_suffix = 0
@@ -109,22 +111,22 @@ class TCPListener(Listener[TCPContext]):
     async def listen(self) -> None:
         """Serve until cancelled at shutdown, then stop accepting and let every connection
         finish the frames it received."""
-        loop = asyncio.get_running_loop()
-        server = await loop.create_server(
+        # Past max_connections a connection is accepted and closed at once (_admit), so the
+        # acceptor does not stop at it; it stops, and says so once, when descriptors run out.
+        server = Acceptor(
             lambda: Connection(self, make_framer(self.framing, self.max_frame_size)),
-            self.host,
-            self.port,
-            backlog=self.backlog,
+            self._connections,
+            sys.maxsize,
+            "TCP",
         )
+        host, self.port = await server.bind(self.host, self.port, self.backlog)
         self._accepting = True
         try:
-            sockname = server.sockets[0].getsockname()
-            self.port = int(sockname[1])
-            logger.info("TCP listener on %s (%s framing)", format_address(sockname), self.framing)
+            logger.info("TCP listener on %s (%s framing)", format_address((host, self.port)), self.framing)
             if self._listening is None:
                 self._listening = asyncio.Event()
             self._listening.set()
-            await asyncio.Future()  # serve until cancelled
+            await server.serve()  # until cancelled
         finally:
             self._accepting = False
             server.close()
