@@ -193,3 +193,26 @@ async def test_event_history_is_bounded_in_path_bytes_too() -> None:
     for _ in range(300):
         await app.trigger_event("short", cid="short")
     assert 100 <= len(app.get_ctx("short").events[app.get_route("handler")]) <= 125
+
+
+async def test_inputs_of_an_event_kept_running_are_released_when_both_it_and_its_task_ended() -> None:
+    app = App()
+    kept: list[Event] = []
+
+    @app.on_event("early")
+    async def done_early(event: Event, payload: Data) -> int:
+        event.prevent_auto_done()
+        event.done()  # ended, but its handler still runs and still reads its data
+        await asyncio.sleep(0)
+        return len(event.data["payload"]) + len(payload)
+
+    @app.on_event("late")
+    async def done_later(event: Event) -> None:
+        event.prevent_auto_done()
+        kept.append(event)
+
+    assert await app.trigger_event("early", data={"payload": b"12345"}) == 10
+    await app.trigger_event("late", cid="c", data={"payload": b"12345"})
+    assert kept[0].data == {"payload": b"12345"}  # still running: still there
+    kept[0].done()
+    assert dict(kept[0].data) == {}

@@ -103,7 +103,9 @@ class Event(Generic[CTXType]):
         """
         if self._state not in ENDED:
             self._finish(DONE)
-            self._release_inputs()
+            ctx = self._ctx()
+            if ctx is None or self not in ctx._listener._tasks.events:
+                self._release_inputs()  # its task is over too (else its end releases them)
 
     def _release_inputs(self) -> None:
         """Drop ``data`` and ``params`` once the event has ended (and observers have seen it):
