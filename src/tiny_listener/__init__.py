@@ -22,6 +22,7 @@ from .errors import ListenerNotFound as ListenerNotFound
 from .errors import PathParamsError as PathParamsError
 from .errors import RouteError as RouteError
 from .event import Event as Event
+from .failures import InterruptHookWarning as InterruptHookWarning
 from .importer import import_from_string as import_from_string
 from .injection import Data as Data
 from .injection import Depends as Depends
@@ -63,6 +64,7 @@ __all__ = (
     "Hook",
     "import_from_string",
     "InjectionError",
+    "InterruptHookWarning",
     "is_main_thread",
     "Listener",
     "ListenerError",
