@@ -120,18 +120,19 @@ class Connection(asyncio.BufferedProtocol):
             self._unframed.append(memoryview(data))
             self._feed_unframed()
             return
-        self._queue_frames(self.framer.feed(data))
+        self._queue_frames(self.framer.feed(data), len(data))
         if self.framer.error is not None:
             logger.warning("closing connection %s: %s", self.peer, self.framer.error)
             self.stop_reading()
 
-    def _queue_frames(self, frames: List[bytes]) -> None:
+    def _queue_frames(self, frames: List[bytes], size: int) -> None:
+        """Queue ``frames``, cut from ``size`` received bytes (counted as queued: close enough
+        for flow control, and the count starts again from 0 whenever the queue empties)."""
         if frames:
-            self._frames.extend(frames)
-            self._queued_bytes += sum(map(len, frames))
-            if not self._queue_full and (
-                len(self._frames) >= MAX_QUEUED_FRAMES or self._queued_bytes >= MAX_QUEUED_BYTES
-            ):
+            queue = self._frames
+            queue.extend(frames)
+            self._queued_bytes += size
+            if not self._queue_full and (len(queue) >= MAX_QUEUED_FRAMES or self._queued_bytes >= MAX_QUEUED_BYTES):
                 self._queue_full = True
                 self._sync_reading()
             self._wake()
@@ -148,7 +149,7 @@ class Connection(asyncio.BufferedProtocol):
                 unframed[0] = chunk[FEED_SLICE:]
             else:
                 piece = bytes(unframed.popleft())
-            self._queue_frames(framer.feed(piece))
+            self._queue_frames(framer.feed(piece), len(piece))
         if framer.error is not None and not self._stop_reading:
             unframed.clear()
             logger.warning("closing connection %s: %s", self.peer, framer.error)
@@ -295,14 +296,16 @@ class Connection(asyncio.BufferedProtocol):
                         continue
                     if self._stop_reading:
                         break
-                    await self._sleep_until_woken()
+                    waiter = self._wakeup = self._loop.create_future()
+                    await waiter
+                    self._wakeup = None
                     continue
                 if self._write_paused:
                     # The client does not read its replies: handle nothing more until it does.
                     await self._sleep_until_woken()
                     continue
                 frame = frames.popleft()
-                self._queued_bytes -= len(frame)
+                self._queued_bytes = self._queued_bytes - len(frame) if frames else 0
                 if (
                     self._queue_full
                     and len(frames) <= MAX_QUEUED_FRAMES // 2
