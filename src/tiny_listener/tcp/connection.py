@@ -110,17 +110,23 @@ class Connection(asyncio.BufferedProtocol):
         return _read_view
 
     def buffer_updated(self, nbytes: int) -> None:
-        self.data_received(bytes(_read_view[:nbytes]))
-
-    def data_received(self, data: bytes) -> None:
         if self._stop_reading:
             return  # reading is paused; this is what the transport had already read
+        data = bytes(_read_view[:nbytes])  # copied out before the next read reuses the buffer
         self._last_activity = self._loop.time()
-        if len(data) > FEED_SLICE or self._unframed:
+        if nbytes > FEED_SLICE or self._unframed:
             self._unframed.append(memoryview(data))
             self._feed_unframed()
             return
-        self._queue_frames(self.framer.feed(data), len(data))
+        frames = self.framer.feed(data)
+        if frames:  # _queue_frames(frames, nbytes), inlined: this runs for every read
+            queue = self._frames
+            queue.extend(frames)
+            self._queued_bytes += nbytes
+            if not self._queue_full and (len(queue) >= MAX_QUEUED_FRAMES or self._queued_bytes >= MAX_QUEUED_BYTES):
+                self._queue_full = True
+                self._sync_reading()
+            self._wake()
         if self.framer.error is not None:
             logger.warning("closing connection %s: %s", self.peer, self.framer.error)
             self.stop_reading()
