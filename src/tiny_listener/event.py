@@ -17,8 +17,8 @@ if TYPE_CHECKING:
 
 CTXType = TypeVar("CTXType", bound="Context")
 
-# What ``data`` and ``params`` of an ended event are: empty, and read-only so that nothing
-# written to them afterwards goes unnoticed.
+# What ``data`` of an ended event is: empty, and read-only so that nothing written to it
+# afterwards goes unnoticed.
 RELEASED: Dict[str, Any] = MappingProxyType({})  # type: ignore[assignment]
 
 
@@ -108,9 +108,10 @@ class Event(Generic[CTXType]):
                 self._release_inputs()  # its task is over too (else its end releases them)
 
     def _release_inputs(self) -> None:
-        """Drop ``data`` and ``params`` once the event has ended (and observers have seen it):
-        its context's history keeps the event, not the message it carried."""
-        self.data = self.params = RELEASED
+        """Drop ``data`` once the event has ended (and observers have seen it): its context's
+        history keeps the event, not the message it carried. ``params`` stay: they are parts
+        of ``path``, which the history bounds."""
+        self.data = RELEASED
 
     def _start(self) -> None:
         if RUNNING not in TRANSITIONS[self._state]:

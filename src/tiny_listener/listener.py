@@ -345,12 +345,12 @@ class Listener(Generic[CTXType]):
                 if observers:
                     _notify(observers, "event_ended", event)
                 # Ended: its context's history keeps the event, not its inputs (_release_inputs).
-                event.data = event.params = RELEASED
+                event.data = RELEASED
             else:  # kept running by prevent_auto_done(): done() releases them, or did already
                 if observers:
                     _notify(observers, "event_ended", event)
                 if event._state is not RUNNING:
-                    event.data = event.params = RELEASED
+                    event.data = RELEASED
             # Forget the event's task (OwnedTasks.events is filled by _dispatch).
             tasks = self._tasks
             del tasks.events[event]
