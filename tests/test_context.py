@@ -150,7 +150,7 @@ async def test_trigger_event_with_a_scope_makes_the_context_only_when_a_route_ma
     assert await app.trigger_event("known", cid="named", scope={"b": 2}) == {"b": 2}
 
 
-async def test_an_ended_event_keeps_its_path_state_and_result_not_its_data_or_params() -> None:
+async def test_an_ended_event_keeps_its_path_params_state_and_result_not_its_data() -> None:
     app = App()
     seen_by_observer: list[Any] = []
 
@@ -169,7 +169,7 @@ async def test_an_ended_event_keeps_its_path_state_and_result_not_its_data_or_pa
     assert await app.trigger_event("frame/1", cid="conn", data={"payload": b"p" * 60_000}) == 60_000
     [event] = app.get_ctx("conn").events[app.get_route("handler")]
     assert (event.path, event.state, event.result) == ("frame/1", EventState.DONE, 60_000)
-    assert dict(event.data) == {} and dict(event.params) == {}
+    assert dict(event.data) == {} and event.params == {"n": "1"}
     with pytest.raises(TypeError):
         event.data["late"] = 1  # type: ignore[index]  # released: read-only
     # Observers saw them before they were released.
@@ -193,3 +193,26 @@ async def test_event_history_is_bounded_in_path_bytes_too() -> None:
     for _ in range(300):
         await app.trigger_event("short", cid="short")
     assert 100 <= len(app.get_ctx("short").events[app.get_route("handler")]) <= 125
+
+
+async def test_inputs_of_an_event_kept_running_are_released_when_both_it_and_its_task_ended() -> None:
+    app = App()
+    kept: list[Event] = []
+
+    @app.on_event("early")
+    async def done_early(event: Event, payload: Data) -> int:
+        event.prevent_auto_done()
+        event.done()  # ended, but its handler still runs and still reads its data
+        await asyncio.sleep(0)
+        return len(event.data["payload"]) + len(payload)
+
+    @app.on_event("late")
+    async def done_later(event: Event) -> None:
+        event.prevent_auto_done()
+        kept.append(event)
+
+    assert await app.trigger_event("early", data={"payload": b"12345"}) == 10
+    await app.trigger_event("late", cid="c", data={"payload": b"12345"})
+    assert kept[0].data == {"payload": b"12345"}  # still running: still there
+    kept[0].done()
+    assert dict(kept[0].data) == {}

@@ -25,6 +25,7 @@ from .errors import PathParamsError as PathParamsError
 from .errors import RouteError as RouteError
 from .errors import ValidationError as ValidationError
 from .event import Event as Event
+from .failures import InterruptHookWarning as InterruptHookWarning
 from .importer import import_from_string as import_from_string
 from .injection import Data as Data
 from .injection import Depends as Depends
@@ -67,6 +68,7 @@ __all__ = (
     "Hook",
     "import_from_string",
     "InjectionError",
+    "InterruptHookWarning",
     "is_main_thread",
     "Listener",
     "ListenerError",

@@ -79,7 +79,7 @@ class Acceptor:
 
     def __init__(
         self,
-        protocol_factory: Callable[[], asyncio.Protocol],
+        protocol_factory: Callable[[], asyncio.BaseProtocol],
         connections: OpenConnections[Any],
         max_connections: int,
         name: str,

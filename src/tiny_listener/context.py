@@ -34,8 +34,8 @@ class Context:
     events: at least ``listener.max_event_history`` of them, trimmed back to that number once it
     grows a quarter longer (trimming in batches keeps recording O(1)); and, all routes together,
     no more than ``listener.max_event_history_bytes`` characters of event paths (past that, the
-    oldest events go, down to half of it). An ended event keeps its path, state, result and
-    error, not its data and params: a long-lived context does not hold every message it got.
+    oldest events go, down to half of it). An ended event keeps its path, params, state, result
+    and error, not its data: a long-lived context does not hold every message it got.
 
     A context made with a cid lives until ``drop()``. One made without a cid (*anonymous*, one
     per HTTP request for instance) is released from ``listener.ctxs`` as soon as none of its

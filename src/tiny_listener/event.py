@@ -17,8 +17,8 @@ if TYPE_CHECKING:
 
 CTXType = TypeVar("CTXType", bound="Context")
 
-# What ``data`` and ``params`` of an ended event are: empty, and read-only so that nothing
-# written to them afterwards goes unnoticed.
+# What ``data`` of an ended event is: empty, and read-only so that nothing written to it
+# afterwards goes unnoticed.
 RELEASED: Dict[str, Any] = MappingProxyType({})  # type: ignore[assignment]
 
 
@@ -107,12 +107,15 @@ class Event(Generic[CTXType]):
             self._finish(DONE, tell_context=False)
         elif self._state not in ENDED:
             self._finish(DONE)
-            self._release_inputs()
+            ctx = self._ctx()
+            if ctx is None or self not in ctx._listener._tasks.events:
+                self._release_inputs()  # its task is over too (else its end releases them)
 
     def _release_inputs(self) -> None:
-        """Drop ``data`` and ``params`` once the event has ended (and observers have seen it):
-        its context's history keeps the event, not the message it carried."""
-        self.data = self.params = RELEASED
+        """Drop ``data`` once the event has ended (and observers have seen it): its context's
+        history keeps the event, not the message it carried. ``params`` stay: they are parts
+        of ``path``, which the history bounds."""
+        self.data = RELEASED
 
     def _start(self) -> bool:
         """Move the event to running and return True; return False for an event marked done

@@ -45,7 +45,7 @@ from .errors import (
 from .event import RELEASED, Event
 from .failures import check_error_type, wait_for
 from .injection import Hook, check_coro_func
-from .lifecycle import CANCELLED, DONE, FAILED
+from .lifecycle import CANCELLED, DONE, FAILED, RUNNING
 from .routing import Route, RouteShadowedWarning, RouteTable
 from .running import PlacedListeners, Runtime, close_loop, running_listeners, thread_event_loop
 from .sources.base import Source, SourceState
@@ -461,9 +461,12 @@ class Listener(Generic[CTXType]):
                 if observers:
                     _notify(observers, "event_ended", event)
                 # Ended: its context's history keeps the event, not its inputs (_release_inputs).
-                event.data = event.params = RELEASED
-            elif observers:
-                _notify(observers, "event_ended", event)
+                event.data = RELEASED
+            else:  # kept running by prevent_auto_done(): done() releases them, or did already
+                if observers:
+                    _notify(observers, "event_ended", event)
+                if event._state is not RUNNING:
+                    event.data = RELEASED
             # Forget the event's task (OwnedTasks.events is filled by _dispatch).
             tasks = self._tasks
             del tasks.events[event]

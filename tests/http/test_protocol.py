@@ -7,7 +7,7 @@ from typing import Any, List
 import pytest
 
 from tiny_listener.http.httptools_protocol import HttptoolsConnection
-from tiny_listener.http.limits import Limits
+from tiny_listener.http.limits import BodyClock, Limits
 from tiny_listener.http.protocol import (
     BODY_END,
     CLIENT_CLOSED,
@@ -299,3 +299,24 @@ def test_a_content_length_that_is_not_the_body_length_is_refused_before_anything
         conn.respond(200, [(b"content-length", b"10")], b"abc")
     assert not conn.response_started
     assert conn.respond(500, [], b"").startswith(b"HTTP/1.1 500 ")
+
+
+def test_the_body_clock_counts_only_the_time_the_body_is_awaited() -> None:
+    limits = Limits(body_timeout=10.0, min_body_rate=100.0)
+    clock = BodyClock(limits, now=0.0)
+    clock.progress(500, now=5.0)
+    assert clock.expired(14.0) is None and clock.next_check(14.0) == 15.0
+    assert clock.expired(15.0) == "no request body bytes for 10.0s"
+    clock.pause(9.0)  # the handler is slow to read: not the client's time
+    assert clock.next_check(100.0) is None and clock.expired(100.0) is None
+    clock.resume(100.0)
+    assert clock.expired(105.9) is None and clock.expired(106.0) is not None
+
+
+def test_the_body_clock_cuts_off_a_body_slower_than_the_minimum_rate() -> None:
+    clock = BodyClock(Limits(body_timeout=10.0, min_body_rate=100.0), now=0.0)
+    for second in range(1, 12):  # one byte a second: progress, but far below 100 bytes/s
+        clock.progress(1, now=float(second))
+        if clock.expired(float(second)):
+            break
+    assert second == 11 and clock.expired(11.0) == "request body slower than 100 bytes/s"

@@ -6,13 +6,17 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import signal
 import socket
 import struct
+import sys
 import tracemalloc
-from typing import List, Set
+from pathlib import Path
+from typing import List, Set, Tuple
 
 import pytest
 
+from tests.conftest import free_port
 from tiny_listener.tcp import TCPContext, TCPListener
 
 from ..log_watch import watching_log
@@ -209,3 +213,60 @@ async def test_memory_held_per_connection_is_bounded_and_released_when_it_closes
         tracemalloc.stop()
     assert held_open < 8 * 1024 * 1024
     assert held_after < 512 * 1024
+
+
+FD_LIMITED_APP = """
+import resource
+
+from tiny_listener import Event
+from tiny_listener.tcp import TCPListener
+
+# Few file descriptors: the server runs out of them with a few dozen clients.
+resource.setrlimit(resource.RLIMIT_NOFILE, (40, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+
+app = TCPListener()
+
+
+@app.on_event()
+async def echo(event: Event) -> None:
+    event.ctx.send(event.path)
+"""
+
+
+async def test_out_of_file_descriptors_the_server_backs_off_logs_once_and_serves_the_next_client_when_one_closes(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "fd_limited_tcp_app.py").write_text(FD_LIMITED_APP)
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tiny_listener", "--app-dir", str(tmp_path), "--port", str(port),
+        "fd_limited_tcp_app:app", stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    streams: List[Tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    try:
+        while f"127.0.0.1:{port}".encode() not in await asyncio.wait_for(proc.stderr.readline(), 10):
+            pass
+        for n in range(60):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)  # queued by the kernel
+            writer.write(b"hello %d\n" % n)
+            streams.append((reader, writer))
+        replies = {asyncio.create_task(reader.readline()): writer for reader, writer in streams}
+        # The server's descriptors run out after a few dozen: those clients are answered at once.
+        served, waiting = await asyncio.wait(replies, timeout=1.5)
+        assert served and waiting
+        for task in list(served)[:5]:
+            replies[task].close()
+        more, _ = await asyncio.wait(waiting, timeout=10, return_when=asyncio.FIRST_COMPLETED)
+        assert more  # a freed descriptor serves a waiting client
+        for _, writer in streams:
+            writer.close()
+        proc.send_signal(signal.SIGINT)
+        stderr = (await asyncio.wait_for(proc.stderr.read(), 20)).decode()
+        assert await asyncio.wait_for(proc.wait(), 10) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert stderr.count("cannot accept connections: Too many open files") == 1  # not one per attempt
+    assert "out of system resource" not in stderr and "Traceback" not in stderr

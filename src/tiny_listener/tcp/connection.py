@@ -9,7 +9,9 @@ flow-control resume trips "feed_data after feed_eof"), and graceful shutdown nee
 Flow control, both ways, so that what one client costs is bounded whatever its handlers do:
 
 - the socket is not read while ``MAX_QUEUED_FRAMES`` frames or ``MAX_QUEUED_BYTES`` bytes of
-  frames wait for their event (resumed at half);
+  frames wait for their event (resumed at half); a large read is cut into frames
+  ``FEED_SLICE`` bytes at a time, only while there is room, so that a flood of tiny frames
+  costs its raw bytes, not an object per frame;
 - while the replies the client has not read are over the transport's high-water mark (64 KiB,
   asyncio's default), the socket is not read and no further frame is handled: a client that
   sends requests and never reads the answers stops being read, instead of growing the server;
@@ -24,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from typing import TYPE_CHECKING, Any, Deque, Iterable, Set
+from typing import TYPE_CHECKING, Any, Deque, Iterable, List, Set
 
 from ..codecs import DecodeError
 from ..errors import EventNotFound
@@ -39,7 +41,14 @@ logger = logging.getLogger("tiny_listener.tcp")
 # Reading pauses once this many frames, or this many bytes of frames, wait for their event,
 # and resumes at half of both.
 MAX_QUEUED_FRAMES = 256
-MAX_QUEUED_BYTES = 256 * 1024
+MAX_QUEUED_BYTES = 64 * 1024
+# Received bytes are framed at most this many at a time while frames queue up (see _feed_unframed).
+FEED_SLICE = 16 * 1024
+# The most one read from a socket takes. The transport reads into one buffer shared by every
+# connection (a read is copied out before the next one), instead of allocating 256 KiB a read.
+READ_SIZE = 64 * 1024
+_read_buffer = bytearray(READ_SIZE)
+_read_view = memoryview(_read_buffer)
 
 
 def format_address(address: Any) -> str:
@@ -50,7 +59,7 @@ def format_address(address: Any) -> str:
     return str(address)
 
 
-class Connection(asyncio.Protocol):
+class Connection(asyncio.BufferedProtocol):
     """A client connection of a :class:`~tiny_listener.tcp.TCPListener`; its context is
     ``ctx`` (cid ``host:port``), made when the connection opens and dropped when it ends."""
 
@@ -63,6 +72,8 @@ class Connection(asyncio.Protocol):
         self._loop = asyncio.get_running_loop()
         self._frames: Deque[bytes] = collections.deque()
         self._queued_bytes = 0
+        # Bytes received but not framed yet: what a large read brought past a full queue.
+        self._unframed: Deque[memoryview] = collections.deque()
         self._wakeup: asyncio.Future[None] | None = None
         self._in_flight: Set[asyncio.Task[Any]] = set()
         # Reading is paused while any of the three next flags is set (see _sync_reading).
@@ -95,22 +106,59 @@ class Connection(asyncio.Protocol):
             self._idle_timer = self._loop.call_at(self._last_activity + source.idle_timeout, self._check_idle)
         logger.debug("connection from %s", self.peer)
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return _read_view
+
+    def buffer_updated(self, nbytes: int) -> None:
         if self._stop_reading:
             return  # reading is paused; this is what the transport had already read
+        data = bytes(_read_view[:nbytes])  # copied out before the next read reuses the buffer
         self._last_activity = self._loop.time()
+        if nbytes > FEED_SLICE or self._unframed:
+            self._unframed.append(memoryview(data))
+            self._feed_unframed()
+            return
         frames = self.framer.feed(data)
-        if frames:
-            self._frames.extend(frames)
-            self._queued_bytes += sum(map(len, frames))
-            if not self._queue_full and (
-                len(self._frames) >= MAX_QUEUED_FRAMES or self._queued_bytes >= MAX_QUEUED_BYTES
-            ):
+        if frames:  # _queue_frames(frames, nbytes), inlined: this runs for every read
+            queue = self._frames
+            queue.extend(frames)
+            self._queued_bytes += nbytes
+            if not self._queue_full and (len(queue) >= MAX_QUEUED_FRAMES or self._queued_bytes >= MAX_QUEUED_BYTES):
                 self._queue_full = True
                 self._sync_reading()
             self._wake()
         if self.framer.error is not None:
             logger.warning("closing connection %s: %s", self.peer, self.framer.error)
+            self.stop_reading()
+
+    def _queue_frames(self, frames: List[bytes], size: int) -> None:
+        """Queue ``frames``, cut from ``size`` received bytes (counted as queued: close enough
+        for flow control, and the count starts again from 0 whenever the queue empties)."""
+        if frames:
+            queue = self._frames
+            queue.extend(frames)
+            self._queued_bytes += size
+            if not self._queue_full and (len(queue) >= MAX_QUEUED_FRAMES or self._queued_bytes >= MAX_QUEUED_BYTES):
+                self._queue_full = True
+                self._sync_reading()
+            self._wake()
+
+    def _feed_unframed(self) -> None:
+        """Frame received bytes ``FEED_SLICE`` at a time while the queue has room; what is
+        left waits as raw bytes (reading is paused meanwhile)."""
+        unframed = self._unframed
+        framer = self.framer
+        while unframed and not self._queue_full and framer.error is None:
+            chunk = unframed[0]
+            if len(chunk) > FEED_SLICE:
+                piece = bytes(chunk[:FEED_SLICE])
+                unframed[0] = chunk[FEED_SLICE:]
+            else:
+                piece = bytes(unframed.popleft())
+            self._queue_frames(framer.feed(piece), len(piece))
+        if framer.error is not None and not self._stop_reading:
+            unframed.clear()
+            logger.warning("closing connection %s: %s", self.peer, framer.error)
             self.stop_reading()
 
     def eof_received(self) -> bool:
@@ -212,8 +260,9 @@ class Connection(asyncio.Protocol):
 
     @property
     def in_flight(self) -> int:
-        """Frames received and not yet handled (queued or running)."""
-        return len(self._frames) + len(self._in_flight)
+        """Frames received and not yet handled (queued or running; received bytes not cut
+        into frames yet count as one)."""
+        return len(self._frames) + len(self._in_flight) + (1 if self._unframed else 0)
 
     # ------------------------------------------------------------------ worker
 
@@ -235,28 +284,41 @@ class Connection(asyncio.Protocol):
         try:
             while True:
                 if self._lost:
-                    if frames:
-                        logger.info("connection %s closed: %d received frame(s) dropped", self.peer, len(frames))
+                    if frames or self._unframed:
+                        unframed = sum(map(len, self._unframed))
+                        logger.info(
+                            "connection %s closed: %d received frame(s) dropped%s",
+                            self.peer,
+                            len(frames),
+                            f" (and {unframed} bytes not cut into frames)" if unframed else "",
+                        )
                         frames.clear()
+                        self._unframed.clear()
                         self._queued_bytes = 0
                     break
                 if not frames:
+                    if self._unframed:
+                        self._feed_unframed()
+                        continue
                     if self._stop_reading:
                         break
-                    await self._sleep_until_woken()
+                    waiter = self._wakeup = self._loop.create_future()
+                    await waiter
+                    self._wakeup = None
                     continue
                 if self._write_paused:
                     # The client does not read its replies: handle nothing more until it does.
                     await self._sleep_until_woken()
                     continue
                 frame = frames.popleft()
-                self._queued_bytes -= len(frame)
+                self._queued_bytes = self._queued_bytes - len(frame) if frames else 0
                 if (
                     self._queue_full
                     and len(frames) <= MAX_QUEUED_FRAMES // 2
                     and self._queued_bytes <= MAX_QUEUED_BYTES // 2
                 ):
                     self._queue_full = False
+                    self._feed_unframed()
                     self._sync_reading()
                 task = self._dispatch(frame)
                 if task is None:

@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from typing import Any, Callable, Dict, Set, Tuple, Type
+import sys
+from typing import Any, Callable, Dict, Tuple, Type
 
 from .._types import EventData
+from ..acceptor import Acceptor, OpenConnections
 from ..codecs import Codec
 from ..sources.base import Source, SourceState
 from .connection import Connection, abandon_when_cancelled, format_address
@@ -90,7 +92,7 @@ class TCPSource(Source):
         self.backlog = backlog
         self.context_cls = context_cls
         self.sock: socket.socket | None = None
-        self._connections: Set[Connection] = set()
+        self._connections: OpenConnections[Connection] = OpenConnections()
         self._accepting = False
         self._cid_suffix = 0
 
@@ -118,24 +120,24 @@ class TCPSource(Source):
     async def serve(self) -> None:
         """Serve until cancelled at shutdown, then stop accepting and let every connection
         finish the frames it received."""
-        loop = asyncio.get_running_loop()
-
-        def new_connection() -> Connection:
-            return Connection(self, make_framer(self.framing, self.max_frame_size))
-
+        # Past max_connections a connection is accepted and closed at once (_admit), so the
+        # acceptor does not stop at it; it stops, and says so once, when descriptors run out.
+        server = Acceptor(
+            lambda: Connection(self, make_framer(self.framing, self.max_frame_size)),
+            self._connections,
+            sys.maxsize,
+            "TCP",
+        )
         if self.sock is not None:
-            server = await loop.create_server(new_connection, sock=self.sock, backlog=self.backlog)
+            host, self.port = server.adopt(self.sock)
+            self.host = host
         else:
-            server = await loop.create_server(new_connection, self.host, self.port, backlog=self.backlog)
+            host, self.port = await server.bind(self.host, self.port, self.backlog)
         self._accepting = True
         try:
-            sockname = server.sockets[0].getsockname()
-            if self.sock is not None:
-                self.host = sockname[0]
-            self.port = int(sockname[1])
-            logger.info("TCP listener on %s (%s framing)", format_address(sockname), self.framing)
+            logger.info("TCP listener on %s (%s framing)", format_address((host, self.port)), self.framing)
             self.set_state(SourceState.READY)
-            await asyncio.Future()  # serve until cancelled
+            await server.serve()  # until cancelled
         finally:
             self._accepting = False
             server.close()
