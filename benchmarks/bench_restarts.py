@@ -542,6 +542,7 @@ async def run_round(kind: str, server: BrokerServer, args: argparse.Namespace, w
     outs = [workdir / f"{name}-worker{i}.txt" for i in range(args.workers)]
     workers: List[subprocess.Popen[bytes]] = []
     publisher = Publisher(kind, server.url, name)
+    restart_task: asyncio.Task[Tuple[float, float]] | None = None
     try:
         for i, out in enumerate(outs):
             env = {**os.environ, "TLB_KIND": kind, "TLB_URL": server.url, "TLB_NAME": name, "TLB_WORKER": str(i),
@@ -557,7 +558,6 @@ async def run_round(kind: str, server: BrokerServer, args: argparse.Namespace, w
         sent_at: Dict[int, float] = {}
         resent: Set[int] = set()
         half = args.events // 2
-        restart_task: asyncio.Task[Tuple[float, float]] | None = None
         interval = 1.0 / args.rate
         next_at = time.monotonic()
         for n in range(args.events):
@@ -569,6 +569,8 @@ async def run_round(kind: str, server: BrokerServer, args: argparse.Namespace, w
                     await asyncio.wait_for(publisher.publish(n), 10)
                     break
                 except Exception:  # the broker is away: whatever the client raised, try again
+                    if restart_task is not None and restart_task.done() and restart_task.exception():
+                        raise RuntimeError("the broker did not come back") from restart_task.exception()
                     attempts += 1
                     await publisher.reset()
                     await asyncio.sleep(0.05)
@@ -622,6 +624,9 @@ async def run_round(kind: str, server: BrokerServer, args: argparse.Namespace, w
         new = [t for r in records for n, t in r if sent_at.get(n, 0) > back_at]
         result.new_flow_s = min(new) - back_at if new else None
     finally:
+        if restart_task is not None and not restart_task.done():
+            restart_task.cancel()
+            await asyncio.wait([restart_task])
         await publisher.reset()
         loop = asyncio.get_running_loop()
         await asyncio.gather(*(loop.run_in_executor(None, end_group, w, signal.SIGTERM, 20) for w in workers))
@@ -767,6 +772,13 @@ def parse_args(argv: List[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def code_version() -> str:
+    """The commit this checkout is at (short hash and subject)."""
+    found = subprocess.run(["git", "-C", str(HERE), "log", "-1", "--format=%h %<(60,trunc)%s"], capture_output=True,
+                           text=True, check=False)
+    return found.stdout.strip()
+
+
 def quiet_publisher_noise(loop: asyncio.AbstractEventLoop, context: Dict[str, Any]) -> None:
     """aiomqtt sets an error on a future of the publisher's client that nobody awaits when the
     broker goes away ("Future exception was never retrieved"): expected here, not worth a line."""
@@ -779,10 +791,12 @@ def quiet_publisher_noise(loop: asyncio.AbstractEventLoop, context: Dict[str, An
 async def main(args: argparse.Namespace) -> None:
     import tiny_listener
 
-    print(f"tiny-listener {tiny_listener.__version__}, Python {sys.version.split()[0]}", flush=True)
+    commit = code_version()
+    print(f"tiny-listener {tiny_listener.__version__} ({commit or 'not a git checkout'}), "
+          f"Python {sys.version.split()[0]}", flush=True)
     asyncio.get_running_loop().set_exception_handler(quiet_publisher_noise)
     # The publisher's clients log each failed attempt while the broker is away: expected here.
-    for noisy in ("aio_pika", "aiormq", "nats", "redis"):
+    for noisy in ("aio_pika", "aiormq", "nats", "redis", "mqtt", "paho"):
         logging.getLogger(noisy).setLevel(logging.CRITICAL)
     results: Dict[str, List[Round]] = {}
     for kind in args.kinds:
