@@ -172,7 +172,7 @@ def test_broker_workers_share_their_consumer_group(tmp_path: Path, worker_pids: 
             pids = {started(output, 1, worker_pids), started(output, 2, worker_pids)}
             consumers = set()
             for _ in range(2):
-                match = output.wait_for_match(r"consumer (\S+) of group 'workers' reading", TIMEOUT)
+                match = output.wait_for_match(r"as consumer '(\S+)' of group 'workers'", TIMEOUT)
                 assert match, output.seen
                 consumers.add(match.group(1))
             assert len(consumers) == 2  # one consumer per worker, in one group

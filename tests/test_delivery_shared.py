@@ -22,6 +22,7 @@ from tiny_listener.delivery import (
 )
 from tiny_listener.mqtt import MQTTListener
 from tiny_listener.nats import NATSListener
+from tiny_listener.redis import RedisStreamListener
 from tiny_listener.testing import MemoryBroker
 
 BROKER_LISTENERS: list[Callable[..., Any]] = [
@@ -29,8 +30,9 @@ BROKER_LISTENERS: list[Callable[..., Any]] = [
     lambda **options: NATSListener(stream="ORDERS", durable="workers", **options),
     lambda **options: MQTTListener(**options),
     lambda **options: MemoryBroker(**options),
+    lambda **options: RedisStreamListener(streams=["orders"], **options),
 ]
-IDS = ["amqp", "nats", "mqtt", "memory"]
+IDS = ["amqp", "nats", "mqtt", "memory", "redis"]
 
 
 class App(Listener[Context]):
@@ -68,6 +70,8 @@ def test_the_delays_of_the_flow_are_checked(setting: str, value: float, complain
         NATSListener(stream="ORDERS", durable="workers", **{setting: value})
     with pytest.raises(ValueError, match=complaint):
         MemoryBroker(**{setting: value})
+    with pytest.raises(ValueError, match=complaint):
+        RedisStreamListener(streams=["orders"], **{setting: value})
 
 
 def test_dead_letter_target() -> None:

@@ -78,7 +78,7 @@ async def test_the_service_consumes_serves_and_reports_readiness(tmp_path: Path)
 
             # The broker goes away: the service stays alive but is not ready.
             await server.stop(kill=True)
-            await line(reader, "lost NATS")
+            await line(reader, "consuming stopped")
             assert (await asyncio.to_thread(get, base + "/healthz"))[0] == 200
             status, body = await asyncio.to_thread(get, base + "/readyz")
             assert status == 503

@@ -165,6 +165,16 @@ class Undeliverable:
     error: Exception
 
 
+class UndeliverableMessage(Exception):
+    """Raised by a broker's message adapter when a message cannot become an event (see
+    :meth:`BrokerMessage.event_data <tiny_listener.sources.BrokerMessage.event_data>`): it is
+    dead-lettered at once with ``reason`` (a dead-letter reason code); ``str()`` says why."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
 def start_event(
     listener: Listener[Any], path: str, payload: bytes, codec: Codec, scope: Scope, *, log_failures: bool = True
 ) -> Union[asyncio.Task[Any], Undeliverable]:
@@ -179,6 +189,14 @@ def start_event(
         data = payload_to_data(payload, codec)
     except DecodeError as exc:
         return Undeliverable(UNDECODABLE, exc)
+    return start_decoded_event(listener, path, data, scope, log_failures=log_failures)
+
+
+def start_decoded_event(
+    listener: Listener[Any], path: str, data: EventData, scope: Scope, *, log_failures: bool = True
+) -> Union[asyncio.Task[Any], Undeliverable]:
+    """Start the event ``path`` carrying ``data`` as :func:`start_event` does, for a message
+    decoded already; return its task, or an :class:`Undeliverable` (``NO_ROUTE``)."""
     ctx: Context = listener.new_ctx(scope=scope)
     if not log_failures:
         ctx.log_failures = False

@@ -342,3 +342,15 @@ async def test_a_clean_session_shutdown_handles_every_message_already_received(m
         release.set()
         await asyncio.wait_for(task, 15)
     assert handled == [str(n) for n in range(6)]
+
+
+def test_http_routes_of_the_same_listener_are_not_subscribed_to() -> None:
+    app = MQTTListener()
+
+    @app.on_event("GET:/healthz")
+    async def healthz() -> None: ...
+
+    @app.on_event("sensors/{id}/temperature")
+    async def temperature() -> None: ...
+
+    assert app.subscriptions() == [("sensors/+/temperature", 1)]

@@ -253,8 +253,12 @@ async def test_a_lost_connection_is_reported_retried_and_recovered(caplog: pytes
             await (await broker.publish("job.2")).settled()
     assert handled == [1, 2]
     lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
-    assert lines[0].startswith("lost memory broker at memory://memory: consuming stopped (ConnectionResetError(")
-    assert [line.split(" (")[0] for line in lines[1:3]] == ["cannot connect to memory broker at memory://memory"] * 2
+    assert lines[0].startswith(
+        "memory broker at memory://memory is unreachable: consuming stopped (ConnectionResetError("
+    )
+    assert [line.split(" (")[0] for line in lines[1:3]] == [
+        "memory broker at memory://memory is unreachable: cannot connect"
+    ] * 2
     assert lines[3] == "reconnected to memory broker at memory://memory: consuming published messages again"
 
 

@@ -167,9 +167,10 @@ def _broker_server(listener: Any, name: str) -> Document:
     server: Document = {"host": host, "protocol": protocol}
     if path and path != "/":
         server["pathname"] = path
-    if name == "redis" and config is not None:
-        streams = ", ".join(getattr(config, "streams", ()))
-        server["description"] = f"Redis Streams {streams}, consumer group {getattr(config, 'group', '?')}"
+    if name == "redis":
+        settings = config if config is not None else listener  # a RedisStreamSource keeps them itself
+        streams = ", ".join(getattr(settings, "streams", ()))
+        server["description"] = f"Redis Streams {streams}, consumer group {getattr(settings, 'group', '?')}"
     elif name == "amqp":
         exchange = getattr(listener, "exchange", None)
         queue = getattr(listener, "queue", "?")

@@ -9,7 +9,9 @@ from __future__ import annotations
 from ..sources.broker import NotConnected as NotConnected
 from .deadletter import open_envelope as open_envelope
 from .listener import MQTTListener as MQTTListener
-from .listener import payload_to_data as payload_to_data
+from .source import MQTTMessage as MQTTMessage
+from .source import MQTTSource as MQTTSource
+from .source import payload_to_data as payload_to_data
 from .topics import TopicFilterError as TopicFilterError
 from .topics import covers as covers
 from .topics import route_filter as route_filter
@@ -18,6 +20,8 @@ from .topics import subscriptions as subscriptions
 __all__ = (
     "covers",
     "MQTTListener",
+    "MQTTMessage",
+    "MQTTSource",
     "NotConnected",
     "open_envelope",
     "payload_to_data",

@@ -21,6 +21,7 @@ from ..delivery import (
     LAST_ERROR,
     MAX_ERROR_TEXT,
     UNDECODABLE,
+    UndeliverableMessage,
     data_to_payload,
     payload_to_data,
 )
@@ -46,15 +47,6 @@ REDELIVERED_TOO_OFTEN = "redelivered-too-often"
 
 Fields = Dict[bytes, bytes]
 FieldValue = Union[bytes, str, int, float]
-
-
-class UndeliverableMessage(Exception):
-    """A stream entry cannot become an event; ``reason`` is a dead-letter reason code and
-    ``str()`` says why."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
 
 
 def encode_event(path: str, data: Any, codec: Codec) -> Fields:

@@ -9,8 +9,8 @@ letter) ``reason`` in ``record.__dict__``, for structured log formatters.
 what happened      level    line
 =================  =======  =================================================================
 connected          INFO     ``connected to NATS at <url>: consuming <intake> (up to N in flight)``
-cannot connect     WARNING  ``cannot connect to NATS at <url> (<error>); retrying in 0.10s``
-connection lost    WARNING  ``lost NATS at <url>: consuming stopped (<error>); N message(s) ...``
+cannot connect     WARNING  ``NATS at <url> is unreachable: cannot connect (<error>); retrying in 0.10s``
+connection lost    WARNING  ``NATS at <url> is unreachable: consuming stopped (<error>); N message(s) ...``
 recovered          WARNING  ``reconnected to NATS at <url>: consuming <intake> again``
 disconnected       INFO     ``disconnected from NATS at <url>``
 retry              WARNING  ``NATS message 7: event 'a.b' failed on attempt 1 of 4 (<error>); retrying in 0.50s``
@@ -23,7 +23,8 @@ not settled        WARNING  ``NATS message 7: could not acknowledge event 'a.b' 
 A retry is one WARNING line without a traceback; the last failure of a handler is one ERROR
 line with the handler's traceback (a message that cannot become an event, no route or an
 undecodable payload, has no traceback worth showing). Recovery is a WARNING like the loss it
-ends, so that whoever sees one sees the other.
+ends, so that whoever sees one sees the other. Both outage lines begin with what is away,
+``<broker> at <url> is unreachable``, so one search finds every outage of every broker.
 """
 
 from __future__ import annotations
@@ -68,12 +69,13 @@ class BrokerLog:
                             extra=self._fields())
 
     def cannot_connect(self, error: BaseException, delay: float) -> None:
-        self.logger.warning("cannot connect to %s at %s (%r); retrying in %.2fs", self.broker, self.url, error, delay,
-                            extra=self._fields())
+        self.logger.warning("%s at %s is unreachable: cannot connect (%r); retrying in %.2fs", self.broker, self.url,
+                            error, delay, extra=self._fields())
 
     def lost(self, error: BaseException | None, in_flight: int, delay: float) -> None:
         self.logger.warning(
-            "lost %s at %s: consuming stopped (%r); %d message(s) in flight will be redelivered; reconnecting in %.2fs",
+            "%s at %s is unreachable: consuming stopped (%r); %d message(s) in flight will be redelivered; "
+            "reconnecting in %.2fs",
             self.broker, self.url, error or "connection closed", in_flight, delay, extra=self._fields(),
         )
 

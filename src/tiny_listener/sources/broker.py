@@ -5,7 +5,7 @@ The flow (this module) owns, for every broker: the in-flight limit, the source's
 (``STARTING`` -> ``READY`` <-> ``RECONNECTING`` -> ``DRAINING``) with ``wait_connected()`` and
 ``connected``, the reconnect loop with backoff, the per-message flow and its decisions, the
 shutdown drain, and the log lines (:mod:`._broker_log`). The decisions themselves are values
-computed without I/O in :mod:`tiny_listener.delivery` (:func:`~tiny_listener.delivery.start_event`,
+computed without I/O in :mod:`tiny_listener.delivery` (:func:`~tiny_listener.delivery.start_decoded_event`,
 :func:`~tiny_listener.delivery.after_failure`).
 
 What a broker implements
@@ -38,14 +38,39 @@ and ``url_form`` (the URL is checked against them when the source is made), and 
     ``receive``. Pull consumers have nothing to do (the default).
 ``intake() -> str``
     What the source consumes, for log lines: ``"stream 'ORDERS' as 'billing'"``.
+``connection_lost(error)`` (to call, not to implement)
+    For a client that learns of a lost connection by a callback: the flow stops consuming at
+    once and reconnects, also while every slot is taken (``receive`` is not called then, so
+    it would only see the loss once a handler ends).
+``await deliver_received(messages)`` (to call, not to implement)
+    For a broker that cannot hand a received message back (MQTT): start them as slots free
+    up, from ``stop_receiving`` (in a drained task) rather than release them.
 ``default_dead_letter_target() -> str``
     Where ``dead_letter=True`` sends dead letters (``"deadletter.<stream>"``).
+
+and may override:
+
+``dead_letter_target_for(message) -> str | None``
+    Where this message's dead letter goes (default: ``dead_letter_target``, the same for every
+    message; Redis: one dead-letter stream per stream read).
+``async wait_before_retry(message, delay) -> bool``
+    With ``redelivers_retries = False``: wait before the event runs again (default: sleep
+    ``delay``); return False to hand the message back (``release(0)``) instead of retrying,
+    as Redis does once shutdown has begun.
+``ordering_key(message) -> Hashable | None``
+    Only while the attribute ``ordered`` is True: messages with the same key are handled one
+    at a time, in the order received, retries included (Redis's ``order_by``); None: this
+    message runs unordered. It must not raise.
 
 and a message adapter, a subclass of :class:`BrokerMessage` per broker, whose attributes
 ``path``, ``payload`` (bytes), ``attempt`` (1 for the first delivery) and ``message_id`` (for
 logs) are set by its constructor, with:
 
 ``scope() -> dict``                     what handlers see in ``ctx.scope`` (``"message"``, ``"attempt"``)
+``event_data(codec) -> dict``           the event data (default: ``payload`` decoded by the codec);
+                                        raise ``DecodeError`` or
+                                        :class:`~tiny_listener.delivery.UndeliverableMessage`
+                                        to have the message dead-lettered at once
 ``async ack()``                         the event succeeded: settle the message
 ``async retry(delay, error)``           the event failed with ``error`` and will be retried: have the
                                         broker deliver it again after ``delay`` seconds as attempt
@@ -61,14 +86,15 @@ logs) are set by its constructor, with:
 The flow for one message
 ========================
 
-1. ``start_event`` decodes ``payload`` with ``codec`` and starts the event ``path``; a payload
-   the codec cannot decode (``UNDECODABLE``) or a path no route matches (``NO_ROUTE``) is
-   dead-lettered at once.
+1. ``message.event_data(codec)`` decodes the payload and the event ``path`` starts; a payload
+   the codec cannot decode (``UNDECODABLE``), a message the adapter refuses (its reason) or a
+   path no route matches (``NO_ROUTE``) is dead-lettered at once.
 2. The event succeeds (or an ``on_error`` handler takes its error): ``ack()``.
 3. The handler fails: ``after_failure`` decides. ``Retry``: one WARNING line, then
    ``retry(delay, error)`` (``redelivers_retries``: the broker brings it back, NATS naks with a delay)
    or, for brokers that retry in process (``redelivers_retries = False``), the flow waits
-   ``delay`` holding the message and its slot and runs the event again. ``DeadLetter``: one
+   ``delay`` holding the message and its slot and runs the event again (unless
+   ``wait_before_retry`` says to hand it back). ``DeadLetter``: one
    ERROR line with the handler's traceback, then ``dead_letter(target, ...)`` and ``drop()``.
    With ``dead_letter=False`` (or None) the message is logged at ERROR level and ``drop()``-ed.
    If the dead letter cannot be stored, the message is ``release(max_retry_delay)``-d.
@@ -93,21 +119,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Dict, Sequence, Set, Tuple, Type
+from typing import Any, Dict, Hashable, Sequence, Set, Tuple, Type
 from urllib.parse import urlsplit
 
-from .._types import Scope
-from ..codecs import Codec, JsonCodec
+from .._types import EventData, Scope
+from ..codecs import Codec, DecodeError, JsonCodec
 from ..delivery import (
+    UNDECODABLE,
     DeadLetter,
     DeliverySettings,
     Undeliverable,
+    UndeliverableMessage,
     after_failure,
     dead_letter_target,
-    start_event,
+    payload_to_data,
+    start_decoded_event,
 )
 from ..errors import EventNotFound, ListenerError
 from ._broker_log import BrokerLog, quiet_client_loggers
+from ._ordering import KeyedLocks
 from .base import Source, SourceState
 
 
@@ -137,6 +167,15 @@ class BrokerMessage:
         """Return the scope of the message's event context (``{"attempt": n}`` by default;
         brokers add ``"message"``, their client's message object)."""
         return {"attempt": self.attempt}
+
+    def event_data(self, codec: Codec) -> EventData:
+        """Return the event data: ``payload`` decoded by ``codec`` by default.
+
+        Raises :class:`~tiny_listener.codecs.DecodeError` if it cannot be decoded, and
+        :class:`~tiny_listener.delivery.UndeliverableMessage` for a message the broker refuses
+        to run (the flow dead-letters both at once).
+        """
+        return payload_to_data(self.payload, codec)
 
     async def ack(self) -> None:
         """The event succeeded: settle the message."""
@@ -203,6 +242,9 @@ class BrokerSource(DeliverySettings, Source):
     message); False: as soon as one is."""
     progress_interval: float | None = None
     """Seconds between ``message.in_progress()`` calls while a handler runs; None: never."""
+    ordered = False
+    """True: the flow asks :meth:`ordering_key` for every message and handles the messages of
+    one key one at a time, in the order received."""
 
     def __init__(
         self,
@@ -236,8 +278,10 @@ class BrokerSource(DeliverySettings, Source):
         self._handling: Set[asyncio.Task[None]] = set()
         self._slot_freed: asyncio.Event | None = None
         self._errors: Tuple[Type[BaseException], ...] = (OSError, NotConnected)
+        self._lost: BaseException | None = None  # set by connection_lost()
         self._connection_open = False
         self._task_name = f"{self.name} message"
+        self._key_locks = KeyedLocks()
 
     # ------------------------------------------------------------------ what a broker supplies
 
@@ -270,10 +314,39 @@ class BrokerSource(DeliverySettings, Source):
         """Return where ``dead_letter=True`` sends dead letters."""
         raise NotImplementedError(f"{type(self).__name__} must implement default_dead_letter_target()")
 
-    async def wait_before_retry(self, message: BrokerMessage, delay: float) -> None:
+    def connection_lost(self, error: BaseException) -> None:
+        """Say that the connection is lost (``error``, one of ``connection_errors()``): the
+        flow stops consuming and reconnects at once, even while every slot is taken."""
+        self._lost = error
+        if self._slot_freed is not None:
+            self._slot_freed.set()
+
+    async def deliver_received(self, messages: Sequence[BrokerMessage]) -> None:
+        """Start ``messages`` (received, not started) as slots free up, ``max_in_flight`` at most
+        at once; for a broker that cannot hand them back at shutdown."""
+        for message in messages:
+            while len(self._handling) >= self.max_in_flight:
+                slot_freed = self._slot_freed = self._slot_freed or asyncio.Event()
+                slot_freed.clear()
+                await slot_freed.wait()
+            self._start(message)
+
+    async def wait_before_retry(self, message: BrokerMessage, delay: float) -> bool:
         """Wait ``delay`` seconds before retrying ``message`` in process (with
-        ``redelivers_retries = False``)."""
+        ``redelivers_retries = False``); return True to retry, False to hand the message back
+        (``release(0)``) instead."""
         await asyncio.sleep(delay)
+        return True
+
+    def dead_letter_target_for(self, message: BrokerMessage) -> str | None:
+        """Return where ``message`` is dead-lettered (None: logged and dropped); by default
+        :attr:`dead_letter_target`, the same for every message."""
+        return self.dead_letter_target
+
+    def ordering_key(self, message: BrokerMessage) -> Hashable | None:
+        """With :attr:`ordered`: return the key of ``message`` (messages of one key are handled
+        one at a time, in the order received), or None to handle it unordered."""
+        return None
 
     # ------------------------------------------------------------------ public
 
@@ -327,6 +400,7 @@ class BrokerSource(DeliverySettings, Source):
         delays = self._reconnect_delays()
         connected_before = False
         while True:
+            self._lost = None
             try:
                 await self.connect()
             except self._errors as exc:
@@ -376,6 +450,8 @@ class BrokerSource(DeliverySettings, Source):
         receiving: asyncio.Future[Sequence[BrokerMessage]] | None = None
         try:
             while True:
+                if self._lost is not None:
+                    raise self._lost
                 free = limit - len(handling)
                 if free < refill_at:
                     slot_freed.clear()
@@ -413,7 +489,8 @@ class BrokerSource(DeliverySettings, Source):
     # ------------------------------------------------------------------ one message
 
     def _start(self, message: BrokerMessage) -> None:
-        task = self.listener.spawn(self._deliver(message), name=self._task_name, drain=True)
+        delivery = self._deliver_in_order(message) if self.ordered else self._deliver(message)
+        task = self.listener.spawn(delivery, name=self._task_name, drain=True)
         self._handling.add(task)
         task.add_done_callback(self._delivered)
 
@@ -422,12 +499,29 @@ class BrokerSource(DeliverySettings, Source):
         if self._slot_freed is not None:
             self._slot_freed.set()
 
+    async def _deliver_in_order(self, message: BrokerMessage) -> None:
+        # The key is taken before the first await: messages of one key queue up in the order
+        # they were started.
+        key = self.ordering_key(message)
+        if key is None:
+            await self._deliver(message)
+            return
+        async with self._key_locks.hold(key):
+            await self._deliver(message)
+
     async def _deliver(self, message: BrokerMessage) -> None:
         """Run the message's event and settle the message: see the module documentation."""
         listener = self.listener
         while True:
-            task = start_event(listener, message.path, message.payload, self.codec, message.scope(),
-                               log_failures=False)
+            task: asyncio.Task[Any] | Undeliverable
+            try:
+                data = message.event_data(self.codec)
+            except DecodeError as exc:
+                task = Undeliverable(UNDECODABLE, exc)
+            except UndeliverableMessage as exc:
+                task = Undeliverable(exc.reason, exc)
+            else:
+                task = start_decoded_event(listener, message.path, data, message.scope(), log_failures=False)
             if isinstance(task, Undeliverable):
                 await self._give_up(message, task.reason, task.error)
                 return
@@ -451,10 +545,13 @@ class BrokerSource(DeliverySettings, Source):
                     await self._settle(message, message.retry(step.delay, exc), "retry")
                     return
                 try:
-                    await self.wait_before_retry(message, step.delay)
+                    retrying = await self.wait_before_retry(message, step.delay)
                 except asyncio.CancelledError:
                     await self._settle(message, message.release(0.0), "hand back")
                     raise
+                if not retrying:
+                    await self._settle(message, message.release(0.0), "hand back")
+                    return
                 message.attempt = step.attempt
                 continue
             try:  # _settle(), inlined: this is the per-message path
@@ -483,7 +580,7 @@ class BrokerSource(DeliverySettings, Source):
         """Dead-letter the message (or drop it without a target), logging why once."""
         attempts = self.max_retries + 1
         handler = self._handler_name(message.path)
-        target = self.dead_letter_target
+        target = self.dead_letter_target_for(message)
         if target is None:
             self.log.dropped(message, reason, error, handler, attempts)
             await self._settle(message, message.drop(), "drop")

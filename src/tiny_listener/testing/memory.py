@@ -250,11 +250,12 @@ class MemoryBroker(BrokerSource):
     async def disconnect(self) -> None:
         self._connected_now = False
 
-    async def wait_before_retry(self, message: BrokerMessage, delay: float) -> None:
+    async def wait_before_retry(self, message: BrokerMessage, delay: float) -> bool:
         if isinstance(message, MemoryMessage):
             message.delivery.retry_delays.append(delay)
             message.delivery.attempts += 1
         await asyncio.sleep(delay * self.time_scale)
+        return True
 
     # ------------------------------------------------------------------ running the app
 
