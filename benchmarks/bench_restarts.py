@@ -504,6 +504,7 @@ class Round:
     new_flow_s: float | None = None
     round_s: float = 0.0
     note: str = ""
+    lost_when: str = ""
     per_worker: List[int] = field(default_factory=list)
 
 
@@ -555,7 +556,8 @@ async def run_round(kind: str, server: BrokerServer, args: argparse.Namespace, w
             await until(lambda out=out: read_worker_file(out)[1] is not None, 60, f"worker {i} consuming",
                         workers)
 
-        sent_at: Dict[int, float] = {}
+        sent_at: Dict[int, float] = {}  # when the broker confirmed it
+        first_try: Dict[int, float] = {}  # when it was first sent
         resent: Set[int] = set()
         half = args.events // 2
         interval = 1.0 / args.rate
@@ -564,6 +566,7 @@ async def run_round(kind: str, server: BrokerServer, args: argparse.Namespace, w
             if n == half:
                 restart_task = asyncio.ensure_future(restart(server, args.signal_for(kind)))
             attempts = 0
+            first_try[n] = time.time()
             while True:
                 try:
                     await asyncio.wait_for(publisher.publish(n), 10)
@@ -609,11 +612,16 @@ async def run_round(kind: str, server: BrokerServer, args: argparse.Namespace, w
         groups = records if fan_out(kind) else [[item for r in records for item in r]]
         handled_unique = 0
         duplicates = 0
+        lost_ids: Set[int] = set()
         for group in groups:
             ids = [n for n, _ in group]
             unique = set(ids)
             handled_unique += len(unique & set(sent_at))
             duplicates += len(ids) - len(unique)
+            lost_ids |= set(sent_at) - unique
+        if lost_ids:
+            published = sorted(sent_at[n] - back_at for n in lost_ids)
+            result.lost_when = f"published {published[0]:+.2f} s to {published[-1]:+.2f} s from the broker being back"
         result.handled = handled_unique
         result.lost = result.expected - handled_unique
         result.duplicates = duplicates
@@ -621,7 +629,9 @@ async def run_round(kind: str, server: BrokerServer, args: argparse.Namespace, w
         after = [t for r in records for _, t in r if t >= back_at]
         result.recover_s = min(after) - back_at if after else None
         result.publisher_back_s = min((t for t in sent_at.values() if t > back_at), default=back_at) - back_at
-        new = [t for r in records for n, t in r if sent_at.get(n, 0) > back_at]
+        # Not a message confirmed after the restart but sent before it (the publisher's resend
+        # of one the broker delivered and could not confirm): one first sent after it.
+        new = [t for r in records for n, t in r if first_try.get(n, 0) > back_at]
         result.new_flow_s = min(new) - back_at if new else None
     finally:
         if restart_task is not None and not restart_task.done():
@@ -663,6 +673,8 @@ def seconds(value: float | None) -> str:
 
 def print_round(number: int, r: Round) -> None:
     extra = f"  ({r.note})" if r.note else ""
+    if r.lost_when:
+        extra += f"\n    the lost messages were {r.lost_when}"
     print(f"  round {number}: published {r.published}, expected {r.expected}, handled {r.handled}, "
           f"lost {r.lost}, duplicates {r.duplicates} (bound {r.bound}), publisher resends {r.resends}, "
           f"down {r.down_s:.2f} s, recover {seconds(r.recover_s)}, first new message {seconds(r.new_flow_s)} "
@@ -721,7 +733,8 @@ async def delete_shared_queues(prefix: str) -> None:
 
 
 def summary(results: Dict[str, List[Round]]) -> None:
-    print("\n| Broker | lost | duplicates | bound | time to recover | first new message | broker down |")
+    print("\n| Broker | lost | duplicates | bound | time to recover | first new message handled "
+          "(publisher's first confirm) | broker down |")
     print("|---|---|---|---|---|---|---|")
     for kind, rounds in results.items():
         def joined(values: List[str]) -> str:
@@ -729,7 +742,8 @@ def summary(results: Dict[str, List[Round]]) -> None:
 
         print(f"| {kind} | {joined([f'{r.lost} of {r.expected}' for r in rounds])} "
               f"| {joined([str(r.duplicates) for r in rounds])} | {rounds[0].bound} "
-              f"| {joined([seconds(r.recover_s) for r in rounds])} | {joined([seconds(r.new_flow_s) for r in rounds])} "
+              f"| {joined([seconds(r.recover_s) for r in rounds])} "
+              f"| {joined([f'{seconds(r.new_flow_s)} ({seconds(r.publisher_back_s)})' for r in rounds])} "
               f"| {joined([f'{r.down_s:.1f} s' for r in rounds])} |")
         recovers = [r.recover_s for r in rounds if r.recover_s is not None]
         if recovers:
