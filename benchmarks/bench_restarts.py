@@ -498,6 +498,7 @@ class Round:
     duplicates: int = 0
     bound: int = 0
     resends: int = 0
+    resent_duplicates: int = 0
     down_s: float = 0.0
     recover_s: float | None = None
     publisher_back_s: float | None = None
@@ -619,6 +620,7 @@ async def run_round(kind: str, server: BrokerServer, args: argparse.Namespace, w
             handled_unique += len(unique & set(sent_at))
             duplicates += len(ids) - len(unique)
             lost_ids |= set(sent_at) - unique
+            result.resent_duplicates += sum(ids.count(n) - 1 for n in resent & unique)
         if lost_ids:
             published = sorted(sent_at[n] - back_at for n in lost_ids)
             result.lost_when = f"published {published[0]:+.2f} s to {published[-1]:+.2f} s from the broker being back"
@@ -676,7 +678,8 @@ def print_round(number: int, r: Round) -> None:
     if r.lost_when:
         extra += f"\n    the lost messages were {r.lost_when}"
     print(f"  round {number}: published {r.published}, expected {r.expected}, handled {r.handled}, "
-          f"lost {r.lost}, duplicates {r.duplicates} (bound {r.bound}), publisher resends {r.resends}, "
+          f"lost {r.lost}, duplicates {r.duplicates} (bound {r.bound}; {r.resent_duplicates} of them of messages the "
+          f"publisher sent twice), publisher resends {r.resends}, "
           f"down {r.down_s:.2f} s, recover {seconds(r.recover_s)}, first new message {seconds(r.new_flow_s)} "
           f"(publisher's first confirm {seconds(r.publisher_back_s)}), "
           f"per worker {r.per_worker}, round {r.round_s:.0f} s{extra}", flush=True)
