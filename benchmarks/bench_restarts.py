@@ -369,6 +369,7 @@ class SharedRabbitMQ(BrokerServer):
         super().__init__(workdir)
         self.port = 5672
         self.connection_prefix = ""
+        self.closed = 0
 
     @property
     def url(self) -> str:
@@ -382,6 +383,7 @@ class SharedRabbitMQ(BrokerServer):
         pids = [line.split()[0] for line in listing.splitlines() if self.connection_prefix in line]
         for pid in pids:
             await rabbitmqctl("close_connection", pid, "bench_restarts: broker restart stand-in")
+        self.closed = len(pids)
 
     def close(self) -> None:
         pass
@@ -588,6 +590,8 @@ async def run_round(kind: str, server: BrokerServer, args: argparse.Namespace, w
                 await asyncio.sleep(delay)
         assert restart_task is not None
         down_at, back_at = await restart_task
+        if isinstance(server, SharedRabbitMQ):
+            result.note += f" ({server.closed} closed)"
         result.down_s = back_at - down_at
         result.published = len(sent_at)
         result.resends = len(resent)
