@@ -6,7 +6,17 @@ from typing import Any
 
 import pytest
 
-from tiny_listener import Context, ContextAlreadyExists, ContextNotFound, Event, EventNotFound, Listener
+from tiny_listener import (
+    Context,
+    ContextAlreadyExists,
+    ContextNotFound,
+    Data,
+    Event,
+    EventNotFound,
+    EventState,
+    Listener,
+    Param,
+)
 
 
 class App(Listener):  # type: ignore[type-arg]
@@ -138,3 +148,48 @@ async def test_trigger_event_with_a_scope_makes_the_context_only_when_a_route_ma
     assert app.ctxs == {}
     assert await app.trigger_event("known", scope={"a": 1}) == {"a": 1}
     assert await app.trigger_event("known", cid="named", scope={"b": 2}) == {"b": 2}
+
+
+async def test_an_ended_event_keeps_its_path_state_and_result_not_its_data_or_params() -> None:
+    app = App()
+    seen_by_observer: list[Any] = []
+
+    class Observer:
+        def event_started(self, event: Event) -> None: ...
+
+        def event_ended(self, event: Event) -> None:
+            seen_by_observer.append((dict(event.data), dict(event.params)))
+
+    app.add_event_observer(Observer())
+
+    @app.on_event("frame/{n}")
+    async def handler(n: Param, payload: Data) -> int:
+        return len(payload)
+
+    assert await app.trigger_event("frame/1", cid="conn", data={"payload": b"p" * 60_000}) == 60_000
+    [event] = app.get_ctx("conn").events[app.get_route("handler")]
+    assert (event.path, event.state, event.result) == ("frame/1", EventState.DONE, 60_000)
+    assert dict(event.data) == {} and dict(event.params) == {}
+    with pytest.raises(TypeError):
+        event.data["late"] = 1  # type: ignore[index]  # released: read-only
+    # Observers saw them before they were released.
+    assert seen_by_observer == [({"payload": b"p" * 60_000}, {"n": "1"})]
+
+
+async def test_event_history_is_bounded_in_path_bytes_too() -> None:
+    app = App(max_event_history=100)
+    app.max_event_history_bytes = 100_000
+
+    @app.on_event("{line:path}")
+    async def handler() -> None: ...
+
+    for i in range(300):
+        await app.trigger_event(f"{i}:" + "x" * 10_000, cid="long")
+    history = app.get_ctx("long").events[app.get_route("handler")]
+    assert sum(len(event.path) for event in history) <= 100_000
+    assert history[-1].path.startswith("299:")  # the latest events are the ones kept
+    assert len(history) >= 5
+    # Short paths: the count bound applies, as before.
+    for _ in range(300):
+        await app.trigger_event("short", cid="short")
+    assert 100 <= len(app.get_ctx("short").events[app.get_route("handler")]) <= 125

@@ -13,12 +13,15 @@ from tiny_listener import (
     DuplicateListener,
     Event,
     EventAlreadyExists,
+    EventFailed,
     EventNotFound,
     Listener,
     ListenerNotFound,
     Param,
+    depend,
     get_current_running_listener,
 )
+from tiny_listener.failures import InterruptHookWarning
 from tiny_listener.testing import TestClient
 
 
@@ -430,3 +433,159 @@ def test_a_task_that_swallows_its_cancellation_does_not_hang_shutdown(caplog: py
     app.run()
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("ignored their cancellation" in w and "stubborn-task" in w for w in warnings)
+
+
+class OwnBaseException(BaseException):
+    """A BaseException subclass of the app's own."""
+
+
+NOT_EXCEPTIONS = [KeyboardInterrupt, SystemExit, GeneratorExit, OwnBaseException]
+
+
+@pytest.mark.parametrize("raiser", ["handler", "handler with timeout", "dependency", "timed dependency", "hook"])
+@pytest.mark.parametrize("error_type", NOT_EXCEPTIONS, ids=lambda t: t.__name__)
+def test_a_base_exception_fails_its_event_like_any_error_and_the_listener_runs_on(
+    error_type: type[BaseException], raiser: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    seen: list[BaseException | None] = []
+    results: list[Any] = []
+    shutdown_ran: list[bool] = []
+
+    async def failing_dependency() -> None:
+        raise error_type()
+
+    class Server(Listener):  # type: ignore[type-arg]
+        async def listen(self) -> None:
+            others = [self.trigger_event(f"ok/{i}") for i in range(20)]
+            try:
+                await self.trigger_event("boom/1", cid="ctx-1", timeout=5 if "timeout" in raiser else None)
+            except EventFailed as exc:
+                results.append(exc)
+            results.append(await asyncio.gather(*others))
+            self.stop()
+
+    app = Server()
+
+    @app.before_event
+    async def before(event: Event) -> None:
+        if raiser == "hook" and event.path.startswith("boom"):
+            raise error_type()
+
+    if raiser in ("dependency", "timed dependency"):
+        timeout = 5 if raiser == "timed dependency" else None
+
+        @app.on_event("boom/{n}")
+        async def boom(value: Any = depend(failing_dependency, timeout=timeout)) -> None: ...
+
+    else:
+
+        @app.on_event("boom/{n}")
+        async def boom(n: Param) -> None:  # type: ignore[misc]
+            if raiser != "hook":
+                raise error_type()
+
+    @app.on_event("ok/{n}")
+    async def ok(n: Param) -> str:
+        await asyncio.sleep(0)
+        return n  # type: ignore[no-any-return]
+
+    @app.on_error(BaseException)
+    async def offered(event: Event) -> None:
+        seen.append(event.error)
+        raise event.error  # type: ignore[misc]  # not taken: it stays a failure
+
+    @app.shutdown
+    async def stopped() -> None:
+        shutdown_ran.append(True)
+
+    try:
+        app.run()
+    except BaseException as exc:  # what must not happen, reported as a failure
+        pytest.fail(f"the listener stopped with {exc!r}")
+    failed, others = results
+    assert isinstance(failed, EventFailed) and isinstance(failed.__cause__, error_type)
+    assert failed.error is failed.__cause__ and failed.handler == "boom"
+    assert [type(error) for error in seen] == [error_type]
+    assert others == [str(i) for i in range(20)] and shutdown_ran == [True]
+    [record] = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert (record.event_path, record.handler, record.cid) == ("boom/1", "boom", "ctx-1")  # type: ignore[attr-defined]
+    assert record.exc_info is not None and record.exc_info[0] is error_type
+
+
+async def test_an_on_error_hook_raising_a_base_exception_is_logged_and_does_not_stop_the_loop(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = App()
+
+    @app.on_event("x")
+    async def handler() -> None:
+        raise ValueError("first")
+
+    @app.on_error(ValueError)
+    async def clumsy() -> None:
+        raise SystemExit(3)
+
+    with pytest.raises(EventFailed) as failed:
+        await app.trigger_event("x")
+    assert isinstance(failed.value.error, SystemExit)
+    assert [r.exc_info[0] for r in caplog.records if r.exc_info] == [SystemExit]
+
+
+def test_on_error_for_cancellation_is_refused_and_for_interrupts_says_what_it_means() -> None:
+    app = App()
+
+    async def hook() -> None: ...
+
+    with pytest.raises(TypeError, match="never run"):
+        app.on_error(asyncio.CancelledError)(hook)
+    with pytest.raises(TypeError, match="exception class"):
+        app.on_error("ValueError")(hook)  # type: ignore[arg-type]
+    for interrupt in (KeyboardInterrupt, SystemExit):
+        with pytest.warns(InterruptHookWarning, match="Ctrl-C and SIGTERM never reach it"):
+            app.on_error(interrupt)(hook)
+    assert len(app._error_handlers) == 2  # registered all the same
+
+
+async def test_on_error_keyboard_interrupt_is_called_for_a_handler_raising_it() -> None:
+    app = App()
+    with pytest.warns(InterruptHookWarning):
+
+        @app.on_error(KeyboardInterrupt)
+        async def interrupted(event: Event) -> str:
+            return "handled"
+
+    @app.on_event("x")
+    async def handler() -> None:
+        raise KeyboardInterrupt
+
+    assert await app.trigger_event("x") is None  # taken by the hook, as any error
+
+
+def test_an_event_that_never_lets_go_is_abandoned_once_and_collected_quietly(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+
+    class Server(Listener):  # type: ignore[type-arg]
+        async def listen(self) -> None:
+            self.trigger_event("stubborn")
+            await asyncio.sleep(0)
+            self.stop()
+
+    app = Server(shutdown_timeout=0.05)
+    app.cancel_timeout = 0.05
+
+    @app.on_event("stubborn")
+    async def stubborn() -> None:
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                pass
+
+    app.run()
+    del app, stubborn
+    gc.collect()  # closes the abandoned coroutine: no traceback, no asyncio complaint
+    messages = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert messages == [
+        "cancelling 1 event(s) still running at shutdown",
+        "1 task(s) ignored their cancellation and are left behind: event 'stubborn' in handler stubborn",
+    ]

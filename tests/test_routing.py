@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import gc
+import tracemalloc
 import uuid
+from typing import Callable
 
 import pytest
 
@@ -219,3 +222,39 @@ def test_routes_that_can_still_match_do_not_warn(earlier: str, later: str) -> No
 
 def test_the_seed_route_order_does_not_warn() -> None:
     build_app("GET:/user/{username}", "GET:/throw", "{_:path}")
+
+
+def held_while(action: Callable[[], None]) -> int:
+    """Bytes still allocated after ``action`` than before it (tracemalloc)."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        action()
+        gc.collect()
+        return tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize(
+    ("length", "count"),
+    [
+        pytest.param(60_000, 4095, id="4095 distinct 60 KB paths"),
+        pytest.param(15_000, 4095, id="4095 distinct 15 KB paths"),
+        pytest.param(1_000, 4095, id="4095 distinct 1 KB paths"),
+    ],
+)
+def test_the_route_match_cache_is_bounded_in_bytes_not_only_in_entries(length: int, count: int) -> None:
+    app = build_app("{line:path}")
+    filler = "x" * length
+
+    def match_them() -> None:
+        for i in range(count):
+            route, params = app.match_route(f"{i}:{filler}")
+            assert route.name == "h0" and len(params["line"]) > length
+
+    # 245 MB, 60 MB and 8 MB if every path and its params were kept; a few MB at most now.
+    assert held_while(match_them) < 4 * 1024 * 1024
+    # Short paths are still cached: the same answers, without a search.
+    assert [app.match_route(f"GET:/user/{i}")[1] for i in range(3)] == [{"line": f"GET:/user/{i}"} for i in range(3)]

@@ -14,11 +14,13 @@ from .errors import DuplicateListener as DuplicateListener
 from .errors import EventAlreadyDone as EventAlreadyDone
 from .errors import EventAlreadyExists as EventAlreadyExists
 from .errors import EventDataError as EventDataError
+from .errors import EventFailed as EventFailed
 from .errors import EventNotFound as EventNotFound
 from .errors import FieldError as FieldError
 from .errors import InjectionError as InjectionError
 from .errors import ListenerError as ListenerError
 from .errors import ListenerNotFound as ListenerNotFound
+from .errors import NoReply as NoReply
 from .errors import PathParamsError as PathParamsError
 from .errors import RouteError as RouteError
 from .errors import ValidationError as ValidationError
@@ -56,6 +58,7 @@ __all__ = (
     "EventAlreadyDone",
     "EventAlreadyExists",
     "EventDataError",
+    "EventFailed",
     "EventNotFound",
     "EventState",
     "EventStateError",
@@ -68,6 +71,7 @@ __all__ = (
     "Listener",
     "ListenerError",
     "ListenerNotFound",
+    "NoReply",
     "Param",
     "PathParamsError",
     "register_convertor",

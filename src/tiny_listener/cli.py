@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import importlib.util
@@ -25,6 +26,7 @@ from .devtools.failures import explain, format_user_traceback
 from .devtools.logs import log_events, use_json_format
 from .devtools.oneshot import render_result, run_one_event
 from .devtools.openapi import openapi_document
+from .devtools.publishing import CannotPublish, publish_once, publishing_source
 from .devtools.routes import format_json, format_table, route_rows
 from .errors import EventNotFound
 from .importer import ImportFromStringError, import_from_string
@@ -470,6 +472,42 @@ def trigger(
     except Exception as exc:
         raise click.ClickException(f"event {path!r} failed: {exc!r}") from None
     click.echo(render_result(result))
+
+
+@main.command()
+@app_dir_option
+@click.option("--data", "data_json", default=None, help="The message data, as JSON (default: {}).")
+@click.option("--source", "source_name", default=None, help="The broker source to send through, by name.")
+@click.option("--request", "as_request", is_flag=True, help="Send a request and print the reply (NATS, RabbitMQ).")
+@click.option(
+    "--timeout", type=float, default=10.0, show_default=True, help="Seconds to wait for the broker (and the reply)."
+)
+@click.argument("app")
+@click.argument("path")
+def publish(
+    app_dir: str, data_json: str | None, source_name: str | None, as_request: bool, timeout: float, app: str, path: str
+) -> None:
+    """Send one message PATH through the broker of APP (MODULE:ATTR), encoded with its codec.
+
+    Connects, publishes, waits for the broker's confirmation and closes; nothing is consumed.
+    With --request, prints the reply as JSON. Exits 1, with one line saying why, if APP hosts
+    no broker source that can publish, or the broker is down or does not take PATH.
+    """
+    data: Any = {}
+    if data_json is not None:
+        try:
+            data = json.loads(data_json)
+        except ValueError as exc:
+            raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--data") from None
+    with FailureReport(app, log_level=None).reporting():
+        listener = load_listener(app, app_dir)
+    try:
+        source = publishing_source(listener, source_name)
+        reply = asyncio.run(publish_once(source, path, data, timeout=timeout, request=as_request))
+    except CannotPublish as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_request:
+        click.echo(render_result(reply))
 
 
 def parse_event_data(data_json: str | None) -> Dict[str, Any] | None:

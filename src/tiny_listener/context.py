@@ -32,7 +32,10 @@ class Context:
     Subclass it and call ``listener.set_context_cls(MyContext)`` to give contexts methods, as the
     seed's ``HTTPContext.response()`` does. ``events`` keeps, per route, a list of the latest
     events: at least ``listener.max_event_history`` of them, trimmed back to that number once it
-    grows a quarter longer (trimming in batches keeps recording O(1)).
+    grows a quarter longer (trimming in batches keeps recording O(1)); and, all routes together,
+    no more than ``listener.max_event_history_bytes`` characters of event paths (past that, the
+    oldest events go, down to half of it). An ended event keeps its path, state, result and
+    error, not its data and params: a long-lived context does not hold every message it got.
 
     A context made with a cid lives until ``drop()``. One made without a cid (*anonymous*, one
     per HTTP request for instance) is released from ``listener.ctxs`` as soon as none of its
@@ -46,6 +49,7 @@ class Context:
         "_anonymous",
         "_cache",
         "_event_waiters",
+        "_history_bytes",
         "_in_flight",
         "_listener",
         "_released",
@@ -60,6 +64,7 @@ class Context:
         self._cache: Dict[Depends, Any] | None = None
         self.scope: Scope = scope or {}
         self.events: DefaultDict[Route, List[Event[Any]]] = defaultdict(list)
+        self._history_bytes = 0  # the length of the paths of the events in ``events``
         self._listener = listener
         self._anonymous = False
         self._released = False
@@ -105,8 +110,33 @@ class Context:
     def _record(self, event: Event[Any]) -> None:
         history = self.events[event._route]
         history.append(event)
-        if len(history) > self._listener._history_trim_at:
-            del history[: -self._listener.max_event_history]
+        self._history_bytes += len(event.path)
+        listener = self._listener
+        if len(history) > listener._history_trim_at or self._history_bytes > listener.max_event_history_bytes:
+            self._trim_history(history)
+
+    def _trim_history(self, latest: List[Event[Any]]) -> None:
+        """Trim ``latest`` (the history an event was just added to) back to
+        ``max_event_history``; then, if the paths kept are over ``max_event_history_bytes``,
+        drop the oldest events of every route until half of that is left (never the event
+        just added)."""
+        listener = self._listener
+        keep = listener.max_event_history
+        if len(latest) > keep:
+            self._history_bytes -= sum(len(event.path) for event in latest[:-keep])
+            del latest[:-keep]
+        target = listener.max_event_history_bytes // 2
+        if self._history_bytes <= listener.max_event_history_bytes:
+            return
+        for history in self.events.values():
+            cut = 0
+            limit = len(history) - 1 if history is latest else len(history)
+            while cut < limit and self._history_bytes > target:
+                self._history_bytes -= len(history[cut].path)
+                cut += 1
+            del history[:cut]
+            if self._history_bytes <= target:
+                return
 
     def trigger_event(
         self, path: str, timeout: float | None = None, data: EventData | None = None
@@ -142,8 +172,10 @@ class Context:
         # _record(), inlined: this runs for every event.
         history = self.events[event._route]
         history.append(event)
-        if len(history) > self._listener._history_trim_at:
-            del history[: -self._listener.max_event_history]
+        self._history_bytes += len(event.path)
+        listener = self._listener
+        if len(history) > listener._history_trim_at or self._history_bytes > listener.max_event_history_bytes:
+            self._trim_history(history)
         self._in_flight += 1
         if self._released:
             # A released anonymous context runs events again: it is registered while it does.

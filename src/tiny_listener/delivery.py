@@ -48,6 +48,10 @@ ATTEMPT = "x-attempt"
 LAST_ERROR = "x-last-error"
 """Header: ``repr`` of the handler's last error, cut to ``MAX_ERROR_TEXT`` characters."""
 
+REPLY_TO = "x-reply-to"
+"""Header: where the handler's result goes as the reply to a request (brokers whose messages
+have no reply address of their own, or whose own one is taken: JetStream's is its ack subject)."""
+
 DEAD_LETTER_REASON = "x-dead-letter-reason"
 """Header of a dead letter: why it was dead-lettered (``NO_ROUTE``, ``UNDECODABLE``, ``INVALID``,
 ``HANDLER_FAILED``)."""

@@ -83,5 +83,37 @@ class ValidationError(EventDataError):
         return f"{count} validation error{'' if count == 1 else 's'}: {details}"
 
 
+class NoReply(ListenerError):
+    """A request got no reply: nobody takes its path (``reason`` says so), or no reply came
+    within ``timeout`` seconds."""
+
+    def __init__(self, path: str, *, timeout: float | None = None, reason: str | None = None) -> None:
+        self.path = path
+        self.timeout = timeout
+        self.reason = reason
+        if reason is not None:
+            message = f"no reply to request {path!r}: {reason}"
+        else:
+            message = f"no reply to request {path!r} within {timeout:g} s"
+        super().__init__(message)
+
+
 class InjectionError(ListenerError, TypeError):
     """A handler parameter cannot be resolved; raised when the handler is registered."""
+
+
+class EventFailed(ListenerError):
+    """A handler, hook or dependency raised a ``BaseException`` that is not an ``Exception``
+    (``KeyboardInterrupt``, ``SystemExit``, ``GeneratorExit``, a subclass of your own).
+
+    The event failed like any other (logged once, offered to ``on_error``, ``event.error`` is
+    the original); awaiting its task raises this error, whose ``__cause__`` and ``error`` are
+    the original, because re-raised as it is a ``KeyboardInterrupt`` or ``SystemExit`` would
+    stop the event loop and every other event with it.
+    """
+
+    def __init__(self, path: str, handler: str, error: BaseException) -> None:
+        self.path = path
+        self.handler = handler
+        self.error = error
+        super().__init__(f"event {path!r} failed in handler {handler} with {error!r}")

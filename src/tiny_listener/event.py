@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from typing import TYPE_CHECKING, Any, Callable, Generic, List, TypeVar
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Callable, Dict, Generic, List, TypeVar
 
 from ._types import EventData, PathParams
 from .lifecycle import DONE, ENDED, PENDING, RUNNING, TRANSITIONS, EventState, EventStateError
@@ -15,6 +16,10 @@ if TYPE_CHECKING:
     from .routing import Route
 
 CTXType = TypeVar("CTXType", bound="Context")
+
+# What ``data`` and ``params`` of an ended event are: empty, and read-only so that nothing
+# written to them afterwards goes unnoticed.
+RELEASED: Dict[str, Any] = MappingProxyType({})  # type: ignore[assignment]
 
 
 class Event(Generic[CTXType]):
@@ -102,6 +107,12 @@ class Event(Generic[CTXType]):
             self._finish(DONE, tell_context=False)
         elif self._state not in ENDED:
             self._finish(DONE)
+            self._release_inputs()
+
+    def _release_inputs(self) -> None:
+        """Drop ``data`` and ``params`` once the event has ended (and observers have seen it):
+        its context's history keeps the event, not the message it carried."""
+        self.data = self.params = RELEASED
 
     def _start(self) -> bool:
         """Move the event to running and return True; return False for an event marked done

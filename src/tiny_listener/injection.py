@@ -19,7 +19,6 @@ read_event_data(self)``: a typed handler whose event has no data reads it from t
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import typing
 import weakref
@@ -28,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Dict, List, Sequence
 
 from ._types import CoroFunc, PathParams
 from .errors import EventDataError, FieldError, InjectionError, PathParamsError, ValidationError
+from .failures import wait_for
 from .optional import MissingExtraError
 from .validation import UnsupportedType, Validator, field_error, is_payload_type, validator_for
 
@@ -151,7 +151,7 @@ async def resolve_dependency(dep: Depends, event: Event[Any], params: PathParams
     if dep.timeout is None:
         value = await target(event, params)
     else:
-        value = await asyncio.wait_for(target(event, params), timeout=dep.timeout)
+        value = await wait_for(target(event, params), dep.timeout)
     ctx.cache[dep] = value
     return value
 

@@ -36,12 +36,14 @@ from .errors import (
     ContextNotFound,
     DuplicateListener,
     EventAlreadyExists,
+    EventFailed,
     EventNotFound,
     ListenerError,
     ListenerNotFound,
     ValidationError,
 )
-from .event import Event
+from .event import RELEASED, Event
+from .failures import check_error_type, wait_for
 from .injection import Hook, check_coro_func
 from .lifecycle import CANCELLED, DONE, FAILED
 from .routing import Route, RouteShadowedWarning, RouteTable
@@ -68,14 +70,18 @@ class Listener(Generic[CTXType]):
 
     ``max_event_history`` bounds how many events each context keeps per route;
     ``shutdown_timeout`` is how many seconds shutdown waits for in-flight events before
-    cancelling them; ``cancel_timeout`` how long it then waits for cancelled tasks to end.
+    cancelling them; ``cancel_timeout`` how long it waits for a cancelled task to end (to nak
+    a message, close a connection) before it goes on without it: a task that swallows its
+    cancellation is named in a warning and abandoned, the process does not wait for it.
     """
 
     max_event_history: int = 100
+    # Characters of event paths a context's history keeps, all routes together.
+    max_event_history_bytes: int = 64 * 1024
     shutdown_timeout: float = 10.0
     # Seconds a cancelled listen() or leftover task may take to end (to nak a message, close
     # a connection) before shutdown goes on without it.
-    cancel_timeout: float = 30.0
+    cancel_timeout: float = 5.0
     # Whether the connections in-flight events use stay open after shutdown cancels listen(),
     # until those events are drained, as with every built-in listener. A listen() written as
     # in 1.2 holds its client in ``async with`` and closes it when cancelled: an event that
@@ -94,6 +100,8 @@ class Listener(Generic[CTXType]):
         self.ctxs: Dict[str, CTXType] = {}
         # Histories are trimmed back to max_event_history once a quarter longer: O(1) per event.
         self._history_trim_at = self.max_event_history + (self.max_event_history >> 2)
+        # Made an instance attribute (class default, or as set later): read for every event.
+        self.max_event_history_bytes = self.max_event_history_bytes
         self._route_table = RouteTable()
         self.dependency_overrides: Dict[Callable[..., Any], CoroFunc] = {}
 
@@ -156,6 +164,20 @@ class Listener(Generic[CTXType]):
     def sources(self) -> Tuple[Source, ...]:
         """The sources this listener hosts, in the order they were added."""
         return tuple(self._sources)
+
+    async def request(self, path: str, data: Any = None, *, timeout: float = 5.0) -> Any:
+        """Send ``data`` to event ``path`` as a request through the first hosted source that
+        has request/reply (NATS, RabbitMQ) and return the reply, the handler's result decoded
+        by the source's codec. The source must be connected (the listener runs).
+
+        Raises :class:`~tiny_listener.NoReply` when nobody takes ``path`` or no reply comes
+        within ``timeout`` seconds, :class:`ListenerError` if no hosted source has
+        request/reply, and what the source raises while it is not connected.
+        """
+        for source in self._sources:
+            if getattr(source, "can_request", False):
+                return await source.request(path, data, timeout=timeout)  # type: ignore[attr-defined]
+        raise ListenerError(f"{self!r} hosts no source with request/reply (NATS, RabbitMQ)")
 
     @property
     def runs_listen(self) -> bool:
@@ -242,7 +264,13 @@ class Listener(Generic[CTXType]):
         self._middleware_after_event.append(Hook(fn))
 
     def add_on_error_hook(self, fn: CoroFunc, exc: Type[BaseException]) -> None:
-        self._error_handlers.append((exc, Hook(fn)))
+        """Call ``fn`` (with injection) for events that fail with an ``exc``.
+
+        Raises ``TypeError`` if ``exc`` is not an exception class or is cancellation (never a
+        failure); warns with :class:`~tiny_listener.failures.InterruptHookWarning` for
+        ``KeyboardInterrupt`` and ``SystemExit``: handlers raising them reach it, Ctrl-C never.
+        """
+        self._error_handlers.append((check_error_type(exc), Hook(fn)))
 
     def startup(self, fn: CoroFunc) -> CoroFunc:
         """Decorator: run ``fn()`` before ``listen()``."""
@@ -265,7 +293,8 @@ class Listener(Generic[CTXType]):
         return fn
 
     def on_error(self, exc: Type[BaseException]) -> Callable[[CoroFunc], CoroFunc]:
-        """Decorator: handle errors of type ``exc`` raised by handlers or hooks."""
+        """Decorator: handle errors of type ``exc`` raised by handlers or hooks; see
+        :meth:`add_on_error_hook`."""
 
         def decorator(fn: CoroFunc) -> CoroFunc:
             self.add_on_error_hook(fn, exc)
@@ -406,11 +435,18 @@ class Listener(Generic[CTXType]):
                 if timeout is None:
                     event._result = await event._route._invoke(event, params)
                 else:
-                    event._result = await asyncio.wait_for(event._route._invoke(event, params), timeout)
+                    event._result = await wait_for(event._route._invoke(event, params), timeout)
                 if self._middleware_after_event:
                     for hook in self._middleware_after_event:
                         await hook(event, params)
-            except Exception as exc:
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:  # KeyboardInterrupt, SystemExit... fail the event too
+                if type(exc) is GeneratorExit and not self._tasks.is_running(event):
+                    # Not raised by the handler: the coroutine of a task abandoned at shutdown
+                    # is being closed (garbage-collected).
+                    outcome = CANCELLED
+                    raise
                 event.error = exc
                 await self._handle_error(event, params, exc)
                 return None
@@ -422,7 +458,11 @@ class Listener(Generic[CTXType]):
         finally:
             if outcome is not DONE or event._auto_done:
                 event._finish(outcome)
-            if observers:
+                if observers:
+                    _notify(observers, "event_ended", event)
+                # Ended: its context's history keeps the event, not its inputs (_release_inputs).
+                event.data = event.params = RELEASED
+            elif observers:
                 _notify(observers, "event_ended", event)
             # Forget the event's task (OwnedTasks.events is filled by _dispatch).
             tasks = self._tasks
@@ -438,15 +478,18 @@ class Listener(Generic[CTXType]):
         self._tasks.check_drained()
         return event._result
 
-    async def _handle_error(self, event: Event[Any], params: PathParams, exc: Exception) -> None:
-        """Run the matching ``on_error`` handlers; log and re-raise if none takes ``exc``."""
+    async def _handle_error(self, event: Event[Any], params: PathParams, exc: BaseException) -> None:
+        """Run the matching ``on_error`` handlers; log and re-raise if none takes ``exc``
+        (as :class:`EventFailed` if it is not an ``Exception``)."""
         handlers = [hook for exc_type, hook in self._error_handlers if isinstance(exc, exc_type)]
         try:
             if not handlers:
                 raise exc
             for hook in handlers:
                 await hook(event, params)
-        except Exception as failure:
+        except asyncio.CancelledError:
+            raise
+        except BaseException as failure:
             if event.ctx.log_failures:  # else the source that made the context logs it
                 self._log_failure(event, failure)
             # Logged once here; the task still ends with the error for whoever awaits it,
@@ -454,7 +497,10 @@ class Listener(Generic[CTXType]):
             current = asyncio.current_task()
             if current is not None:
                 current.add_done_callback(retrieve_exception)
-            raise
+            if isinstance(failure, Exception):
+                raise
+            # A task re-raising KeyboardInterrupt or SystemExit stops the event loop.
+            raise EventFailed(event.path, event.route.name, failure) from failure
 
     def _log_failure(self, event: Event[Any], exc: BaseException) -> None:
         fields = {"event_path": event.path, "handler": event.route.name, "cid": event.ctx.cid}
@@ -611,8 +657,9 @@ class Listener(Generic[CTXType]):
             logger.warning("cancelling %d event(s) still running at shutdown", tasks.in_flight)
         stuck = await tasks.cancel_all(timeout=self.cancel_timeout)
         if stuck:
-            names = ", ".join(sorted(task.get_name() for task in stuck))
+            names = ", ".join(sorted(tasks.describe(task) for task in stuck))
             logger.warning("%d task(s) ignored their cancellation and are left behind: %s", len(stuck), names)
+            runtime.abandoned.update(stuck)
         # 5. Close what the sources kept open for the in-flight events.
         for source in self._sources:
             try:
@@ -641,7 +688,7 @@ class Listener(Generic[CTXType]):
             try:
                 loop.run_until_complete(self.main())
             finally:
-                close_loop(loop)
+                close_loop(loop, self._runtime.abandoned)
         finally:
             running_listeners.listener = None
 
@@ -655,5 +702,5 @@ def _notify(observers: Tuple[EventObserver, ...], method: str, event: Event[Any]
     for observer in observers:
         try:
             getattr(observer, method)(event)
-        except Exception:
+        except BaseException:  # even KeyboardInterrupt: an observer never stops the loop
             logger.exception("event observer %r failed in %s for event %r", observer, method, event.path)

@@ -20,6 +20,7 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, MutableMapping,
 
 from ._types import CoroFunc, PathParams
 from .convertors import CONVERTOR_TYPES, Convertor
+from .destinations import PUBLISH_TO_OPT, Destination
 from .errors import EventNotFound, RouteError
 from .injection import Hook
 
@@ -97,10 +98,13 @@ def covers(earlier: Route, later: Route) -> bool:
 
 
 class Route:
-    """A handler bound to a path. ``opts`` keeps the extra options given to ``on_event``.
+    """A handler bound to a path. ``opts`` keeps the extra options given to ``on_event``;
+    ``publish_to`` (the option of that name, see :mod:`tiny_listener.destinations`) is where
+    broker sources publish what the handler returns, or None.
 
-    Raises :class:`RouteError` if the path does not compile, ``TypeError`` if ``fn`` is not an
-    ``async def`` function or one of its parameters cannot be injected.
+    Raises :class:`RouteError` if the path does not compile or ``publish_to`` names a field
+    that is not a path parameter, ``TypeError`` if ``fn`` is not an ``async def`` function or
+    one of its parameters cannot be injected.
     """
 
     def __init__(self, path: str, fn: CoroFunc, opts: Dict[str, Any] | None = None) -> None:
@@ -109,6 +113,10 @@ class Route:
         self.fn = fn
         self.path_regex, self.convertors = compile_path(path)
         self.opts: Dict[str, Any] = opts or {}
+        destination = self.opts.get(PUBLISH_TO_OPT)
+        self.publish_to: Destination | None = (
+            None if destination is None else Destination(destination, path, self.convertors)
+        )
         self.hook = Hook(fn)
         self._invoke = self.hook._invoke
         first_param = PARAM_REGEX.search(path)
@@ -167,12 +175,16 @@ class RouteTable(MutableMapping[str, Route]):
     """The routes of a listener, keyed by handler name, in registration order.
 
     It behaves as the ``dict`` that 1.2 exposed as ``listener.routes``. Adding a route updates
-    the prefix index in place; removing or replacing one rebuilds it on the next lookup. The
-    latest ``cache_size`` distinct event paths are remembered with their route, so a path seen
-    again skips the search (its parameters are still converted anew for every event).
+    the prefix index in place; removing or replacing one rebuilds it on the next lookup. Event
+    paths seen lately are remembered with their route, so a path seen again skips the search
+    (its parameters are still converted anew for every event): at most ``cache_size`` of them,
+    none longer than ``cache_path_limit`` characters, ``cache_chars`` characters in all; the
+    cache is emptied when it is full. Memory it holds is bounded whatever paths clients send.
     """
 
     cache_size = 4096
+    cache_path_limit = 1024
+    cache_chars = 1024 * 1024
 
     def __init__(self, routes: Mapping[str, Route] | None = None) -> None:
         """Start with ``routes`` (name -> route, in that order), if given.
@@ -188,10 +200,12 @@ class RouteTable(MutableMapping[str, Route]):
         self._index: Tuple[Tuple[int, Dict[str, _Candidates]], ...] = ()
         # event path -> (route, converted params, or raw ones if converted per match), or None.
         self._cache: Dict[str, Tuple[Route, Dict[str, str]] | None] = {}
+        self._publishes: bool | None = False
         for name, route in (routes or {}).items():
             if not isinstance(route, Route):
                 raise TypeError(f"routes[{name!r}] must be a tiny_listener.Route, not {type(route).__name__}")
             self[name] = route
+        self._cached_chars = 0  # of the cached paths
 
     def __getitem__(self, name: str) -> Route:
         return self._routes[name]
@@ -199,7 +213,7 @@ class RouteTable(MutableMapping[str, Route]):
     def __setitem__(self, name: str, route: Route) -> None:
         replacing = name in self._routes
         self._routes[name] = route
-        self._cache.clear()
+        self.clear_cache()
         if replacing:
             self._tables = None
         elif self._tables is not None:
@@ -208,7 +222,13 @@ class RouteTable(MutableMapping[str, Route]):
     def __delitem__(self, name: str) -> None:
         del self._routes[name]
         self._tables = None
+        self.clear_cache()
+
+    def clear_cache(self) -> None:
+        """Forget the event paths matched so far."""
         self._cache.clear()
+        self._cached_chars = 0
+        self._publishes = None
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._routes)
@@ -218,6 +238,14 @@ class RouteTable(MutableMapping[str, Route]):
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({list(self._routes.values())})"
+
+    @property
+    def publishes(self) -> bool:
+        """True if a route declares a destination for its results (``publish_to``)."""
+        publishes = self._publishes
+        if publishes is None:
+            publishes = self._publishes = any(route.publish_to is not None for route in self._routes.values())
+        return publishes
 
     def _index_route(self, order: int, route: Route) -> None:
         assert self._tables is not None
@@ -264,9 +292,12 @@ class RouteTable(MutableMapping[str, Route]):
             found = self._search(path)
             if found is not None and not found[0]._convert_per_match:
                 found = (found[0], found[0].convert(found[1]))
-            if len(self._cache) >= self.cache_size:
-                self._cache.clear()
-            self._cache[path] = found
+            size = len(path)
+            if size <= self.cache_path_limit:  # a long path (a 60 KB line...) is searched each time
+                if len(self._cache) >= self.cache_size or self._cached_chars + size > self.cache_chars:
+                    self.clear_cache()
+                self._cache[path] = found
+                self._cached_chars += size
         if found is None:
             raise EventNotFound(f"no route matches event path {path!r}")
         route, template = found

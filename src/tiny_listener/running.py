@@ -8,7 +8,7 @@ import asyncio
 import logging
 import threading
 import warnings
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Dict, Iterator, MutableMapping
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Collection, Dict, Iterator, MutableMapping, Set
 
 from .errors import ListenerNotFound
 from .signals import SignalHandlers
@@ -114,6 +114,8 @@ class Runtime:
         self.listen_error: BaseException | None = None
         # Set once shutdown cancelled a listen() still running (see Listener._log_failure).
         self.listen_cancelled = False
+        # Tasks that ignored their cancellation at shutdown: named in a warning, not waited for again.
+        self.abandoned: Set[asyncio.Task[Any]] = set()
         self.signals = SignalHandlers(self.on_signal)
 
     def start(self) -> None:
@@ -123,6 +125,7 @@ class Runtime:
         self.force_requested = asyncio.Event()
         self.listen_error = None
         self.listen_cancelled = False
+        self.abandoned = set()
 
     def finish(self) -> None:
         """Restore the signal handlers and unbind; call at the end of ``main()``."""
@@ -189,20 +192,31 @@ class Runtime:
 CLOSE_TIMEOUT = 5.0
 
 
-def close_loop(loop: asyncio.AbstractEventLoop) -> None:
-    """Close a loop ``run()`` used, as ``asyncio.run()`` does: nothing is left pending."""
+def close_loop(loop: asyncio.AbstractEventLoop, abandoned: Collection[asyncio.Task[Any]] = ()) -> None:
+    """Close a loop ``run()`` used, as ``asyncio.run()`` does: every task is cancelled.
+
+    Waits up to ``CLOSE_TIMEOUT`` seconds for them, except for the ``abandoned`` ones: shutdown
+    already gave those ``cancel_timeout`` seconds and named them. A task still running when the
+    loop closes is named in a warning (once), instead of asyncio's "Task was destroyed but it
+    is pending!" when it is garbage-collected.
+    """
     try:
         pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
         for task in pending:
             task.cancel()
         if pending:
             # Bounded: a task that ignores cancellation must not keep the process alive.
-            ended, stuck = loop.run_until_complete(asyncio.wait(pending, timeout=CLOSE_TIMEOUT))
+            awaited = [task for task in pending if task not in abandoned]
+            timeout = CLOSE_TIMEOUT if awaited else 0
+            ended, stuck = loop.run_until_complete(asyncio.wait(pending, timeout=timeout))
             for task in ended:
                 if not task.cancelled() and task.exception() is not None:
                     logger.error("task %s failed as the loop closed", task.get_name(), exc_info=task.exception())
             for task in stuck:
-                logger.warning("task %s still running as the loop closes: abandoned", task.get_name())
+                if task not in abandoned:
+                    logger.warning("task %s still running as the loop closes: abandoned", task.get_name())
+                # Said above or at shutdown; asyncio would say it again, at an arbitrary later time.
+                task._log_destroy_pending = False  # type: ignore[attr-defined]
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.run_until_complete(loop.shutdown_default_executor())
     finally:

@@ -74,6 +74,7 @@ class OwnedTasks:
                 ctx = event._ctx()
                 if ctx is not None:
                     ctx._event_ended(event)
+            event._release_inputs()
         if unstarted:
             self.check_drained()
         return len(unstarted)
@@ -90,6 +91,21 @@ class OwnedTasks:
         if self._janitor is not None:
             self._janitor.cancel()
             self._janitor = None
+
+    def describe(self, task: asyncio.Task[Any]) -> str:
+        """Name ``task`` for a log line: by its event if it runs one, else by its task name."""
+        for event, event_task in self.events.items():
+            if event_task is task:
+                return f"event {event.path[:200]!r} in handler {event.route.name}"
+        return task.get_name()
+
+    def is_running(self, event: Event[Any]) -> bool:
+        """True if the code running now is ``event``'s own task, stepped by its event loop."""
+        task = self.events.get(event)
+        try:
+            return task is not None and task is asyncio.current_task()
+        except RuntimeError:  # no running loop: the loop is closed
+            return False
 
     @property
     def in_flight(self) -> int:

@@ -347,6 +347,66 @@ def test_yaml_without_pyyaml_names_the_extra(tmp_path: Path) -> None:
     assert "pip install 'tiny-listener[yaml]'" in result.stderr
 
 
+class Invoice(pydantic.BaseModel):
+    order: int
+    total: float
+
+
+def test_declared_destinations_are_send_operations_with_the_result_message() -> None:
+    app: NATSListener[Any] = NATSListener(stream="ORDERS", durable="billing")
+
+    @app.on_event("orders.{region}.{id:int}", publish_to="invoices.{id}")
+    async def bill(id: Param, rating: Rating) -> Invoice:
+        """Bill an order."""
+        return Invoice(order=id, total=1.0)
+
+    @app.on_event("audit.{what}")
+    async def audit() -> None:
+        pass
+
+    document = asyncapi_document(app)
+    check_asyncapi(document)
+    assert document["channels"]["bill.result"] == {
+        "address": "invoices.{id}",
+        "parameters": {"id": {"description": "path parameter id of orders.{region}.{id}"}},
+        "messages": {"bill.result": {"$ref": "#/components/messages/bill.result"}},
+    }
+    assert document["operations"]["bill.result"] == {
+        "action": "send",
+        "channel": {"$ref": "#/channels/bill.result"},
+        "messages": [{"$ref": "#/channels/bill.result/messages/bill.result"}],
+        "summary": "the result of bill, published once it succeeded",
+    }
+    assert document["components"]["messages"]["bill.result"] == {
+        "name": "bill.result",
+        "payload": {"$ref": "#/components/schemas/Invoice"},
+    }
+    assert document["components"]["schemas"]["Invoice"]["required"] == ["order", "total"]
+    # NATS handlers answer requests: the reply goes to the inbox the request names.
+    assert document["operations"]["bill"]["reply"] == {
+        "channel": {"$ref": "#/channels/bill.reply"},
+        "messages": [{"$ref": "#/channels/bill.reply/messages/bill.result"}],
+        "address": {
+            "description": "the inbox the request names in its x-reply-to header",
+            "location": "$message.header#/x-reply-to",
+        },
+    }
+    assert document["channels"]["bill.reply"]["address"] is None
+    assert "audit.result" not in document["channels"]  # no destination
+    assert "payload" not in document["components"]["messages"]["audit.result"]  # replies None
+
+
+def test_listeners_without_replies_or_destinations_have_only_receive_operations() -> None:
+    app = typed_routes(RedisStreamListener(streams=["orders"]))
+    document = asyncapi_document(app)
+    assert {operation["action"] for operation in document["operations"].values()} == {"receive"}
+    assert not any("reply" in operation for operation in document["operations"].values())
+    amqp = typed_routes(AMQPListener(queue="q"))
+    reply = asyncapi_document(amqp)["operations"]["order_created"]["reply"]
+    assert "address" not in reply  # reply_to is a property, not a header
+    check_asyncapi(asyncapi_document(amqp))
+
+
 def test_a_listener_hosting_several_sources_names_each_server() -> None:
     from tiny_listener.http import HTTPSource
 
@@ -364,3 +424,6 @@ def test_a_listener_hosting_several_sources_names_each_server() -> None:
     assert document["servers"]["nats"]["protocol"] == "nats"
     assert document["servers"]["http"] == {"host": "127.0.0.1:8080", "protocol": "http"}
     assert document["operations"]["show"]["bindings"]["http"]["method"] == "GET"
+    # Requests come through the broker: its routes have a reply, the HTTP one answers over HTTP.
+    assert "reply" in document["operations"]["order_created"]
+    assert "reply" not in document["operations"]["show"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import List
+from typing import Any, List
 
 import pytest
 
@@ -267,3 +267,35 @@ def test_close_requested_says_so_in_the_response() -> None:
     conn.request_close()
     assert b"connection: close" in conn.respond(200, [], b"")
     assert conn.finish_cycle() is Cycle.CLOSE
+
+
+@pytest.mark.parametrize("status", [0, -1, 99, 100, 101, 103, 199, 600, 999, 86316, "200", True])
+def test_a_final_status_must_be_an_int_from_200_to_599(status: Any) -> None:
+    conn = new_connection()
+    conn.receive_data(GET)
+    events(conn)
+    with pytest.raises(ResponseError):
+        conn.start_response(status, [])
+    # Nothing was sent: a proper response still can be.
+    assert conn.respond(500, [], b"").startswith(b"HTTP/1.1 500 ")
+
+
+@pytest.mark.parametrize("value", [b"a\x01b", b"a\x7fb", b"a\x0bb", b"a\x0cb", b"a\x00b", b"a\rb", b"a\nb"])
+def test_control_characters_in_header_values_are_refused(value: bytes) -> None:
+    conn = new_connection()
+    conn.receive_data(GET)
+    events(conn)
+    with pytest.raises(ResponseError, match="control characters"):
+        conn.start_response(200, [(b"x-a", value)])
+    # Tabs, spaces and obs-text are field content.
+    assert conn.respond(200, [(b"x-a", b"a\tb c\xe9")], b"").startswith(b"HTTP/1.1 200 ")
+
+
+def test_a_content_length_that_is_not_the_body_length_is_refused_before_anything_is_sent() -> None:
+    conn = new_connection()
+    conn.receive_data(GET)
+    events(conn)
+    with pytest.raises(ResponseError, match="does not match the body of 3 bytes"):
+        conn.respond(200, [(b"content-length", b"10")], b"abc")
+    assert not conn.response_started
+    assert conn.respond(500, [], b"").startswith(b"HTTP/1.1 500 ")

@@ -275,3 +275,60 @@ async def test_head_on_a_streaming_route_sends_no_body() -> None:
         reply = await client.request("HEAD", "/stream")
         assert reply.status == 200 and reply.headers["content-type"] == "text/plain"
         assert (await client.request("GET", "/sync-stream")).body == b"ab"
+
+
+MALFORMED = {
+    # name: (what the handler does, what the log line says)
+    "status-0": (lambda ctx: Response("x", status_code=0), "status 0 is not an HTTP status"),
+    "status-negative": (lambda ctx: ctx.response(-1, b"x"), "status -1 is not an HTTP status"),
+    "status-600": (lambda ctx: Response("x", status_code=600), "status 600 is not an HTTP status"),
+    "status-86316": (lambda ctx: ctx.response(86316, b"x"), "status 86316 is not an HTTP status"),
+    "status-text": (lambda ctx: Response("x", status_code="200"), "is not an int"),
+    "status-100": (lambda ctx: Response("x", status_code=100), "status 100 is interim"),
+    "status-101": (lambda ctx: ctx.response(101, b""), "status 101 is interim"),
+    "status-103": (lambda ctx: StreamingResponse(iter([b"x"]), status_code=103), "status 103 is interim"),
+    "status-199": (lambda ctx: Response("x", status_code=199), "status 199 is interim"),
+    "header-soh": (lambda ctx: Response("x", headers={"X-A": "a\x01b"}), "control characters"),
+    "header-del": (lambda ctx: Response("x", headers={"X-A": "a\x7fb"}), "control characters"),
+    "header-vt": (lambda ctx: Response("x", headers={"X-A": "a\x0bb"}), "control characters"),
+    "header-ff": (lambda ctx: ctx.response(200, b"x", headers={"X-A": "a\x0cb"}), "control characters"),
+    "header-name": (lambda ctx: Response("x", headers={"X A": "v"}), "must be a token"),
+    "length-long": (lambda ctx: Response("abc", headers={"Content-Length": "10"}), "does not match the body"),
+    "length-short": (lambda ctx: ctx.response(200, b"abc", headers={"Content-Length": "1"}), "does not match"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+async def test_a_malformed_response_becomes_a_logged_500_and_the_connection_goes_on(
+    case: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = HTTPListener()
+    build, problem = MALFORMED[case]
+
+    @app.on_event("GET:/malformed")
+    async def makes_a_bad_response(ctx: HTTPContext) -> Any:
+        return build(ctx)
+
+    @app.on_event("GET:/fine")
+    async def fine() -> str:
+        return "fine"
+
+    async with serving(app), connect(app) as client:
+        reply = await client.request("GET", "/malformed")
+        assert (reply.status, reply.body) == (500, b"Internal Server Error")
+        assert "connection" not in reply.headers  # a well-formed answer: the connection is kept
+        assert (await client.request("GET", "/fine")).body == b"fine"
+    [failure] = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert "handler makes_a_bad_response" in failure.getMessage() and problem in failure.getMessage()
+
+
+async def test_head_may_announce_the_length_a_get_would_get() -> None:
+    app = HTTPListener()
+
+    @app.on_event("HEAD:/file")
+    async def file_head() -> Response:
+        return Response(b"", headers={"Content-Length": "1234"})
+
+    async with serving(app), connect(app) as client:
+        reply = await client.request("HEAD", "/file")
+        assert (reply.status, reply.headers["content-length"]) == (200, "1234")

@@ -59,7 +59,8 @@ async def test_broker_restart_mid_stream_loses_nothing_and_says_so(
             changed.clear()
             await asyncio.wait_for(changed.wait(), 30)
     assert set(calls) == set(range(300))
-    assert "MQTT broker at" in caplog.text and "is unreachable: consuming stopped" in caplog.text and "reconnected to MQTT broker" in caplog.text
+    assert "is unreachable: consuming stopped" in caplog.text
+    assert "reconnected to MQTT broker" in caplog.text
     assert "handled after its connection was lost: not acknowledged" in caplog.text
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from typing import Any, List
+from typing import Any, List, Set
 
 import pytest
 
@@ -15,8 +15,9 @@ from tests.log_watch import watching_log
 from tiny_listener import Data, Event, Listener, Param
 from tiny_listener.codecs import DecodeError
 from tiny_listener.errors import EventNotFound
-from tiny_listener.sources import SourceState
+from tiny_listener.sources import BrokerMessage, SourceState
 from tiny_listener.testing import MemoryBroker, Outcome
+from tiny_listener.testing.memory import MemoryMessage
 
 
 @dataclasses.dataclass
@@ -323,6 +324,27 @@ async def test_client_library_logs_are_demoted_to_debug_unless_asked_otherwise(
     assert shown == ["connection reset (quiet=False)"]
 
 
+def test_a_demoted_client_record_reaches_no_handler_unless_its_logger_logs_debug() -> None:
+    from tiny_listener.sources._broker_log import quiet_client_loggers
+
+    logger = logging.getLogger("tests.demoted_client")
+    seen: List[logging.LogRecord] = []
+    handler = logging.Handler()  # no level of its own, as a plain StreamHandler
+    handler.emit = seen.append  # type: ignore[method-assign]
+    logger.addHandler(handler)
+    quiet_client_loggers(("tests.demoted_client",))
+    try:
+        logger.setLevel(logging.INFO)
+        logger.warning("heartbeat failed")  # let through at INFO, dropped once demoted
+        logger.setLevel(logging.DEBUG)
+        logger.warning("heartbeat failed again")
+    finally:
+        logger.removeHandler(handler)
+        logger.filters.clear()
+        logger.setLevel(logging.NOTSET)
+    assert [(r.getMessage(), r.levelname) for r in seen] == [("heartbeat failed again", "DEBUG")]
+
+
 async def test_data_that_does_not_validate_is_dead_lettered_at_once_as_invalid(
     redelivers: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -344,3 +366,58 @@ async def test_data_that_does_not_validate_is_dead_lettered_at_once_as_invalid(
     # One line, no traceback: the data is wrong, not the handler.
     [line] = [record for record in caplog.records if record.levelno >= logging.WARNING]
     assert "dead-lettered" in line.getMessage() and line.exc_info is None
+
+
+class HandsOver(MemoryBroker):
+    """A broker that keeps its messages in order: the next queued message is handed to the
+    task that settled the last one (``next_in_turn``), as Kafka hands over a partition's next
+    record."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.handed_over: List[str] = []
+        self.tasks: Set[asyncio.Task[Any] | None] = set()
+
+    def next_in_turn(self, settled: BrokerMessage) -> BrokerMessage | None:
+        self.tasks.add(asyncio.current_task())
+        queue = self._queue_now()
+        if queue.empty():
+            return None
+        delivery, attempt = queue.get_nowait()
+        self.handed_over.append(delivery.path)
+        return MemoryMessage(delivery, attempt, self)
+
+
+async def test_next_in_turn_delivers_the_next_message_in_the_same_task() -> None:
+    app: Listener[Any] = Listener()
+    broker = app.add_source(HandsOver(max_in_flight=1))
+    seen: List[str] = []
+
+    @app.on_event("{name}")
+    async def handle(name: Param) -> None:
+        seen.append(name)
+
+    for name in ("a", "b", "c"):
+        await broker.publish(name)
+    async with broker:
+        deliveries = await broker.settled()
+    assert seen == ["a", "b", "c"]
+    assert broker.handed_over == ["b", "c"]  # received once, then handed over twice
+    assert len(broker.tasks) == 1
+    assert [delivery.outcome for delivery in deliveries] == [Outcome.ACKED] * 3
+
+
+async def test_next_in_turn_is_not_asked_once_intake_stopped() -> None:
+    app: Listener[Any] = Listener()
+    broker = app.add_source(HandsOver(max_in_flight=1))
+
+    @app.on_event("{name}")
+    async def handle(name: Param) -> None:
+        app.stop()  # shutdown starts while the first message runs...
+        await broker.wait_state(SourceState.DRAINING)  # ...and has stopped intake when it ends
+
+    first, _ = [await broker.publish(name) for name in ("a", "b")]
+    async with broker:
+        await first.settled()
+    assert broker.handed_over == []
+    assert [delivery.outcome for delivery in broker.deliveries] == [Outcome.ACKED, None]

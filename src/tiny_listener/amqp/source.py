@@ -13,13 +13,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import uuid
 from typing import TYPE_CHECKING, Any, Deque, Dict, Mapping, Sequence, Tuple, Type
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from .._types import Scope
 from ..codecs import Codec
 from ..delivery import data_to_payload
-from ..errors import ListenerError
+from ..errors import ListenerError, NoReply
 from ..optional import require
 from ..sources.broker import BrokerMessage, BrokerSource, NotConnected
 from . import _headers as headers_
@@ -33,6 +34,10 @@ logger = logging.getLogger("tiny_listener.amqp")
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/"
 
 _CHANNEL_CLOSED = "the channel the message came on is closed"
+
+DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
+"""RabbitMQ's direct reply-to pseudo-queue: replies reach the requesting channel's consumer
+without a queue of their own."""
 
 
 class ConsumerCancelled(ListenerError):
@@ -101,6 +106,23 @@ class AMQPMessage(BrokerMessage):
         headers = headers_.dead_letter_headers(message.headers, self.path, reason, error, message.exchange,
                                                message.routing_key)
         await self._copy_to(target, headers)
+
+    def reply_address(self) -> str | None:
+        return self.message.reply_to or None
+
+    async def reply(self, payload: bytes) -> None:
+        """Publish ``payload`` to the message's ``reply_to`` queue (through the default
+        exchange) with its correlation id; not mandatory: a requester that gave up is not an
+        error of this message."""
+        aio_pika = require("aio_pika", extra="amqp")
+        message = self.message
+        channel = await self.source._open_publish_channel()
+        answer = aio_pika.Message(
+            payload,
+            content_type=getattr(self.source.codec, "content_type", None),
+            correlation_id=message.correlation_id,
+        )
+        await channel.default_exchange.publish(answer, routing_key=message.reply_to or "", mandatory=False)
 
     def _check_channel(self) -> None:
         aio_pika = require("aio_pika", extra="amqp")
@@ -192,6 +214,9 @@ class AMQPSource(BrokerSource):
         self._connection: AbstractConnection | None = None
         self._channel: AbstractChannel | None = None
         self._publish_channel: AbstractChannel | None = None
+        self._reply_channel: AbstractChannel | None = None
+        self._reply_channel_lock: asyncio.Lock | None = None
+        self._replies: Dict[str, asyncio.Future[AbstractIncomingMessage]] = {}
         self._consumer: Tuple[AbstractQueue, str] | None = None
         self._inbox: Deque[AbstractIncomingMessage] = collections.deque()
         self._wake: asyncio.Event | None = None
@@ -227,6 +252,89 @@ class AMQPSource(BrokerSource):
         )
         await target.publish(message, routing_key=key, mandatory=True)
 
+    async def request(
+        self,
+        path: str,
+        data: Any = None,
+        *,
+        timeout: float = 5.0,
+        exchange: str | None = None,
+        routing_key: str | None = None,
+        headers: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """Send ``data`` to ``path`` as a request (routed as :meth:`publish` routes it) and
+        return the reply decoded by the codec.
+
+        The request carries ``reply_to`` (RabbitMQ's direct reply-to) and a new
+        ``correlation_id``, and expires in the queue after ``timeout`` seconds; the handler
+        that takes it publishes its result back before acknowledging it.
+
+        Raises :class:`~tiny_listener.NoReply` when no queue takes the request or no reply
+        comes within ``timeout`` seconds, :class:`NotConnected` while there is no connection.
+        """
+        aio_pika = require("aio_pika", extra="amqp")
+        channel = await self._open_reply_channel()
+        exchange_name = self.exchange if exchange is None else exchange
+        if exchange_name:
+            target = await channel.get_exchange(exchange_name, ensure=False)
+            key = path if routing_key is None else routing_key
+        else:
+            target = channel.default_exchange
+            key = self.queue if routing_key is None else routing_key
+        correlation_id = uuid.uuid4().hex
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        self._replies[correlation_id] = waiter = loop.create_future()
+        message = aio_pika.Message(
+            data_to_payload(data, self.codec),
+            headers={**(headers or {}), headers_.EVENT_PATH: path},
+            content_type=getattr(self.codec, "content_type", None),
+            correlation_id=correlation_id,
+            reply_to=DIRECT_REPLY_TO,
+            expiration=timeout,
+        )
+        try:
+            try:
+                await asyncio.wait_for(target.publish(message, routing_key=key, mandatory=True), timeout)
+            except aio_pika.exceptions.DeliveryError:
+                raise NoReply(path, reason=f"no queue takes routing key {key!r}") from None
+            try:
+                reply = await asyncio.wait_for(waiter, max(deadline - loop.time(), 0.001))
+            except asyncio.TimeoutError:
+                raise NoReply(path, timeout=timeout) from None
+        finally:
+            self._replies.pop(correlation_id, None)
+        return self.codec.decode(reply.body)
+
+    async def _open_reply_channel(self) -> AbstractChannel:
+        """Return the channel requests are sent on, consuming RabbitMQ's direct reply-to
+        (replies come to the channel that sent the request)."""
+        if self._reply_channel_lock is None:
+            self._reply_channel_lock = asyncio.Lock()
+        async with self._reply_channel_lock:  # one channel for concurrent first requests
+            channel = self._reply_channel
+            if channel is not None and not channel.is_closed:
+                return channel
+            connection = self._connection
+            if connection is None or connection.is_closed:
+                raise NotConnected(f"not connected to {self.log.url}")
+            channel = await connection.channel(on_return_raises=True)
+            replies = await channel.get_queue(DIRECT_REPLY_TO, ensure=False)
+            await replies.consume(self._on_reply, no_ack=True)
+            self._reply_channel = channel
+            return channel
+
+    async def _on_reply(self, message: AbstractIncomingMessage) -> None:
+        waiter = self._replies.get(message.correlation_id or "")
+        if waiter is not None and not waiter.done():
+            waiter.set_result(message)
+
+    async def open_publisher(self) -> None:
+        """Connect for :meth:`publish` and :meth:`request` only: nothing declared, nothing
+        consumed."""
+        aio_pika = require("aio_pika", extra="amqp")
+        self._connection = await aio_pika.connect(_with_connection_name(self.url, self.connection_name))
+
     async def _open_publish_channel(self) -> AbstractChannel:
         """Return the publishing channel, opening a new one if RabbitMQ closed the last one
         (publishing to a missing exchange closes the channel, not the connection)."""
@@ -234,7 +342,7 @@ class AMQPSource(BrokerSource):
         if channel is not None and not channel.is_closed:
             return channel
         connection = self._connection
-        if connection is None or connection.is_closed or not self.connected:
+        if connection is None or connection.is_closed:
             raise NotConnected(f"not connected to {self.log.url}")
         self._publish_channel = channel = await connection.channel(on_return_raises=True)
         return channel
@@ -345,7 +453,7 @@ class AMQPSource(BrokerSource):
 
     async def disconnect(self) -> None:
         connection, self._connection = self._connection, None
-        self._channel = self._publish_channel = None
+        self._channel = self._publish_channel = self._reply_channel = None
         self._consumer = None
         self._inbox.clear()  # unacknowledged: RabbitMQ requeues them with the connection
         if connection is not None and not connection.is_closed:

@@ -6,7 +6,14 @@
 - **channels**: one per route, named after its handler, at the route's path (HTTP routes
   without their ``METHOD:`` prefix, which becomes the operation's ``http`` binding), with a
   parameter per path parameter whose description names its convertor.
-- **operations**: a ``receive`` operation per channel: the app receives its messages.
+- **operations**: a ``receive`` operation per channel: the app receives its messages. A route
+  with ``publish_to`` adds a channel ``<handler>.result`` at its destination (with the
+  parameters it uses) and a ``send`` operation: the app publishes the handler's result there.
+  On NATS and RabbitMQ, whose handlers answer requests, the ``receive`` operation has a
+  ``reply`` on a channel ``<handler>.reply`` whose address the request names (NATS: its
+  ``x-reply-to`` header, given as the reply's address; RabbitMQ: its ``reply_to`` property).
+- **messages** of results: the JSON Schema of the handler's return annotation when it is a
+  type the checker knows (a model, ``Struct``, dataclass, ``TypedDict``...), none otherwise.
 - **messages** in ``components``: per route, the JSON Schema of the data its handler declares
   (see :mod:`tiny_listener.devtools.contract`); models, Structs, dataclasses and ``TypedDict``
   in ``components.schemas``.
@@ -16,12 +23,13 @@ from __future__ import annotations
 
 import json
 import sys
+import typing
 from typing import Any, Dict, Tuple
 from urllib.parse import urlsplit
 
 from ..listener import Listener
 from ..optional import require
-from ..validation import SchemaRegistry
+from ..validation import SchemaRegistry, validator_for
 from .contract import RouteContract, route_contracts
 
 ASYNCAPI_VERSION = "3.0.0"
@@ -51,11 +59,46 @@ def asyncapi_document(
     channels: Document = {}
     operations: Document = {}
     messages: Document = {}
+    replies = reply_location(listener)
     for contract in route_contracts(listener, registry):
         channel, operation, message = _route_parts(contract, is_http)
         channels[contract.name] = channel
         operations[contract.name] = operation
         messages[contract.name] = message
+        destination = contract.route.publish_to
+        if destination is None and (replies is None or "bindings" in operation):
+            continue
+        result_name = f"{contract.name}.result"
+        messages[result_name] = _result_message(contract, registry)
+        # HTTP routes (an operation with an http binding) answer over HTTP, not with replies.
+        if replies is not None and "bindings" not in operation:
+            reply_name = f"{contract.name}.reply"
+            channels[reply_name] = {
+                "address": None,  # the request names it
+                "messages": {result_name: {"$ref": f"#/components/messages/{result_name}"}},
+            }
+            operation["reply"] = {
+                "channel": {"$ref": f"#/channels/{reply_name}"},
+                "messages": [{"$ref": f"#/channels/{reply_name}/messages/{result_name}"}],
+            }
+            if "location" in replies:
+                operation["reply"]["address"] = replies
+        if destination is not None:
+            result_channel: Document = {"address": destination.template}
+            used = [parameter for parameter in contract.parameters if parameter.name in destination.fields]
+            if used:
+                result_channel["parameters"] = {
+                    parameter.name: {"description": f"path parameter {parameter.name} of {contract.address}"}
+                    for parameter in used
+                }
+            result_channel["messages"] = {result_name: {"$ref": f"#/components/messages/{result_name}"}}
+            channels[result_name] = result_channel
+            operations[result_name] = {
+                "action": "send",
+                "channel": {"$ref": f"#/channels/{result_name}"},
+                "messages": [{"$ref": f"#/channels/{result_name}/messages/{result_name}"}],
+                "summary": f"the result of {contract.name}, published once it succeeded",
+            }
     document["channels"] = channels
     document["operations"] = operations
     components: Document = {"messages": messages}
@@ -63,6 +106,45 @@ def asyncapi_document(
         components["schemas"] = registry.definitions
     document["components"] = components
     return document
+
+
+def reply_location(listener: Listener[Any]) -> Document | None:
+    """Return the AsyncAPI reply address of requests to ``listener``'s broker (NATS; ``{}``
+    for RabbitMQ, whose reply address is no header), or None if it hosts no broker source
+    whose handlers answer requests."""
+    for source in listener.sources:
+        if source.kind == "nats":
+            return {
+                "description": "the inbox the request names in its x-reply-to header",
+                "location": "$message.header#/x-reply-to",
+            }
+        if source.kind == "amqp":
+            # The reply_to property is no header: AsyncAPI has no runtime expression for it.
+            return {}
+    return None
+
+
+def _result_message(contract: RouteContract, registry: SchemaRegistry) -> Document:
+    message: Document = {"name": f"{contract.name}.result"}
+    payload = result_schema(contract.route.fn, registry)
+    if payload is not None:
+        message["payload"] = payload
+    return message
+
+
+def result_schema(fn: Any, registry: SchemaRegistry) -> Document | None:
+    """Return the JSON Schema of what ``fn`` returns, from its return annotation, or None if
+    it has none or none the checker knows."""
+    try:
+        returned = typing.get_type_hints(fn).get("return")
+    except Exception:  # an annotation that does not resolve says nothing about the result
+        return None
+    if returned is None or returned is type(None) or returned is Any:
+        return None
+    try:
+        return validator_for(returned).schema(registry)
+    except (TypeError, ValueError):
+        return None
 
 
 def _route_parts(contract: RouteContract, is_http: bool) -> Tuple[Document, Document, Document]:

@@ -208,6 +208,10 @@ class HttptoolsConnection(BaseServerConnection):
                 if self._current_open and self._current_body_done:
                     return PAUSED  # it is about a later request
                 self._take(size)
+                if not self._current_open:
+                    # About a request after the last answered one: it gets its own answer,
+                    # framed afresh (the previous response's state would make reject() send nothing).
+                    self._reset_response()
                 self._failed = True
                 return item  # type: ignore[no-any-return]
             self._take(size)

@@ -20,10 +20,10 @@ request body the handler did not read.
 from __future__ import annotations
 
 import enum
-import re
 from typing import TYPE_CHECKING, Any, List, NamedTuple, Sequence, Tuple, Union
 
 from ..optional import require
+from .fields import HEADER_NAME, HEADER_VALUE, header_problem, status_problem
 from .limits import Limits
 
 if TYPE_CHECKING:
@@ -104,8 +104,8 @@ def reason_phrase(status_code: int) -> bytes:
     return _REASONS.get(status_code, b"")
 
 
-_TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
-_FIELD_VALUE = re.compile(rb"[^\x00\r\n]*")
+_TOKEN = HEADER_NAME
+_FIELD_VALUE = HEADER_VALUE
 _NO_BODY_STATUS = frozenset({204, 304})
 _CHUNKED_END = b"0\r\n\r\n"
 
@@ -177,6 +177,11 @@ class BaseServerConnection:
     def response_started(self) -> bool:
         return self._response_started
 
+    @property
+    def awaiting_continue(self) -> bool:
+        """True while the client waits for ``100 Continue`` before sending its body."""
+        return self._continue_pending and not self._response_started
+
     def send_continue(self) -> bytes:
         """Return ``100 Continue`` if the client waits for it before sending the body, else ``b""``."""
         if not self._continue_pending or self._response_started:
@@ -190,16 +195,20 @@ class BaseServerConnection:
         """Return the status line and headers, adding framing and ``Connection: close`` as needed.
 
         ``body_length`` gives ``Content-Length`` when the headers do not; without either the
-        body is sent chunked (close-delimited to HTTP/1.0).
-        Raises :class:`ResponseError` if a response was already started or a header is invalid.
+        body is sent chunked (close-delimited to HTTP/1.0). Nothing counts as started until
+        the head is valid: after a :class:`ResponseError` another response can still be sent.
+        Raises :class:`ResponseError` if a response was already started, the status is not a
+        final one (200-599), a header is invalid, or ``Content-Length`` is not ``body_length``.
         """
         if self._response_started:
             raise ResponseError("a response was already started for this request")
+        if type(status_code) is not int or not 200 <= status_code <= 599:
+            raise ResponseError(str(status_problem(status_code)))
         content_length = -1
         lines = [b"HTTP/1.1 %d %s\r\n" % (status_code, _REASONS.get(status_code, b""))]
         for name, value in headers:
             if _TOKEN.fullmatch(name) is None or _FIELD_VALUE.fullmatch(value) is None:
-                raise ResponseError(f"invalid response header {name!r}: {value!r}")
+                raise ResponseError(str(header_problem(name, value)))
             lname = name.lower()
             if lname == b"content-length":
                 length = int(value) if value.isdigit() else -1
@@ -210,11 +219,19 @@ class BaseServerConnection:
             if lname == b"transfer-encoding" or lname == b"connection":
                 continue  # framing and persistence are decided here
             lines.append(b"%s: %s\r\n" % (name, value))
-        if content_length < 0 and body_length is not None:
-            content_length = body_length
+        if content_length < 0:
+            if body_length is not None:
+                content_length = body_length
+        elif (
+            body_length is not None
+            and content_length != body_length
+            and not self._head_request  # HEAD may announce the length a GET would get
+            and status_code not in _NO_BODY_STATUS
+        ):
+            raise ResponseError(f"Content-Length {content_length} does not match the body of {body_length} bytes")
         # Headers are valid: from here on the response counts as started.
         self._response_started = True
-        if status_code < 200 or status_code in _NO_BODY_STATUS:
+        if status_code in _NO_BODY_STATUS:
             self._framing = _NO_BODY
         elif content_length >= 0:
             self._framing = _LENGTH

@@ -12,16 +12,24 @@ import json
 from typing import Any, AsyncIterable, Iterable, List, Mapping, Sequence, Tuple, Union
 
 from ..errors import ValidationError
+from .fields import check_status, header_problem
 
 HeaderItems = Union[Mapping[str, str], Sequence[Tuple[str, str]], None]
 """Response headers given as a mapping or as (name, value) pairs."""
 
 
 def _encode_headers(headers: HeaderItems) -> List[Tuple[bytes, bytes]]:
+    """Return the headers as latin-1 byte pairs; raise ``ValueError`` for one that HTTP does
+    not allow (a name that is not a token, a control character in a value)."""
     if not headers:
         return []
     items = headers.items() if isinstance(headers, Mapping) else headers
-    return [(name.encode("latin-1"), value.encode("latin-1")) for name, value in items]
+    encoded = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in items]
+    for name, value in encoded:
+        problem = header_problem(name, value)
+        if problem is not None:
+            raise ValueError(problem)
+    return encoded
 
 
 class Response:
@@ -29,6 +37,10 @@ class Response:
 
     ``content`` may be ``bytes`` or ``str`` (encoded as UTF-8; subclasses render other types).
     ``media_type`` sets ``Content-Type`` unless ``headers`` has one.
+
+    Raises ``ValueError`` for a status outside 200-599 or a header HTTP does not allow. A
+    ``Content-Length`` header that is not the body's length is refused when the response is
+    sent (except in answer to HEAD, and with 304): the handler fails and the client gets 500.
     """
 
     media_type: str | None = None
@@ -40,7 +52,7 @@ class Response:
         headers: HeaderItems = None,
         media_type: str | None = None,
     ) -> None:
-        self.status_code = status_code
+        self.status_code = check_status(status_code)
         self.body: bytes = self.render(content)
         if media_type is not None:
             self.media_type = media_type
@@ -93,7 +105,10 @@ class JSONResponse(Response):
 
 class StreamingResponse:
     """A response whose body is produced as it is sent: ``content`` is an async or plain
-    iterable of ``bytes`` or ``str`` chunks. Sending waits while the client reads slowly."""
+    iterable of ``bytes`` or ``str`` chunks. Sending waits while the client reads slowly.
+
+    Raises ``ValueError`` for a status outside 200-599 or a header HTTP does not allow.
+    """
 
     def __init__(
         self,
@@ -103,7 +118,7 @@ class StreamingResponse:
         media_type: str | None = None,
     ) -> None:
         self.content = content
-        self.status_code = status_code
+        self.status_code = check_status(status_code)
         self.media_type = media_type
         self.headers: List[Tuple[bytes, bytes]] = _encode_headers(headers)
 

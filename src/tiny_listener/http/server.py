@@ -8,7 +8,9 @@ applies flow control and timeouts:
   while pipelined requests pile up behind the one being answered;
 - writing a streamed response waits while the socket's send buffer is full (``drain``);
 - an idle keep-alive connection is closed after ``limits.keep_alive_timeout``; a request
-  head not complete ``limits.header_timeout`` after its first byte gets ``408`` and a close.
+  head not complete ``limits.header_timeout`` after its first byte gets ``408`` and a close;
+  so does a request body that breaks ``limits.body_timeout`` or ``limits.min_body_rate`` (a
+  :class:`~tiny_listener.http.limits.BodyClock`, run only while the body is awaited).
 
 Requests on one connection are answered one at a time, in order: h11 parses the next
 pipelined request only once the current response has ended.
@@ -19,10 +21,11 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-from typing import TYPE_CHECKING, Any, List, Tuple
+from typing import TYPE_CHECKING, Any, Iterable, List, Tuple
 from urllib.parse import unquote
 
 from ..errors import EventNotFound, ValidationError
+from .limits import BodyClock
 from .protocol import (
     BODY_END,
     NEED_DATA,
@@ -41,6 +44,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("tiny_listener.http")
 access_logger = logging.getLogger("tiny_listener.http.access")
+
+# Seconds a connection closed after an error answer keeps reading (and dropping) what the
+# client still sends, so that the client gets to read the answer (see _close_lingering).
+LINGER_SECONDS = 2.0
 
 # Response progress of a context (``HTTPContext._response_state``).
 NOT_STARTED, STARTED, SENT = 0, 1, 2
@@ -66,8 +73,13 @@ class HTTPConnection(asyncio.Protocol):
         self._timer_is_header = False
         self._reading_paused = False
         self._write_paused = False
+        # The current request's body: not all received yet; timed once the server waits for it.
+        self._body_pending = False
+        self._body_clock: BodyClock | None = None
+        self._body_timer: asyncio.TimerHandle | None = None
         self._drain_waiter: asyncio.Future[None] | None = None
         self._processing = False
+        self._lingering = False
         self.closed = False
         # The context transport callbacks run in; see _response_complete.
         self._context = contextvars.copy_context()
@@ -86,10 +98,14 @@ class HTTPConnection(asyncio.Protocol):
         self._arm_timer(header=False)
 
     def data_received(self, data: bytes) -> None:
+        if self._lingering:
+            return  # answered and closing: what the client still sends is dropped
         self.conn.receive_data(data)
         self._process()
 
     def eof_received(self) -> bool:
+        if self._lingering:
+            return False
         self.conn.receive_data(b"")
         self._process()
         # Keep our half open while a request is answered: a client may shut down its sending
@@ -100,6 +116,7 @@ class HTTPConnection(asyncio.Protocol):
         self.closed = True
         self.source._connections.discard(self)
         self._cancel_timer()
+        self._stop_body_clock()
         if self.current is not None:
             self.current._abort_body("the client disconnected")
         self._wake_writer()
@@ -144,9 +161,14 @@ class HTTPConnection(asyncio.Protocol):
                 elif event is BODY_END:
                     if self.current is not None:
                         self.current._finish_body()
+                    self._body_pending = False
+                    if self._body_clock is not None:
+                        self._stop_body_clock()
                 elif event is NEED_DATA:
                     if self.current is None:
                         self._arm_timer(header=conn.has_partial_request)
+                    elif self._body_pending:
+                        self._time_body()
                     return
                 elif event is PAUSED:
                     # Pipelined requests wait for the current response; don't buffer unboundedly.
@@ -174,6 +196,7 @@ class HTTPConnection(asyncio.Protocol):
         ctx = source.new_ctx()
         ctx._bind(self, head, path, query_string)
         self.current = ctx
+        self._body_pending = True  # until BODY_END, which may come at once
         if source.closing:
             self.conn.request_close()
         if source._endpoints:
@@ -196,8 +219,13 @@ class HTTPConnection(asyncio.Protocol):
         if ctx is None:
             return
         channel = ctx._feed_body(data)
+        clock = self._body_clock
+        if clock is not None:
+            clock.progress(len(data), self._loop.time())
         if channel.buffered > self.limits.max_body_buffer:
             self._pause_reading()
+        elif clock is not None and not clock.running:
+            self._time_body()  # the client sent its body without waiting for 100 Continue
 
     def body_wanted(self) -> None:
         """The handler waits for body bytes: send ``100 Continue`` if the client expects it."""
@@ -205,6 +233,8 @@ class HTTPConnection(asyncio.Protocol):
             data = self.conn.send_continue()
             if data:
                 self.transport.write(data)
+                if self._body_clock is not None:
+                    self._time_body()  # from now on the client is expected to send it
 
     def body_drained(self) -> None:
         """The handler took body bytes: read the socket again once there is room."""
@@ -213,6 +243,7 @@ class HTTPConnection(asyncio.Protocol):
             self._resume_reading()
 
     def _fail(self, failure: ProtocolFailure) -> None:
+        self._stop_body_clock()
         ctx = self.current
         logger.info("%s: %s (answered %d)", self._peer(), failure.reason, failure.status_code)
         data = self.conn.reject(failure.status_code, failure.reason)
@@ -225,7 +256,7 @@ class HTTPConnection(asyncio.Protocol):
         if data and self.transport is not None and not self.closed:
             self.transport.write(data)
         self.current = None
-        self._close()
+        self._close_lingering()
 
     # ------------------------------------------------------------------ writing responses
 
@@ -333,6 +364,9 @@ class HTTPConnection(asyncio.Protocol):
     def _response_complete(self, ctx: HTTPContext) -> None:
         self._log_access(ctx, ctx.status_code or 0)
         self.current = None
+        self._body_pending = False  # what is left of it is skipped (keep-alive timeout) or not read
+        if self._body_clock is not None:
+            self._stop_body_clock()
         cycle = self.conn.finish_cycle()
         if cycle is Cycle.CLOSE:
             self._close()
@@ -382,16 +416,62 @@ class HTTPConnection(asyncio.Protocol):
             data = self.conn.reject(408)
             if data:
                 self.transport.write(data)  # type: ignore[union-attr]
+            self._close_lingering()
+            return
         self._close()
+
+    # ------------------------------------------------------------------ the request body's clock
+
+    def _time_body(self) -> None:
+        """Run the body clock while the body is awaited (not while reading is paused or the
+        client waits for ``100 Continue``), and check it when it could expire."""
+        now = self._loop.time()
+        running = not self._reading_paused and not self.conn.awaiting_continue
+        clock = self._body_clock
+        if clock is None:
+            clock = self._body_clock = BodyClock(self.limits, now, running)
+        elif running:
+            clock.resume(now)
+        else:
+            clock.pause(now)
+        if self._body_timer is None:
+            when = clock.next_check(now)
+            if when is not None:
+                self._body_timer = self._loop.call_at(when, self._check_body)
+
+    def _check_body(self) -> None:
+        self._body_timer = None
+        clock = self._body_clock
+        if clock is None or self.closed or self.current is None:
+            return
+        now = self._loop.time()
+        reason = clock.expired(now)
+        if reason is not None:
+            self._fail(ProtocolFailure(408, reason))
+            return
+        when = clock.next_check(now)  # progress moved the deadline on; None while paused
+        if when is not None:
+            self._body_timer = self._loop.call_at(when, self._check_body)
+
+    def _stop_body_clock(self) -> None:
+        self._body_pending = False
+        self._body_clock = None
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
 
     def _pause_reading(self) -> None:
         if not self._reading_paused and not self.closed and self.transport is not None:
+            if self._body_clock is not None:
+                self._body_clock.pause(self._loop.time())  # the handler is slow, not the client
             self._reading_paused = True
             self.transport.pause_reading()
 
     def _resume_reading(self) -> None:
         if self._reading_paused and not self.closed and self.transport is not None:
             self._reading_paused = False
+            if self._body_clock is not None:
+                self._time_body()
             self.transport.resume_reading()
 
     def shutdown(self) -> None:
@@ -400,7 +480,49 @@ class HTTPConnection(asyncio.Protocol):
         if self.current is None:
             self._close()
 
+    def abandon(self) -> None:
+        """Shutdown gave up on the current request's handler (cancelled, it may not even end):
+        answer 503 now if nothing was sent, and close. What the handler does later is dropped."""
+        ctx = self.current
+        if ctx is not None and not self.closed and self.transport is not None and ctx._response_state == NOT_STARTED:
+            logger.info(
+                "%s: %s %s still running at the shutdown deadline (answered 503)", self._peer(), ctx.method, ctx.target
+            )
+            ctx._response_state = SENT
+            ctx.status_code = 503
+            self.transport.write(self.conn.reject(503))
+            self._log_access(ctx, 503)
+        self.current = None
+        self._close()
+
+    def _close_lingering(self) -> None:
+        """Close after an error answer to a client that may still be sending (a body over
+        the limit, a trickle cut off): closing with its bytes unread would reset the
+        connection, and a reset can destroy the answer before the client reads it. So end our
+        side, read and drop what comes for up to ``LINGER_SECONDS``, then close."""
+        transport = self.transport
+        if transport is None or transport.is_closing() or not transport.can_write_eof():
+            self._close()
+            return
+        self._lingering = True
+        self._cancel_timer()
+        transport.write_eof()
+        self._resume_reading()
+        self._timer = self._loop.call_later(LINGER_SECONDS, self._close)
+
     def _close(self) -> None:
         self._cancel_timer()
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
+
+
+async def abandon_when_cancelled(connections: Iterable[HTTPConnection]) -> None:
+    """Wait until cancelled, which shutdown does together with the events still running at its
+    deadline; then answer every request still without a response (see ``abandon``) without
+    waiting for its handler: one that swallows its cancellation must not leave its client
+    with a bare close."""
+    try:
+        await asyncio.get_running_loop().create_future()
+    finally:
+        for connection in list(connections):
+            connection.abandon()

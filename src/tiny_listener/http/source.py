@@ -12,8 +12,9 @@ import asyncio
 import json
 import logging
 import socket
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Protocol, Set, Tuple, Type
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Protocol, Tuple, Type
 
+from ..acceptor import Acceptor, OpenConnections
 from ..errors import EventNotFound
 from ..event import Event
 from ..sources.base import Source, SourceState
@@ -22,7 +23,7 @@ from .context import HTTPContext
 from .limits import Limits
 from .protocol import BaseServerConnection, ServerConnection
 from .responses import StreamingResponse, to_response
-from .server import NOT_STARTED, HTTPConnection
+from .server import NOT_STARTED, HTTPConnection, abandon_when_cancelled
 
 if TYPE_CHECKING:
     from ..listener import Listener
@@ -104,7 +105,7 @@ class HTTPSource(Source):
         self.sock: socket.socket | None = None
         # True from the moment shutdown starts: new requests are answered "Connection: close".
         self.closing = False
-        self._connections: Set[HTTPConnection] = set()
+        self._connections: OpenConnections[HTTPConnection] = OpenConnections()
         self._endpoints: Dict[str, Callable[[], Answer]] = {}
 
     def attach(self, listener: Listener[Any]) -> None:
@@ -126,28 +127,26 @@ class HTTPSource(Source):
     async def serve(self) -> None:
         """Serve until cancelled; then stop accepting, close idle connections and let busy
         ones close after their current response (the listener waits for in-flight requests)."""
-        loop = asyncio.get_running_loop()
         self.closing = False
         self._protocol_cls = _protocol_class(self.parser)  # ``parser`` may have been set since
         self._endpoints = self._builtin_endpoints()
+        server = Acceptor(lambda: HTTPConnection(self), self._connections, self.limits.max_connections, "HTTP")
         if self.sock is not None:
-            server = await loop.create_server(lambda: HTTPConnection(self), sock=self.sock, backlog=self.backlog)
-            self.host, self.port = server.sockets[0].getsockname()[:2]
+            self.host, self.port = server.adopt(self.sock)
         else:
-            server = await loop.create_server(
-                lambda: HTTPConnection(self), self.host, self.port, reuse_address=True, backlog=self.backlog
-            )
-        if self.port == 0:
-            self.port = int(server.sockets[0].getsockname()[1])
+            _, self.port = await server.bind(self.host, self.port, self.backlog)
         logger.info("HTTP server running on http://%s:%d", self.host, self.port)
         self.set_state(SourceState.READY)
         try:
-            await loop.create_future()  # until shutdown cancels serve()
+            await server.serve()  # until shutdown cancels serve()
         finally:
             self.closing = True
             server.close()
             for connection in list(self._connections):
                 connection.shutdown()
+            # Cancelled with the events still running at the shutdown deadline: answers their
+            # requests then, whatever their handlers do with the cancellation.
+            self.listener.spawn(abandon_when_cancelled(self._connections), name="HTTP requests abandoned at shutdown")
 
     async def close(self) -> None:
         """Close the connections still open once in-flight requests ended."""

@@ -228,7 +228,7 @@ class MQTTSource(BrokerSource):
                 await self.wait_state(SourceState.READY)
 
     async def publish(
-        self, topic: str, data: Any, *, qos: int | None = None, retain: bool = False, timeout: float = 10.0
+        self, topic: str, data: Any = None, *, qos: int | None = None, retain: bool = False, timeout: float = 10.0
     ) -> None:
         """Publish ``data`` to ``topic``: bytes and str as they are, anything else encoded by
         the codec (raw bytes without one). With QoS 1 or 2 it returns once the broker

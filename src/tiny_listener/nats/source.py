@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any, List, Mapping, Sequence, Tuple, Type
+from typing import TYPE_CHECKING, Any, List, Mapping, Sequence, Set, Tuple, Type
 
 from .._types import Scope
 from ..codecs import Codec
-from ..delivery import data_to_payload
+from ..delivery import REPLY_TO, data_to_payload
+from ..errors import NoReply
 from ..optional import require
 from ..sources.broker import BrokerMessage, BrokerSource, NotConnected
 from . import _subjects as subjects_
@@ -64,6 +65,19 @@ class NATSMessage(BrokerMessage):
 
     async def in_progress(self) -> None:
         await self.message.in_progress()
+
+    def reply_address(self) -> str | None:
+        # The message's own reply subject is JetStream's ack subject: a request names its
+        # inbox in a header instead.
+        headers = self.message.headers
+        return headers.get(REPLY_TO) if headers else None
+
+    async def reply(self, payload: bytes) -> None:
+        nc = self.source._nc
+        address = self.reply_address()
+        if nc is None or address is None:
+            raise NotConnected(f"not connected to {self.source.log.url}")
+        await nc.publish(address, payload)
 
     async def dead_letter(self, target: str, reason: str, error: BaseException) -> None:
         js = self.source._js
@@ -139,6 +153,7 @@ class NATSSource(BrokerSource):
         self._js: JetStreamContext | None = None
         self._subscription: JetStreamContext.PullSubscription | None = None
         self._idle_pulls = 0
+        self._request_subjects: Set[str] = set()
 
     @property
     def progress_interval(self) -> float:  # type: ignore[override]
@@ -157,12 +172,91 @@ class NATSSource(BrokerSource):
         JetStream's acknowledgement once a stream stored it.
 
         Raises :class:`NotConnected` while there is no connection, and
-        ``nats.errors.NoRespondersError`` if no stream takes the subject.
+        ``nats.js.errors.NoStreamResponseError`` (``nats.errors.NoRespondersError`` with
+        nats-py before 2.10) if no stream takes the subject.
         """
         js = self._js
         if js is None or self._nc is None or not self._nc.is_connected:
             raise NotConnected(f"not connected to {self.log.url}")
         return await js.publish(path, data_to_payload(data, self.codec), headers=dict(headers) if headers else None)
+
+    async def request(
+        self, path: str, data: Any = None, *, timeout: float = 5.0, headers: Mapping[str, str] | None = None
+    ) -> Any:
+        """Send ``data`` to ``path`` as a request and return the reply decoded by the codec.
+
+        A subject a stream takes (JetStream is asked once per subject) is published to
+        JetStream with the requester's inbox in the ``x-reply-to`` header: the request is
+        stored, and the handler that takes it (here or in another process) publishes its
+        result to the inbox before acknowledging it. A subject no stream takes is sent as a
+        core NATS request (``nc.request``), which any NATS responder answers.
+
+        Raises :class:`~tiny_listener.NoReply` when nobody takes the subject or no reply comes
+        within ``timeout`` seconds, :class:`NotConnected` while there is no connection.
+        """
+        nats = require("nats", extra="nats")
+        nc, js = self._nc, self._js
+        if js is None or nc is None or not nc.is_connected:
+            raise NotConnected(f"not connected to {self.log.url}")
+        payload = data_to_payload(data, self.codec)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        if not await self._stored(js, path):
+            reply = await self._core_request(path, payload, timeout, headers)
+            return self.codec.decode(reply.data)
+        inbox = nc.new_inbox()
+        subscription = await nc.subscribe(inbox, max_msgs=1)
+        try:
+            try:
+                await js.publish(path, payload, timeout=timeout, headers={**(headers or {}), REPLY_TO: inbox})
+            except (nats.errors.NoRespondersError, nats.js.errors.NoStreamResponseError):
+                # The stream was deleted since: nats-py raises either, by version.
+                self._request_subjects.discard(path)
+                reply = await self._core_request(path, payload, max(deadline - loop.time(), 0.001), headers)
+            except nats.errors.TimeoutError:
+                raise NoReply(path, timeout=timeout) from None
+            else:
+                try:
+                    reply = await subscription.next_msg(timeout=max(deadline - loop.time(), 0.001))
+                except nats.errors.TimeoutError:
+                    raise NoReply(path, timeout=timeout) from None
+        finally:
+            if not nc.is_closed:
+                await subscription.unsubscribe()
+        return self.codec.decode(reply.data)
+
+    async def _stored(self, js: JetStreamContext, subject: str) -> bool:
+        """True if a stream takes ``subject`` (asked once per subject while it does)."""
+        if subject in self._request_subjects:
+            return True
+        nats = require("nats", extra="nats")
+        try:
+            await js.find_stream_name_by_subject(subject)
+        except nats.js.errors.NotFoundError:
+            return False
+        if len(self._request_subjects) >= 1024:
+            self._request_subjects.clear()
+        self._request_subjects.add(subject)
+        return True
+
+    async def _core_request(
+        self, path: str, payload: bytes, timeout: float, headers: Mapping[str, str] | None
+    ) -> Msg:
+        nats = require("nats", extra="nats")
+        nc = self._nc
+        if nc is None:
+            raise NotConnected(f"not connected to {self.log.url}")
+        try:
+            return await nc.request(path, payload, timeout=timeout, headers=dict(headers) if headers else None)
+        except nats.errors.NoRespondersError:
+            raise NoReply(path, reason="no stream takes the subject and nobody subscribes to it") from None
+        except nats.errors.TimeoutError:
+            raise NoReply(path, timeout=timeout) from None
+
+    async def open_publisher(self) -> None:
+        """Connect for :meth:`publish` and :meth:`request` only: no stream, no consumer."""
+        self._nc = nc = await self._connect()
+        self._js = nc.jetstream()
 
     # ------------------------------------------------------------------ the broker's part of the flow
 
@@ -179,8 +273,15 @@ class NATSSource(BrokerSource):
     async def connect(self) -> None:
         """Connect, make sure the stream, dead-letter stream and consumer exist, and bind to
         the consumer."""
+        self._nc = nc = await self._connect()
+        js = nc.jetstream()
+        self._subscription = await self._set_up(js)
+        self._js = js
+        self._idle_pulls = 0
+
+    async def _connect(self) -> Client:
         nats = require("nats", extra="nats")
-        self._nc = nc = await nats.connect(
+        nc: Client = await nats.connect(
             self.url,
             allow_reconnect=False,  # reconnecting is the flow's, with backoff and a log line
             # One quick attempt, then NoServersError: nats-py would otherwise retry the first
@@ -191,10 +292,7 @@ class NATSSource(BrokerSource):
             name=self.connection_name,
             error_cb=_client_error,
         )
-        js = nc.jetstream()
-        self._subscription = await self._set_up(js)
-        self._js = js
-        self._idle_pulls = 0
+        return nc
 
     async def _set_up(self, js: JetStreamContext) -> JetStreamContext.PullSubscription:
         """Create the stream, dead-letter stream and consumer if needed; bind to the consumer."""

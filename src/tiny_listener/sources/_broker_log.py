@@ -135,11 +135,15 @@ class BrokerLog:
 
 class DemoteToDebug(logging.Filter):
     """On a third-party client's logger: its records become DEBUG records, so they show only
-    when debugging (``--log-level debug``); the source says the same in its own words."""
+    when debugging (``--log-level debug``); the source says the same in its own words.
+
+    The logger let the record through at its own level; as a DEBUG record it goes on only if
+    the logger is enabled for DEBUG (a handler without a level would print it otherwise)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno > _DEMOTED:
             record.levelno, record.levelname = _DEMOTED, logging.getLevelName(_DEMOTED)
+            return logging.getLogger(record.name).isEnabledFor(_DEMOTED)
         return True
 
 

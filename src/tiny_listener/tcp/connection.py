@@ -5,6 +5,18 @@ state; a worker task, spawned with ``drain=True`` so that shutdown waits for it,
 frames' events in order. A Protocol rather than ``asyncio.StreamReader``: a stream cannot be
 told to stop reading while keeping the frames it already buffered (``feed_eof`` followed by a
 flow-control resume trips "feed_data after feed_eof"), and graceful shutdown needs exactly that.
+
+Flow control, both ways, so that what one client costs is bounded whatever its handlers do:
+
+- the socket is not read while ``MAX_QUEUED_FRAMES`` frames or ``MAX_QUEUED_BYTES`` bytes of
+  frames wait for their event (resumed at half);
+- while the replies the client has not read are over the transport's high-water mark (64 KiB,
+  asyncio's default), the socket is not read and no further frame is handled: a client that
+  sends requests and never reads the answers stops being read, instead of growing the server;
+- replies sent without waiting (``ctx.send``, from any handler, a broadcast for instance) that
+  pile up past ``max_write_buffer`` close the connection, with a warning;
+- once the client is gone, the frames it sent that were not handled yet are dropped (one log
+  line), not run.
 """
 
 from __future__ import annotations
@@ -12,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from typing import TYPE_CHECKING, Any, Deque, Set
+from typing import TYPE_CHECKING, Any, Deque, Iterable, Set
 
 from ..codecs import DecodeError
 from ..errors import EventNotFound
@@ -24,8 +36,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("tiny_listener.tcp")
 
-# Reading pauses once this many frames wait for their event, and resumes at half of it.
+# Reading pauses once this many frames, or this many bytes of frames, wait for their event,
+# and resumes at half of both.
 MAX_QUEUED_FRAMES = 256
+MAX_QUEUED_BYTES = 256 * 1024
 
 
 def format_address(address: Any) -> str:
@@ -48,12 +62,15 @@ class Connection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._loop = asyncio.get_running_loop()
         self._frames: Deque[bytes] = collections.deque()
+        self._queued_bytes = 0
         self._wakeup: asyncio.Future[None] | None = None
         self._in_flight: Set[asyncio.Task[Any]] = set()
-        self._reading_paused = False
+        # Reading is paused while any of the three next flags is set (see _sync_reading).
+        self._queue_full = False
         self._stop_reading = False  # no more frames will be read: EOF, shutdown, idle, error
+        self._write_paused = False  # the client's unread replies are over the high-water mark
+        self._reading_paused = False
         self._lost = False
-        self._write_paused = False
         self._drain_waiters: Deque[asyncio.Future[None]] = collections.deque()
         self._last_activity = self._loop.time()
         self._idle_timer: asyncio.TimerHandle | None = None
@@ -85,9 +102,12 @@ class Connection(asyncio.Protocol):
         frames = self.framer.feed(data)
         if frames:
             self._frames.extend(frames)
-            if len(self._frames) >= MAX_QUEUED_FRAMES and not self._reading_paused:
-                self._reading_paused = True
-                self._transport.pause_reading()  # type: ignore[union-attr]
+            self._queued_bytes += sum(map(len, frames))
+            if not self._queue_full and (
+                len(self._frames) >= MAX_QUEUED_FRAMES or self._queued_bytes >= MAX_QUEUED_BYTES
+            ):
+                self._queue_full = True
+                self._sync_reading()
             self._wake()
         if self.framer.error is not None:
             logger.warning("closing connection %s: %s", self.peer, self.framer.error)
@@ -111,24 +131,56 @@ class Connection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._write_paused = True
+        self._sync_reading()
 
     def resume_writing(self) -> None:
         self._write_paused = False
+        self._last_activity = self._loop.time()  # the client read its replies: it is alive
         while self._drain_waiters:
             waiter = self._drain_waiters.popleft()
             if not waiter.done():
                 waiter.set_result(None)
+        self._sync_reading()
+        self._wake()
+
+    def _sync_reading(self) -> None:
+        """Pause or resume reading the socket to match the flags (see the module doc)."""
+        pause = self._stop_reading or self._write_paused or self._queue_full
+        transport = self._transport
+        if pause is not self._reading_paused and transport is not None and not transport.is_closing():
+            self._reading_paused = pause
+            if pause:
+                transport.pause_reading()
+            else:
+                transport.resume_reading()
 
     # ------------------------------------------------------------------ used by the context
 
     def send(self, payload: bytes) -> None:
         """Frame ``payload`` and queue it for sending; dropped with a debug log line if the
-        connection is already closed (the client is gone, nobody can receive it)."""
+        connection is already closed (the client is gone, nobody can receive it).
+
+        Past ``max_write_buffer`` bytes of replies the client has not read, the connection is
+        closed (a warning says so) and what was not sent is dropped.
+        """
         frame = self.framer.encode(payload)
-        if self._lost or self._transport is None or self._transport.is_closing():
+        transport = self._transport
+        if self._lost or transport is None or transport.is_closing():
             logger.debug("not sending %d bytes to %s: the connection is closed", len(payload), self.peer)
             return
-        self._transport.write(frame)
+        transport.write(frame)
+        if self._write_paused:  # only then can the buffer be anywhere near the limit
+            unread = transport.get_write_buffer_size()
+            limit = self.source.max_write_buffer
+            if unread > limit:
+                logger.warning(
+                    "closing connection %s: %d bytes of replies it does not read (max_write_buffer=%d)",
+                    self.peer,
+                    unread,
+                    limit,
+                )
+                self._stop_reading = True
+                transport.abort()
 
     async def drain(self) -> None:
         """Return once the send buffer is below its high-water mark.
@@ -148,10 +200,15 @@ class Connection(asyncio.Protocol):
         if self._stop_reading:
             return
         self._stop_reading = True
-        if self._transport is not None and not self._transport.is_closing() and not self._reading_paused:
-            self._reading_paused = True
-            self._transport.pause_reading()
+        self._sync_reading()
         self._wake()
+
+    def abandon(self) -> None:
+        """Shutdown gave up on this connection's frames (their handlers, cancelled, may not even
+        end): close it now, sending the replies already written."""
+        if not self._lost and self._transport is not None and not self._transport.is_closing():
+            logger.info("closing connection %s: its frames were still handled at the shutdown deadline", self.peer)
+        self._close()
 
     @property
     def in_flight(self) -> int:
@@ -165,22 +222,42 @@ class Connection(asyncio.Protocol):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
+    async def _sleep_until_woken(self) -> None:
+        self._wakeup = self._loop.create_future()
+        try:
+            await self._wakeup
+        finally:
+            self._wakeup = None
+
     async def _work(self) -> None:
         frames = self._frames
         max_in_flight = self.source.max_in_flight
         try:
             while True:
+                if self._lost:
+                    if frames:
+                        logger.info("connection %s closed: %d received frame(s) dropped", self.peer, len(frames))
+                        frames.clear()
+                        self._queued_bytes = 0
+                    break
                 if not frames:
-                    if self._stop_reading or self._lost:
+                    if self._stop_reading:
                         break
-                    self._wakeup = self._loop.create_future()
-                    await self._wakeup
-                    self._wakeup = None
+                    await self._sleep_until_woken()
+                    continue
+                if self._write_paused:
+                    # The client does not read its replies: handle nothing more until it does.
+                    await self._sleep_until_woken()
                     continue
                 frame = frames.popleft()
-                if self._reading_paused and not self._stop_reading and len(frames) <= MAX_QUEUED_FRAMES // 2:
-                    self._reading_paused = False
-                    self._transport.resume_reading()  # type: ignore[union-attr]
+                self._queued_bytes -= len(frame)
+                if (
+                    self._queue_full
+                    and len(frames) <= MAX_QUEUED_FRAMES // 2
+                    and self._queued_bytes <= MAX_QUEUED_BYTES // 2
+                ):
+                    self._queue_full = False
+                    self._sync_reading()
                 task = self._dispatch(frame)
                 if task is None:
                     continue
@@ -224,14 +301,21 @@ class Connection(asyncio.Protocol):
 
     def _check_idle(self) -> None:
         timeout = self.source.idle_timeout
-        if timeout is None or self._stop_reading:
+        if timeout is None or self._lost:
             return
         now = self._loop.time()
         deadline = self._last_activity + timeout
-        if now >= deadline and not self.in_flight:
-            logger.info("closing connection %s: idle for %.1fs", self.peer, timeout)
-            self.stop_reading()
-            return
+        if now >= deadline:
+            if self._write_paused:
+                # It neither sends nor reads: closing would wait for it to read; drop the replies.
+                logger.info("closing connection %s: it read none of its replies for %.1fs", self.peer, timeout)
+                self._stop_reading = True
+                self._transport.abort()  # type: ignore[union-attr]
+                return
+            if not self.in_flight and not self._stop_reading:
+                logger.info("closing connection %s: idle for %.1fs", self.peer, timeout)
+                self.stop_reading()
+                return
         # Busy handling frames counts as activity: look again a full timeout later.
         self._idle_timer = self._loop.call_at(deadline if now < deadline else now + timeout, self._check_idle)
 
@@ -250,3 +334,14 @@ def _retrieve(task: asyncio.Task[Any]) -> None:
     # The core already logged a handler's failure; the connection goes on.
     if not task.cancelled():
         task.exception()
+
+
+async def abandon_when_cancelled(connections: Iterable[Connection]) -> None:
+    """Wait until cancelled, which shutdown does together with the events still running at its
+    deadline; then close every connection still open (see ``Connection.abandon``) without
+    waiting for handlers that may swallow their cancellation."""
+    try:
+        await asyncio.get_running_loop().create_future()
+    finally:
+        for connection in list(connections):
+            connection.abandon()

@@ -29,6 +29,7 @@ class TCPListener(Listener[TCPContext]):
     max_frame_size: SourceAttribute[int] = SourceAttribute()
     max_connections: SourceAttribute[int] = SourceAttribute()
     idle_timeout: SourceAttribute[float | None] = SourceAttribute()
+    max_write_buffer: SourceAttribute[int] = SourceAttribute()
     max_in_flight: SourceAttribute[int] = SourceAttribute()
     codec: SourceAttribute[Codec | None] = SourceAttribute()
     event_path: SourceAttribute[Callable[[bytes], str]] = SourceAttribute()
@@ -43,6 +44,7 @@ class TCPListener(Listener[TCPContext]):
         max_frame_size: int = 65536,
         max_connections: int = 1024,
         idle_timeout: float | None = 300.0,
+        max_write_buffer: int = 1024 * 1024,
         max_in_flight: int = 1,
         codec: Codec | None = None,
         event_path: Callable[[bytes], str] = decode_line,
@@ -59,6 +61,7 @@ class TCPListener(Listener[TCPContext]):
             max_frame_size=max_frame_size,
             max_connections=max_connections,
             idle_timeout=idle_timeout,
+            max_write_buffer=max_write_buffer,
             max_in_flight=max_in_flight,
             codec=codec,
             event_path=event_path,

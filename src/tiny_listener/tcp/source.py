@@ -11,7 +11,7 @@ from typing import Any, Callable, Dict, Set, Tuple, Type
 from .._types import EventData
 from ..codecs import Codec
 from ..sources.base import Source, SourceState
-from .connection import Connection, format_address
+from .connection import Connection, abandon_when_cancelled, format_address
 from .context import TCPContext
 from .framing import make_framer
 
@@ -37,8 +37,11 @@ class TCPSource(Source):
     A connection's frames run one at a time, in order, unless ``max_in_flight`` allows more.
     Beyond ``max_connections`` new connections are closed at once; a connection that sends
     nothing for ``idle_timeout`` seconds (``None``: never) while no frame of it is being
-    handled is closed; a frame longer than ``max_frame_size`` closes its connection after the
-    frames before it were handled. A frame that matches no route, or that ``event_path`` or
+    handled, or that reads none of its replies for that long, is closed; a frame longer than
+    ``max_frame_size`` closes its connection after the frames before it were handled. While a
+    client leaves over 64 KiB of replies unread, its connection is not read and its next
+    frames wait; replies sent without waiting that pile up past ``max_write_buffer`` bytes close
+    it (see :mod:`tiny_listener.tcp.connection`). A frame that matches no route, or that ``event_path`` or
     the codec cannot read, is logged and skipped; a failing handler is logged by the core and
     the connection goes on. At shutdown the server stops accepting, every connection stops
     reading, the frames already received are handled, the replies sent, and the connections
@@ -60,6 +63,7 @@ class TCPSource(Source):
         max_frame_size: int = 65536,
         max_connections: int = 1024,
         idle_timeout: float | None = 300.0,
+        max_write_buffer: int = 1024 * 1024,
         max_in_flight: int = 1,
         codec: Codec | None = None,
         event_path: Callable[[bytes], str] = decode_line,
@@ -79,6 +83,7 @@ class TCPSource(Source):
         self.max_frame_size = max_frame_size
         self.max_connections = max_connections
         self.idle_timeout = idle_timeout
+        self.max_write_buffer = max_write_buffer
         self.max_in_flight = max_in_flight
         self.codec = codec
         self.event_path = event_path
@@ -136,6 +141,7 @@ class TCPSource(Source):
             server.close()
             for connection in list(self._connections):
                 connection.stop_reading()
+            self.listener.spawn(abandon_when_cancelled(self._connections), name="TCP connections abandoned at shutdown")
             if self._connections:
                 logger.info("TCP listener stopped accepting; finishing %d connection(s)", len(self._connections))
 

@@ -22,11 +22,12 @@ import enum
 import itertools
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, List, Sequence, Tuple, Type
+from typing import Any, Dict, List, Sequence, Tuple, Type
 
 from .._types import Scope
 from ..codecs import Codec
 from ..delivery import data_to_payload
+from ..errors import NoReply
 from ..sources.broker import BrokerMessage, BrokerSource
 
 
@@ -48,12 +49,15 @@ class Delivery:
     ``attempts`` counts the deliveries made so far; ``retry_delays`` the delays, in seconds,
     the flow chose before each retry (as it would on a real broker, whatever ``time_scale``);
     ``outcome`` is None until the message is settled, then ``reason`` and ``error`` say why a
-    message was dead-lettered or dropped.
+    message was dead-lettered or dropped. ``reply_to`` is the reply address of a request, and
+    ``replies`` the payloads its handler replied with (one per successful attempt).
     """
 
     path: str
     payload: bytes
     message_id: str
+    reply_to: str | None = None
+    replies: List[bytes] = field(default_factory=list)
     attempts: int = 0
     retry_delays: List[float] = field(default_factory=list)
     outcome: Outcome | None = None
@@ -117,6 +121,14 @@ class MemoryMessage(BrokerMessage):
             raise broker.dead_letter_error
         broker.dead_letters.append(DeadLetterRecord(target, self.path, self.payload, reason, error, self.attempt))
         self.delivery.reason, self.delivery.error = reason, error
+
+    def reply_address(self) -> str | None:
+        return self.delivery.reply_to
+
+    async def reply(self, payload: bytes) -> None:
+        self.broker._check_connected()
+        self.delivery.replies.append(payload)
+        self.broker._replied(self.delivery, payload)
 
     async def drop(self) -> None:
         self.broker._check_connected()
@@ -194,17 +206,45 @@ class MemoryBroker(BrokerSource):
         self._connected_now = False
         self._refuse = 0
         self._main: asyncio.Task[None] | None = None
+        self._reply_waiters: Dict[str, asyncio.Future[bytes]] = {}
 
     # ------------------------------------------------------------------ for tests
 
-    async def publish(self, path: str, data: Any = None, *, payload: bytes | None = None) -> Delivery:
+    async def publish(
+        self, path: str, data: Any = None, *, payload: bytes | None = None, reply_to: str | None = None
+    ) -> Delivery:
         """Queue a message for event ``path`` carrying ``data`` encoded by the codec (or the
-        raw ``payload`` bytes as they are) and return its :class:`Delivery`."""
+        raw ``payload`` bytes as they are) and return its :class:`Delivery`; with ``reply_to``
+        it is a request, whose handler replies (see :attr:`Delivery.replies`).
+
+        What handlers publish (``publish_to``) comes here too: it is recorded in
+        :attr:`deliveries` and delivered to the app like any message.
+        """
         body = payload if payload is not None else data_to_payload(data, self.codec)
-        delivery = Delivery(path, body, str(next(self._ids)))
+        delivery = Delivery(path, body, str(next(self._ids)), reply_to)
         self.deliveries.append(delivery)
         self._queue_now().put_nowait((delivery, 1))
         return delivery
+
+    async def request(self, path: str, data: Any = None, *, timeout: float = 5.0) -> Any:
+        """Publish a request for event ``path`` and return its handler's reply, decoded by
+        the codec. Raises :class:`~tiny_listener.NoReply` if no reply comes within
+        ``timeout`` seconds (a request whose handler fails gets none)."""
+        address = f"reply.{next(self._ids)}"
+        waiter = self._reply_waiters[address] = asyncio.get_running_loop().create_future()
+        try:
+            await self.publish(path, data, reply_to=address)
+            try:
+                payload = await asyncio.wait_for(waiter, timeout)
+            except asyncio.TimeoutError:
+                raise NoReply(path, timeout=timeout) from None
+        finally:
+            del self._reply_waiters[address]
+        return self.codec.decode(payload)
+
+    async def open_publisher(self) -> None:
+        """Connect for :meth:`publish` only (nothing to do but be connected)."""
+        await self.connect()
 
     async def settled(self) -> List[Delivery]:
         """Return every delivery once each is settled (published meanwhile included)."""
@@ -299,6 +339,11 @@ class MemoryBroker(BrokerSource):
     def _check_connected(self) -> None:
         if not self._connected_now:
             raise ConnectionResetError(f"{self.url}: the connection was broken (break_connection)")
+
+    def _replied(self, delivery: Delivery, payload: bytes) -> None:
+        waiter = self._reply_waiters.get(delivery.reply_to or "")
+        if waiter is not None and not waiter.done():
+            waiter.set_result(payload)
 
     def _put_later(self, delay: float, delivery: Delivery, attempt: int) -> None:
         queue = self._queue_now()

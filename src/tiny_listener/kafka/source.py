@@ -1,0 +1,610 @@
+"""Kafka on the one broker delivery flow: a consumer in a consumer group whose records become
+events (see :mod:`tiny_listener.sources.broker` for the flow).
+
+What is Kafka's own is here, on aiokafka: joining the group and following its rebalances,
+fetching records into the ordering scheduler (:mod:`._ordering`), which hands the flow only
+records whose turn it is, committing offsets up to the lowest unfinished one of each partition
+(:mod:`._offsets`), in batches, on revocation and at shutdown, and :class:`KafkaMessage`
+(settling a record, putting it back, dead-lettering it to a topic). Routes become the
+subscription and records become event paths in :mod:`._topics`.
+
+Kafka cannot take one message back or redeliver it later, so retries happen in this process
+(``redelivers_retries = False``): the flow runs the event again after the backoff, holding the
+record's lane, so nothing of that partition (or key) passes it; after the last retry the record
+is dead-lettered and its partition moves on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Sequence, Tuple, Type
+from urllib.parse import urlsplit
+
+from .._types import Scope
+from ..codecs import Codec
+from ..delivery import data_to_payload
+from ..optional import require
+from ..sources.broker import BrokerMessage, BrokerSource, NotConnected, safe_url
+from ._offsets import OffsetTracker, PartitionOffsets
+from ._ordering import OrderingScheduler, PartitionLanes
+from ._topics import (
+    DEFAULT_DEAD_LETTER,
+    PATH_FROM,
+    Subscription,
+    dead_letter_headers,
+    dead_letter_topic,
+    encode_headers,
+    encode_key,
+    record_path,
+    subscription,
+)
+
+if TYPE_CHECKING:
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+    from aiokafka.structs import RecordMetadata
+
+DEFAULT_URL = "kafka://127.0.0.1:9092"
+
+ORDERS = ("partition", "key")
+"""``order="partition"``: the records of a partition run one at a time, in offset order;
+``order="key"``: records of different keys of a partition run concurrently, each key's in order."""
+
+
+class PartitionRevoked(NotConnected):
+    """The record's partition was revoked from this consumer: its new owner handles it."""
+
+
+class _Partition:
+    """What this consumer keeps of one assigned partition: its offsets, its lanes, how many of
+    its records the flow is handling, and (once revoked) an event set when that is none.
+
+    A revoked partition takes no new records (``lanes.revoked``) while its running records
+    finish; once its offsets are committed it is ``released``, and what still finishes then
+    is ignored: its new owner has the records.
+    """
+
+    __slots__ = ("held", "idle", "lanes", "offsets", "paused", "released", "running", "tp")
+
+    def __init__(self, tp: TopicPartition, offsets: PartitionOffsets, lanes: PartitionLanes[KafkaMessage]) -> None:
+        self.tp = tp
+        self.offsets = offsets
+        self.lanes = lanes
+        self.running = 0
+        self.held = 0
+        """Its records fetched and not started yet."""
+        self.paused = False
+        """True while fetching from it is paused: it holds ``max_buffered`` records."""
+        self.idle: asyncio.Event | None = None
+        self.released = False
+
+    def ran(self) -> None:
+        """One of its records is settled or handed back."""
+        self.running -= 1
+        if self.running == 0 and self.idle is not None:
+            self.idle.set()
+
+
+class KafkaMessage(BrokerMessage):
+    """A Kafka record: its event path comes from its topic (or header, see ``path_from``), its
+    payload is its value, ``topic[partition]@offset`` names it in logs."""
+
+    __slots__ = ("following", "partition", "record", "source")
+
+    def __init__(self, record: ConsumerRecord, path: str, partition: _Partition, source: KafkaSource) -> None:
+        # BrokerMessage's attributes, set here directly: this runs for every record.
+        self.path = path
+        self.payload = record.value if record.value is not None else b""
+        self.attempt = 1
+        self.message_id = f"{record.topic}[{record.partition}]@{record.offset}"
+        self.record = record
+        self.partition = partition
+        self.source = source
+        self.following: KafkaMessage | None = None
+        """The record of the same lane whose turn came when this one was settled."""
+
+    def scope(self) -> Scope:
+        return {"message": self.record, "attempt": self.attempt}
+
+    async def ack(self) -> None:
+        self.source._settled(self)
+
+    async def drop(self) -> None:
+        self.source._settled(self)
+
+    async def release(self, delay: float = 0.0) -> None:
+        self.source._put_back(self, delay)
+
+    async def dead_letter(self, target: str, reason: str, error: BaseException) -> str:
+        return await self.source._dead_letter(self, target, reason, error)
+
+
+class KafkaSource(BrokerSource):
+    """Consume Kafka topics as a member of consumer group ``group``; every record becomes an
+    event. See :class:`~tiny_listener.kafka.KafkaListener` for the behaviour and
+    :class:`~tiny_listener.sources.broker.BrokerSource` for the settings every broker shares.
+
+    ``url`` is ``kafka://host:port``, several bootstrap brokers separated by commas
+    (``kafka://k1:9092,k2:9092``). ``dead_letter=True`` dead-letters a record to
+    ``<its topic>.dead``; a string names the topic, ``{topic}`` in it standing for the
+    record's topic.
+    """
+
+    kind = "kafka"
+    broker = "Kafka"
+    url_schemes = ("kafka",)
+    url_form = "kafka://host:port[,host:port...]"
+    # aiokafka logs each rebalance step and every connection retry on its own loggers.
+    client_loggers = (
+        "aiokafka.client", "aiokafka.cluster", "aiokafka.conn", "aiokafka.consumer.consumer",
+        "aiokafka.consumer.fetcher", "aiokafka.consumer.group_coordinator", "aiokafka.consumer.subscription_state",
+        "aiokafka.producer.producer", "aiokafka.producer.sender",
+    )
+    redelivers_retries = False
+
+    fetch_timeout: float = 1.0
+    """How long one receive waits for a record whose turn it is, before the flow asks again."""
+    commit_timeout: float = 10.0
+    """How long one commit may take (aiokafka waits for the group coordinator without end);
+    one that takes longer is logged, and its offsets are committed with the next batch."""
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        *,
+        group: str = "tiny-listener",
+        topics: str | Sequence[str] | None = None,
+        path_from: str = "topic",
+        order: str = "partition",
+        codec: Codec | None = None,
+        max_in_flight: int = 100,
+        max_retries: int = 3,
+        retry_backoff: float = 0.5,
+        max_retry_delay: float = 30.0,
+        dead_letter: str | bool | None = True,
+        reconnect_backoff: float = 0.1,
+        max_reconnect_delay: float = 10.0,
+        commit_interval: float = 1.0,
+        commit_batch: int = 1000,
+        revoke_timeout: float = 10.0,
+        max_buffered: int = 1000,
+        auto_offset_reset: str = "earliest",
+        acks: int | str = "all",
+        client_id: str | None = None,
+        consumer_options: Mapping[str, Any] | None = None,
+        producer_options: Mapping[str, Any] | None = None,
+        name: str | None = None,
+    ) -> None:
+        """Raises ``ValueError`` for a URL that is not a Kafka URL and for settings out of range."""
+        super().__init__(
+            url,
+            name=name,
+            codec=codec,
+            max_in_flight=max_in_flight,
+            max_retries=max_retries,
+            retry_backoff=retry_backoff,
+            max_retry_delay=max_retry_delay,
+            dead_letter=dead_letter,
+            reconnect_backoff=reconnect_backoff,
+            max_reconnect_delay=max_reconnect_delay,
+        )
+        if path_from not in PATH_FROM:
+            raise ValueError(f"path_from must be one of {', '.join(map(repr, PATH_FROM))}, not {path_from!r}")
+        if order not in ORDERS:
+            raise ValueError(f"order must be one of {', '.join(map(repr, ORDERS))}, not {order!r}")
+        for setting, value in (("commit_interval", commit_interval), ("revoke_timeout", revoke_timeout)):
+            if value <= 0:
+                raise ValueError(f"{setting} must be a positive number of seconds, not {value!r}")
+        for setting, count in (("commit_batch", commit_batch), ("max_buffered", max_buffered)):
+            if count < 1:
+                raise ValueError(f"{setting} must be at least 1, not {count!r}")
+        self.group = group
+        self.topics: Tuple[str, ...] | None = (topics,) if isinstance(topics, str) else (
+            tuple(topics) if topics is not None else None)
+        self.path_from = path_from
+        self.order = order
+        self.commit_interval = commit_interval
+        self.commit_batch = commit_batch
+        self.revoke_timeout = revoke_timeout
+        self.max_buffered = max_buffered
+        self.auto_offset_reset = auto_offset_reset
+        self.acks = acks
+        self.client_id = client_id or f"tiny-listener-{group}"
+        self.consumer_options: Dict[str, Any] = dict(consumer_options or {})
+        self.producer_options: Dict[str, Any] = dict(producer_options or {})
+        self.subscription: Subscription | None = None
+        """What the source subscribes to, settled when it starts (from ``topics`` or the routes)."""
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._partitions: Dict[TopicPartition, _Partition] = {}
+        self._tracker: OffsetTracker[TopicPartition] = OffsetTracker(commit_batch)
+        self._scheduler: OrderingScheduler[TopicPartition, KafkaMessage] = OrderingScheduler(by_key=order == "key")
+        self._waiter: asyncio.Future[None] | None = None
+        self._commit_due: asyncio.Event | None = None
+        self._commit_lock: asyncio.Lock | None = None
+        self._fetch_error: BaseException | None = None
+        self._fetching: asyncio.Task[None] | None = None
+        self._committing: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------ public
+
+    def check_url(self, url: str) -> str:
+        """Return ``url`` if it is ``kafka://host:port[,host:port...]``; raise ``ValueError``
+        naming it and the expected form if not."""
+        shown = safe_url(url)
+        parts = urlsplit(url)
+        if parts.scheme not in self.url_schemes:
+            raise ValueError(f"Kafka URL {shown!r} has scheme {parts.scheme!r}: expected {self.url_form}")
+        hosts = parts.netloc.rpartition("@")[2]
+        for address in hosts.split(","):
+            host, _, port = address.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"Kafka URL {shown!r}: {address!r} is not host:port; expected {self.url_form}")
+        return url
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """The ``host:port,...`` list of the URL, as Kafka clients take it."""
+        return urlsplit(self.url).netloc.rpartition("@")[2]
+
+    @property
+    def assignment(self) -> List[Tuple[str, int]]:
+        """The ``(topic, partition)`` pairs assigned to this consumer now, sorted."""
+        return sorted((tp.topic, tp.partition) for tp in self._partitions)
+
+    async def publish(
+        self,
+        topic: str,
+        data: Any = None,
+        *,
+        key: str | bytes | None = None,
+        headers: Mapping[str, str | bytes] | None = None,
+        partition: int | None = None,
+    ) -> RecordMetadata:
+        """Publish ``data``, encoded by the codec, to ``topic`` with ``key`` and ``headers``;
+        return the record's metadata (partition, offset) once the broker stored it (with
+        ``acks="all"``, the default: once every in-sync replica did).
+
+        Raises :class:`~tiny_listener.sources.NotConnected` while the source is not connected,
+        and aiokafka's ``KafkaError`` if the broker does not take the record.
+        """
+        producer = self._producer
+        if producer is None:
+            raise NotConnected(f"not connected to Kafka at {self.log.url}")
+        return await producer.send_and_wait(topic, data_to_payload(data, self.codec), key=encode_key(key),
+                                            headers=encode_headers(headers), partition=partition)
+
+    def health(self) -> Dict[str, Any]:
+        """The flow's report plus ``group``, ``partitions`` (assigned now) and ``buffered``."""
+        return {**super().health(), "group": self.group, "partitions": len(self._partitions),
+                "buffered": self._scheduler.waiting}
+
+    # ------------------------------------------------------------------ the broker's part of the flow
+
+    async def serve(self) -> None:
+        """Settle the subscription (a route that cannot be one raises
+        :class:`~tiny_listener.kafka.SubscriptionError` here, before connecting), then run
+        the flow."""
+        self.subscription = subscription(self.listener.routes.values(), self.topics, self.dead_letter_target)
+        await super().serve()
+
+    def connection_errors(self) -> Tuple[Type[BaseException], ...]:
+        errors = require("aiokafka.errors", extra="kafka")
+        return (OSError, asyncio.TimeoutError, errors.KafkaError)
+
+    def intake(self) -> str:
+        assert self.subscription is not None
+        return f"{self.subscription.describe()} as group {self.group!r}"
+
+    def default_dead_letter_target(self) -> str:
+        return DEFAULT_DEAD_LETTER
+
+    async def connect(self) -> None:
+        """Start the producer (publishing, dead letters) and the consumer, join the group."""
+        aiokafka = require("aiokafka", extra="kafka")
+        assert self.subscription is not None
+        self._commit_due, self._commit_lock = asyncio.Event(), asyncio.Lock()
+        self._fetch_error = None
+        producer = aiokafka.AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap_servers, client_id=self.client_id, acks=self.acks,
+            **self.producer_options,
+        )
+        self._producer = producer
+        await producer.start()
+        options: Dict[str, Any] = {
+            "group_id": self.group,
+            "client_id": self.client_id,
+            "enable_auto_commit": False,  # offsets are committed here, up to finished work only
+            "auto_offset_reset": self.auto_offset_reset,
+        }
+        if self.subscription.pattern is not None:
+            # New topics matching the pattern are found when metadata is refreshed.
+            options["metadata_max_age_ms"] = 5000
+        options.update(self.consumer_options)
+        consumer = aiokafka.AIOKafkaConsumer(bootstrap_servers=self.bootstrap_servers, **options)
+        self._consumer = consumer
+        aiokafka.abc.ConsumerRebalanceListener.register(_Rebalances)
+        rebalances = _Rebalances(self)
+        if self.subscription.pattern is not None:
+            consumer.subscribe(pattern=self.subscription.pattern, listener=rebalances)
+        else:
+            consumer.subscribe(topics=list(self.subscription.topics), listener=rebalances)
+        await consumer.start()
+        self._fetching = self.listener.spawn(self._fetch_loop(consumer), name=f"{self.name} fetch")
+        self._committing = self.listener.spawn(self._commit_loop(consumer), name=f"{self.name} commit")
+
+    async def receive(self, max_messages: int) -> Sequence[KafkaMessage]:
+        """Return up to ``max_messages`` records whose turn it is, waiting up to
+        ``fetch_timeout`` for one; raise the fetch loop's error if it failed."""
+        scheduler = self._scheduler
+        if self._consumer is None:
+            raise NotConnected(f"not connected to Kafka at {self.log.url}")
+        if not scheduler.startable:
+            if self._fetch_error is None:
+                # A future and a timer, not wait_for(): this wait happens for many records.
+                loop = asyncio.get_running_loop()
+                waiter = self._waiter = loop.create_future()
+                timer = loop.call_later(self.fetch_timeout, _wake, waiter)
+                try:
+                    await waiter
+                finally:
+                    timer.cancel()
+                    self._waiter = None
+            if self._fetch_error is not None:
+                raise self._fetch_error
+        taken = scheduler.take(max_messages)
+        for message in taken:
+            self._started(message.partition)
+        return taken
+
+    def _started(self, partition: _Partition) -> None:
+        """One of ``partition``'s records is handed to the flow; fetching from it resumes once
+        it holds half of ``max_buffered``."""
+        partition.running += 1
+        partition.held -= 1
+        if partition.paused and partition.held <= self.max_buffered // 2 and not partition.released:
+            partition.paused = False
+            if self._consumer is not None:
+                self._consumer.resume(partition.tp)
+
+    async def stop_receiving(self) -> None:
+        """Intake stops at shutdown: stop fetching. Records fetched and not started stay
+        uncommitted; the group's next owner of their partition gets them."""
+        await _cancel(self._fetching)
+
+    async def disconnect(self) -> None:
+        """Stop fetching, commit what finished, leave the group and close the clients."""
+        fetching, committing, self._fetching, self._committing = self._fetching, self._committing, None, None
+        await _cancel(fetching)
+        await _cancel(committing)
+        consumer, self._consumer = self._consumer, None
+        producer, self._producer = self._producer, None
+        if consumer is not None:
+            try:
+                await self._commit(consumer, self._partitions)
+            finally:
+                for tp in list(self._partitions):
+                    self._forget(tp)
+                await consumer.stop()  # leaves the group: its partitions go to the others at once
+        if producer is not None:
+            await producer.stop()
+
+    # ------------------------------------------------------------------ fetching
+
+    async def _fetch_loop(self, consumer: AIOKafkaConsumer) -> None:
+        """Fetch records into the ordering scheduler; a partition holding ``max_buffered``
+        records is paused (the others are still fetched) until half of them started, and
+        what it brought beyond them is fetched again then. A failure is kept for
+        :meth:`receive` to raise."""
+        scheduler = self._scheduler
+        path_from = self.path_from
+        limit = self.max_buffered
+        try:
+            while True:
+                batch = await consumer.getmany(timeout_ms=int(self.fetch_timeout * 1000), max_records=limit)
+                for tp, records in batch.items():
+                    partition = self._partitions.get(tp)
+                    if partition is None or partition.lanes.revoked:  # revoked since it was fetched
+                        continue
+                    offsets, lanes = partition.offsets, partition.lanes
+                    for record in records:
+                        if record.offset <= offsets.last_received:
+                            continue  # fetched again after a rebalance: it is held already
+                        if partition.held >= limit:
+                            # Full: fetch the rest again once the partition resumes.
+                            consumer.seek(tp, record.offset)
+                            break
+                        offsets.received(record.offset)
+                        path = record.topic if path_from == "topic" else record_path(
+                            record.topic, record.headers, path_from)
+                        scheduler.add(lanes, record.key, KafkaMessage(record, path, partition, self))
+                        partition.held += 1
+                    if partition.held >= limit and not partition.paused:
+                        partition.paused = True
+                        consumer.pause(tp)
+                if scheduler.startable and self._waiter is not None:
+                    _wake(self._waiter)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._fetch_error = exc
+            if self._waiter is not None:
+                _wake(self._waiter)
+
+    # ------------------------------------------------------------------ settling
+
+    def _settled(self, message: KafkaMessage) -> None:
+        """The record's event succeeded, or it was dead-lettered or dropped: its offset is
+        finished and the next record of its lane may start."""
+        partition = message.partition
+        partition.ran()
+        if partition.released:
+            return  # committed (or given up) at revocation; its new owner has it
+        tracker = self._tracker
+        tracker.finished(partition.offsets, message.record.offset)
+        # The next record of the lane: the flow delivers it in the same task (next_in_turn),
+        # so the receiver is not woken for it.
+        message.following = self._scheduler.done(partition.lanes, message.record.key)
+        if tracker.due and self._commit_due is not None:
+            self._commit_due.set()
+
+    def next_in_turn(self, settled: BrokerMessage) -> KafkaMessage | None:
+        """The record of ``settled``'s lane whose turn came when it was settled, if no receive
+        took it yet: the flow delivers it in the same task."""
+        if not isinstance(settled, KafkaMessage):
+            return None
+        following, settled.following = settled.following, None
+        if following is None or not self._scheduler.claim(following.partition.lanes, following):
+            return None
+        self._started(following.partition)
+        return following
+
+    def _put_back(self, message: KafkaMessage, delay: float) -> None:
+        """The record was handed back unhandled: it runs again after ``delay`` seconds, before
+        anything else of its lane (Kafka keeps no per-record redelivery)."""
+        message.partition.ran()
+        if delay > 0:
+            asyncio.get_running_loop().call_later(delay, self._requeue, message)
+        else:
+            self._requeue(message)
+
+    def _requeue(self, message: KafkaMessage) -> None:
+        if message.partition.lanes.revoked:
+            return
+        message.partition.held += 1
+        self._scheduler.put_back(message.partition.lanes, message.record.key, message)
+        if self._waiter is not None:
+            _wake(self._waiter)
+
+    async def _dead_letter(self, message: KafkaMessage, target: str, reason: str, error: BaseException) -> str:
+        """Publish the dead letter of ``message`` to its topic (``target`` with ``{topic}``
+        replaced) and return that topic."""
+        producer = self._producer
+        if producer is None:
+            raise NotConnected(f"not connected to Kafka at {self.log.url}")
+        if message.partition.released:
+            raise PartitionRevoked(f"partition {message.partition.tp} was revoked; its new owner handles the record")
+        record = message.record
+        headers = dead_letter_headers(
+            record.headers, path=message.path, reason=reason, error=error, attempts=message.attempt,
+            topic=record.topic, partition=record.partition, offset=record.offset, key=record.key,
+        )
+        topic = dead_letter_topic(target, record.topic)
+        await producer.send_and_wait(topic, record.value, key=record.key, headers=headers)
+        return topic
+
+    # ------------------------------------------------------------------ offsets
+
+    async def _commit_loop(self, consumer: AIOKafkaConsumer) -> None:
+        """Commit every ``commit_interval`` seconds, or as soon as ``commit_batch`` records
+        finished."""
+        due = self._commit_due
+        assert due is not None
+        while True:
+            try:
+                await asyncio.wait_for(due.wait(), self.commit_interval)
+            except asyncio.TimeoutError:
+                pass
+            due.clear()
+            await self._commit(consumer, None)
+
+    async def _commit(self, consumer: AIOKafkaConsumer, partitions: Iterable[TopicPartition] | None) -> None:
+        """Commit the committable offsets of ``partitions`` (default: all) that moved; a
+        failure is logged, and the offsets are committed with the next batch."""
+        lock = self._commit_lock
+        if lock is None:
+            return
+        errors = require("aiokafka.errors", extra="kafka")
+        async with lock:
+            offsets = self._tracker.to_commit(partitions)
+            if not offsets:
+                return
+            try:
+                await asyncio.wait_for(consumer.commit(offsets), self.commit_timeout)
+            except (errors.KafkaError, OSError, asyncio.TimeoutError) as exc:
+                self.log.logger.warning("could not commit offsets %s (%r); they are committed with the next batch",
+                                        _describe(offsets), exc, extra={"broker": self.broker})
+                return
+            self._tracker.committed(offsets)
+
+    # ------------------------------------------------------------------ rebalances
+
+    def _assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        for tp in assigned:
+            self._partitions[tp] = _Partition(tp, self._tracker.assign(tp), self._scheduler.assign(tp))
+        self.log.logger.info("group %r assigned %s to this consumer", self.group, _describe(self._partitions) or
+                             "no partition", extra={"broker": self.broker})
+
+    async def _revoked(self, consumer: AIOKafkaConsumer, revoked: Iterable[TopicPartition]) -> None:
+        """Stop taking the records of ``revoked``, let the running ones finish within
+        ``revoke_timeout``, commit, then let them go."""
+        losing = [self._partitions[tp] for tp in revoked if tp in self._partitions]
+        if not losing:
+            return
+        for partition in losing:
+            self._scheduler.revoke(partition.tp)  # their records that did not start are dropped
+            partition.idle = asyncio.Event()
+            if partition.running == 0:
+                partition.idle.set()
+        running = sum(partition.running for partition in losing)
+        idle = [partition.idle.wait() for partition in losing if partition.idle is not None]
+        try:
+            await asyncio.wait_for(asyncio.gather(*idle), self.revoke_timeout)
+        except asyncio.TimeoutError:
+            pass  # said below, with how many are still running
+        tps = [partition.tp for partition in losing]
+        await self._commit(consumer, tps)
+        still = sum(partition.running for partition in losing)
+        for tp in tps:
+            self._forget(tp)
+        if still:
+            self.log.logger.warning(
+                "partitions %s revoked with %d event(s) still running after %.1fs; their records will be redelivered "
+                "to the partitions' new owner", _describe(tps), still, self.revoke_timeout,
+                extra={"broker": self.broker},
+            )
+        else:
+            self.log.logger.info("partitions %s revoked: %d running event(s) finished, offsets committed",
+                                 _describe(tps), running, extra={"broker": self.broker})
+
+    def _forget(self, tp: TopicPartition) -> None:
+        partition = self._partitions.pop(tp, None)
+        self._tracker.revoke(tp)
+        self._scheduler.revoke(tp)
+        if partition is not None:
+            partition.released = True
+
+
+async def _cancel(task: asyncio.Task[None] | None) -> None:
+    """Cancel ``task`` (one of the source's loops) and wait until it ended."""
+    if task is not None and not task.done():
+        task.cancel()
+        await asyncio.wait([task])
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+def _describe(partitions: Iterable[TopicPartition]) -> str:
+    """``orders[0,3], payments[1]``: partitions grouped by topic, for log lines."""
+    by_topic: Dict[str, List[int]] = {}
+    for tp in partitions:
+        by_topic.setdefault(tp.topic, []).append(tp.partition)
+    return ", ".join(f"{topic}[{','.join(map(str, sorted(numbers)))}]" for topic, numbers in sorted(by_topic.items()))
+
+
+class _Rebalances:
+    """aiokafka's rebalance listener for one source (registered as a
+    ``ConsumerRebalanceListener`` when the source connects: aiokafka is imported only then)."""
+
+    def __init__(self, source: KafkaSource) -> None:
+        self.source = source
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        consumer = self.source._consumer
+        if consumer is not None:
+            await self.source._revoked(consumer, revoked)
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        self.source._assigned(assigned)
