@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, List
+from typing import Any, Dict, List
 
 import pytest
 
 from tests.log_watch import watching_log
 from tests.redis.conftest import RedisServer, StreamNames, running
-from tiny_listener import Listener, Param
+from tiny_listener import Event, Listener, Param
 from tiny_listener.redis import RedisPublisher, RedisStreamConfig, RedisStreamListener, RedisStreamSource
 from tiny_listener.sources import SourceState
 
@@ -138,3 +138,31 @@ async def test_without_a_dead_letter_stream_a_failed_message_is_logged_and_ackno
     assert await redis.exists(f"{stream}:dead") == 0
     [record] = [r for r in caplog.records if "dropped" in r.getMessage()]
     assert record.levelno == logging.ERROR and record.exc_info is not None
+
+
+async def test_claimed_messages_of_two_streams_with_one_id_keep_their_own_delivery_counts(
+    redis_url: str, names: StreamNames, redis: Any
+) -> None:
+    once, thrice = names("once"), names("thrice")
+    for stream, deliveries in ((once, 1), (thrice, 3)):
+        await redis.xadd(stream, {"path": f"job:{deliveries}", "data": "{}"}, id="1-1")
+        await redis.xgroup_create(stream, "workers", id="0")
+        await redis.xreadgroup("workers", "ghost", {stream: ">"})
+        for _ in range(deliveries - 1):  # claimed by other consumers that died in turn
+            await redis.xclaim(stream, "workers", "ghost", 0, ["1-1"])
+    app: RedisStreamListener[Any] = RedisStreamListener(
+        redis_url, streams=[once, thrice], group="workers", claim_idle=0.2, max_retries=5
+    )
+    attempts: Dict[int, int] = {}
+    both = asyncio.Event()
+
+    @app.on_event("job:{n:int}")
+    async def job(n: Param, event: Event) -> None:
+        attempts[n] = event.ctx.scope["attempt"]
+        if len(attempts) == 2:
+            both.set()
+
+    async with running(app):
+        await asyncio.wait_for(both.wait(), 10)
+    # Each claim counts as one more delivery: 1 + 1 and 3 + 1.
+    assert attempts == {1: 2, 3: 4}

@@ -391,7 +391,7 @@ class RedisStreamSource(BrokerSource):
         """Claim messages idle for ``claim_idle`` (their consumer died or stopped), up to
         ``budget``; each counts its earlier deliveries as attempts."""
         found: List[Tuple[str, bytes, Fields]] = []
-        deliveries: Dict[bytes, int] = {}
+        deliveries: Dict[_Key, int] = {}
         held = self._held
         for stream in self.streams:
             if budget <= 0:
@@ -418,7 +418,8 @@ class RedisStreamSource(BrokerSource):
             if deleted:
                 await client.xack(stream, self.group, *deleted)
             if claimed:
-                deliveries.update(await self._delivery_counts(client, stream, [entry[1] for entry in claimed]))
+                counts = await self._delivery_counts(client, stream, [entry[1] for entry in claimed])
+                deliveries.update(((stream, message_id), count) for message_id, count in counts.items())
                 found.extend(claimed)
                 logger.info("claimed %d message(s) of %r left pending by a stopped or dead consumer", len(claimed),
                             stream)
@@ -432,7 +433,7 @@ class RedisStreamSource(BrokerSource):
         )
         return {entry["message_id"]: int(entry["times_delivered"]) for entry in pending}
 
-    def _hold(self, found: List[Tuple[str, bytes, Fields]], deliveries: Dict[bytes, int] | None
+    def _hold(self, found: List[Tuple[str, bytes, Fields]], deliveries: Dict[_Key, int] | None
               ) -> List[RedisStreamMessage]:
         """Make the messages of what was read, once every command of the read went through:
         from here on each is settled (or handed back) by the flow, which forgets it."""
@@ -444,7 +445,7 @@ class RedisStreamSource(BrokerSource):
             if key in held:  # read again while still handled here
                 continue
             held[key] = now
-            attempt = 1 if deliveries is None else max(deliveries.get(message_id, 1), 1)
+            attempt = 1 if deliveries is None else max(deliveries.get(key, 1), 1)
             messages.append(RedisStreamMessage(self, stream, message_id, fields, attempt))
         return messages
 
