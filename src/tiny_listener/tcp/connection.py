@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Deque, Iterable, List, Set
 
 from ..codecs import DecodeError
 from ..errors import EventNotFound
+from ..tasks import retrieve_exception
 from .framing import Framer
 
 if TYPE_CHECKING:
@@ -359,7 +360,7 @@ class Connection(asyncio.BufferedProtocol):
 
     def _event_done(self, task: asyncio.Task[Any]) -> None:
         self._in_flight.discard(task)
-        _retrieve(task)
+        retrieve_exception(task)  # the core already logged a handler's failure; the connection goes on
 
     def _check_idle(self) -> None:
         timeout = self.source.idle_timeout
@@ -391,11 +392,6 @@ class Connection(asyncio.BufferedProtocol):
         self.source._forget(self)
         logger.debug("connection %s closed", self.peer)
 
-
-def _retrieve(task: asyncio.Task[Any]) -> None:
-    # The core already logged a handler's failure; the connection goes on.
-    if not task.cancelled():
-        task.exception()
 
 
 async def abandon_when_cancelled(connections: Iterable[Connection]) -> None:
