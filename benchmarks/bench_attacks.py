@@ -102,6 +102,8 @@ class Server:
         self.log.seek(0)
         lines = self.log.read().decode(errors="replace").splitlines()
         self.log.close()
+        for line in lines[:5]:
+            eprint(f"  server: {line}")
         return len(lines)
 
 

@@ -17,6 +17,7 @@ from typing import List, Set, Tuple
 import pytest
 
 from tests.conftest import free_port
+from tiny_listener import Param
 from tiny_listener.tcp import TCPContext, TCPListener
 
 from ..log_watch import watching_log
@@ -270,3 +271,35 @@ async def test_out_of_file_descriptors_the_server_backs_off_logs_once_and_serves
             await proc.wait()
     assert stderr.count("cannot accept connections: Too many open files") == 1  # not one per attempt
     assert "out of system resource" not in stderr and "Traceback" not in stderr
+
+
+async def test_a_busy_connection_queues_a_bounded_amount_of_what_its_client_sends() -> None:
+    app = TCPListener()
+    busy = asyncio.Event()
+    release = asyncio.Event()
+
+    @app.on_event("{n:int}:{rest:path}")
+    async def slow(ctx: TCPContext, n: Param) -> None:
+        if n == 50:  # after 50 frames handled at full speed
+            busy.set()
+            await release.wait()
+        ctx.send("ok")
+
+    flood = b"".join(b"%d:%s\n" % (i, b"x" * 60_000) for i in range(300))  # 18 MB of 60 KB frames
+    loop = asyncio.get_running_loop()
+    tracemalloc.start()
+    try:
+        async with running(app):
+            sock = socket.create_connection((app.host, app.port))
+            sock.setblocking(False)
+            baseline = traced()
+            sending = asyncio.create_task(loop.sock_sendall(sock, flood))  # sent from `flood`, no copy
+            await asyncio.wait_for(busy.wait(), 10)
+            await asyncio.sleep(0.3)  # give a server that does not stop reading time to take it all
+            held = traced() - baseline
+            release.set()
+            await asyncio.wait_for(sending, 10)
+            sock.close()
+    finally:
+        tracemalloc.stop()
+    assert held < 2 * 1024 * 1024  # 64 KiB of queued frames, a read, the frames being handled

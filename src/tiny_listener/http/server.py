@@ -80,6 +80,7 @@ class HTTPConnection(asyncio.Protocol):
         self._drain_waiter: asyncio.Future[None] | None = None
         self._processing = False
         self._lingering = False
+        self._client_done = False  # the client closed its sending side
         self.closed = False
         # The context transport callbacks run in; see _response_complete.
         self._context = contextvars.copy_context()
@@ -104,6 +105,7 @@ class HTTPConnection(asyncio.Protocol):
         self._process()
 
     def eof_received(self) -> bool:
+        self._client_done = True
         if self._lingering:
             return False
         self.conn.receive_data(b"")
@@ -501,12 +503,16 @@ class HTTPConnection(asyncio.Protocol):
         connection, and a reset can destroy the answer before the client reads it. So end our
         side, read and drop what comes for up to ``LINGER_SECONDS``, then close."""
         transport = self.transport
-        if transport is None or transport.is_closing() or not transport.can_write_eof():
-            self._close()
+        if self._client_done or transport is None or transport.is_closing() or not transport.can_write_eof():
+            self._close()  # nothing more will come
             return
         self._lingering = True
         self._cancel_timer()
-        transport.write_eof()
+        try:
+            transport.write_eof()
+        except OSError:  # the client reset the connection meanwhile
+            self._close()
+            return
         self._resume_reading()
         self._timer = self._loop.call_later(LINGER_SECONDS, self._close)
 

@@ -120,10 +120,10 @@ class Connection(asyncio.BufferedProtocol):
             self._feed_unframed()
             return
         frames = self.framer.feed(data)
-        if frames:  # _queue_frames(frames, nbytes), inlined: this runs for every read
+        if frames:  # _queue_frames(frames), inlined: this runs for every read
             queue = self._frames
             queue.extend(frames)
-            self._queued_bytes += nbytes
+            self._queued_bytes += sum(map(len, frames))
             if not self._queue_full and (len(queue) >= MAX_QUEUED_FRAMES or self._queued_bytes >= MAX_QUEUED_BYTES):
                 self._queue_full = True
                 self._sync_reading()
@@ -132,13 +132,11 @@ class Connection(asyncio.BufferedProtocol):
             logger.warning("closing connection %s: %s", self.peer, self.framer.error)
             self.stop_reading()
 
-    def _queue_frames(self, frames: List[bytes], size: int) -> None:
-        """Queue ``frames``, cut from ``size`` received bytes (counted as queued: close enough
-        for flow control, and the count starts again from 0 whenever the queue empties)."""
+    def _queue_frames(self, frames: List[bytes]) -> None:
         if frames:
             queue = self._frames
             queue.extend(frames)
-            self._queued_bytes += size
+            self._queued_bytes += sum(map(len, frames))
             if not self._queue_full and (len(queue) >= MAX_QUEUED_FRAMES or self._queued_bytes >= MAX_QUEUED_BYTES):
                 self._queue_full = True
                 self._sync_reading()
@@ -156,7 +154,7 @@ class Connection(asyncio.BufferedProtocol):
                 unframed[0] = chunk[FEED_SLICE:]
             else:
                 piece = bytes(unframed.popleft())
-            self._queue_frames(framer.feed(piece), len(piece))
+            self._queue_frames(framer.feed(piece))
         if framer.error is not None and not self._stop_reading:
             unframed.clear()
             logger.warning("closing connection %s: %s", self.peer, framer.error)
@@ -312,7 +310,7 @@ class Connection(asyncio.BufferedProtocol):
                     await self._sleep_until_woken()
                     continue
                 frame = frames.popleft()
-                self._queued_bytes = self._queued_bytes - len(frame) if frames else 0
+                self._queued_bytes -= len(frame)
                 if (
                     self._queue_full
                     and len(frames) <= MAX_QUEUED_FRAMES // 2
