@@ -417,7 +417,38 @@ class Listener(Generic[CTXType]):
         self._tasks.events[event] = task
         return task
 
-    async def _run_event(self, event: Event[Any], ctx: Context, params: PathParams, timeout: float | None) -> Any:
+    def _event_here(
+        self, path: str, data: EventData | None, scope: Scope | None, *, log_failures: bool = True
+    ) -> Coroutine[Any, Any, Any]:
+        """Start the event ``path`` in a new anonymous context holding ``scope`` and return the
+        coroutine that runs it in the task that awaits it, which must await it at once.
+
+        For a source that already runs each message in a task of its own (the broker delivery
+        flow): a second task per message, only to be awaited by the first, would cost a task,
+        a loop step and a done callback per event. The awaiting task stands as the event's task
+        (``OwnedTasks.events``), so that shutdown drains and cancels it as any event's.
+        Raises :class:`EventNotFound` at once if no route matches (no context is made then).
+        """
+        route, params = self._route_table.match(path)
+        cid = self._cid_prefix + str(next(self._cid_counter))
+        ctx = self._context_cls(self, cid, scope)
+        ctx._anonymous = True
+        if not log_failures:
+            ctx.log_failures = False
+        self.ctxs[cid] = ctx  # type: ignore[assignment]
+        event: Event[Any] = Event(ctx, route, data, path, params)
+        ctx._event_dispatched(event)
+        return self._run_event_here(event, ctx, params)
+
+    async def _run_event_here(self, event: Event[Any], ctx: Context, params: PathParams) -> Any:
+        task = asyncio.current_task()
+        assert task is not None, "an event runs in a task"
+        self._tasks.events[event] = task
+        return await self._run_event(event, ctx, params, None, own_task=False)
+
+    async def _run_event(
+        self, event: Event[Any], ctx: Context, params: PathParams, timeout: float | None, own_task: bool = True
+    ) -> Any:
         # ``ctx`` is held here so that the context outlives the event even if dropped meanwhile.
         # Hook lists are tested before looping: most apps have none, and an empty loop costs
         # more than a test on this path.
@@ -448,7 +479,7 @@ class Listener(Generic[CTXType]):
                     outcome = CANCELLED
                     raise
                 event.error = exc
-                await self._handle_error(event, params, exc)
+                await self._handle_error(event, params, exc, own_task)
                 return None
             outcome = DONE
             return event._result
@@ -481,9 +512,12 @@ class Listener(Generic[CTXType]):
         self._tasks.check_drained()
         return event._result
 
-    async def _handle_error(self, event: Event[Any], params: PathParams, exc: BaseException) -> None:
+    async def _handle_error(
+        self, event: Event[Any], params: PathParams, exc: BaseException, own_task: bool = True
+    ) -> None:
         """Run the matching ``on_error`` handlers; log and re-raise if none takes ``exc``
-        (as :class:`EventFailed` if it is not an ``Exception``)."""
+        (as :class:`EventFailed` if it is not an ``Exception``). ``own_task``: the event runs
+        in a task of its own (not in the awaiting one, see :meth:`_event_here`)."""
         handlers = [hook for exc_type, hook in self._error_handlers if isinstance(exc, exc_type)]
         try:
             if not handlers:
@@ -497,7 +531,8 @@ class Listener(Generic[CTXType]):
                 self._log_failure(event, failure)
             # Logged once here; the task still ends with the error for whoever awaits it,
             # and nobody awaiting it must not make asyncio log it a second time.
-            current = asyncio.current_task()
+            # (A task running events in turn, see _event_here, handles the error itself.)
+            current = asyncio.current_task() if own_task else None
             if current is not None:
                 current.add_done_callback(retrieve_exception)
             if isinstance(failure, Exception):

@@ -424,10 +424,16 @@ class AMQPSource(BrokerSource):
         if wake is None:
             raise NotConnected(f"not connected to {self.log.url}")
         if not inbox and self._lost is None:
+            # A timer that sets the wake-up event, not asyncio.wait_for(), which (before Python
+            # 3.12) starts a task per call: with a prefetch of max_in_flight, RabbitMQ pushes
+            # one message per acknowledgement, so this waits about once per message.
             wake.clear()
+            timer = asyncio.get_running_loop().call_later(self.receive_timeout, wake.set)
             try:
-                await asyncio.wait_for(wake.wait(), self.receive_timeout)
-            except asyncio.TimeoutError:
+                await wake.wait()
+            finally:
+                timer.cancel()
+            if not inbox and self._lost is None:
                 return []
         lost = self._lost
         if lost is not None:

@@ -31,21 +31,37 @@ logger = logging.getLogger("tiny_listener.nats")
 DEFAULT_URL = "nats://127.0.0.1:4222"
 
 
+def _delivery_of(message: Msg) -> Tuple[str, int, int]:
+    """Return the stream, delivery count and stream sequence of a JetStream message, read from
+    its reply (ack) subject: ``$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>...`` or,
+    with a domain and an account hash, ``$JS.ACK.<domain>.<hash>.<stream>.<consumer>...``.
+
+    nats-py's ``Msg.metadata`` parses the same subject into two frozen dataclasses and a
+    ``datetime``, of which the flow needs three fields: this is per message. Raises what
+    ``Msg.metadata`` raises for a subject of another form (not a JetStream message)."""
+    tokens = (message.reply or "").split(".")
+    count = len(tokens)
+    if count >= 9 and tokens[0] == "$JS" and tokens[1] == "ACK":
+        if count == 9:
+            return tokens[2], int(tokens[4]), int(tokens[5])
+        if count >= 11:
+            return tokens[4], int(tokens[6]), int(tokens[7])
+    metadata = message.metadata  # raises NotJSMessageError
+    return metadata.stream, metadata.num_delivered, metadata.sequence.stream
+
+
 class NATSMessage(BrokerMessage):
     """A JetStream message: its subject is the event path, its delivery count the attempt,
     its stream sequence (a number) the message id."""
 
-    __slots__ = ("message", "metadata", "source")
+    __slots__ = ("message", "source", "stream")
 
     def __init__(self, message: Msg, source: NATSSource) -> None:
-        metadata = message.metadata
         # BrokerMessage's attributes, set here directly: this runs for every message.
+        self.stream, self.attempt, self.message_id = _delivery_of(message)
         self.path = message.subject
         self.payload = message.data
-        self.attempt = metadata.num_delivered
-        self.message_id = metadata.sequence.stream
         self.message = message
-        self.metadata = metadata
         self.source = source
 
     def scope(self) -> Scope:
@@ -83,9 +99,8 @@ class NATSMessage(BrokerMessage):
         js = self.source._js
         if js is None:
             raise NotConnected(f"not connected to {self.source.log.url}")
-        metadata = self.metadata
         headers = subjects_.dead_letter_headers(self.message.headers, self.path, reason, error, self.attempt,
-                                                metadata.stream, metadata.sequence.stream)
+                                                self.stream, int(self.message_id))
         await js.publish(target, self.payload, headers=headers)
 
 

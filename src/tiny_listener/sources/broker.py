@@ -5,8 +5,13 @@ The flow (this module) owns, for every broker: the in-flight limit, the source's
 (``STARTING`` -> ``READY`` <-> ``RECONNECTING`` -> ``DRAINING``) with ``wait_connected()`` and
 ``connected``, the reconnect loop with backoff, the per-message flow and its decisions, the
 shutdown drain, and the log lines (:mod:`._broker_log`). The decisions themselves are values
-computed without I/O in :mod:`tiny_listener.delivery` (:func:`~tiny_listener.delivery.start_decoded_event`,
-:func:`~tiny_listener.delivery.after_failure`).
+computed without I/O in :mod:`tiny_listener.delivery` (:func:`~tiny_listener.delivery.after_failure`).
+
+What it costs per message, beyond the client library's own work: one task (the message's
+delivery task, which also runs its event: the listener's ``_event_here``), an anonymous context
+and an event, the codec's decoding, and the acknowledgement. The in-flight count is a number
+freed by the delivery task itself, and handlers that run long are reported in progress by one
+timer per source, not one per message.
 
 What a broker implements
 ========================
@@ -139,22 +144,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Dict, Hashable, Sequence, Set, Tuple, Type
+from typing import Any, Awaitable, Dict, Hashable, Sequence, Tuple, Type
 from urllib.parse import urlsplit
 
 from .._types import EventData, Scope
 from ..codecs import Codec, DecodeError, JsonCodec
 from ..delivery import (
+    NO_ROUTE,
     UNDECODABLE,
     DeadLetter,
     DeliverySettings,
-    Undeliverable,
     UndeliverableMessage,
     after_failure,
     data_to_payload,
     dead_letter_target,
     payload_to_data,
-    start_decoded_event,
 )
 from ..destinations import result_data
 from ..errors import EventNotFound, ListenerError
@@ -309,8 +313,12 @@ class BrokerSource(DeliverySettings, Source):
         self.codec: Codec = codec if codec is not None else JsonCodec()
         self.dead_letter = dead_letter
         self.log = BrokerLog(logging.getLogger(f"tiny_listener.{self.kind}"), self.broker, safe_url(url))
-        self._handling: Set[asyncio.Task[None]] = set()
+        self._in_flight = 0  # messages received and not settled yet: each holds a slot
         self._slot_freed: asyncio.Event | None = None
+        # Messages whose handler runs, with when to report them in progress next (see
+        # progress_interval); one timer per source (_progress_timer) looks at them.
+        self._progress_due: Dict[BrokerMessage, float] = {}
+        self._progress_timer: asyncio.TimerHandle | None = None
         self._errors: Tuple[Type[BaseException], ...] = (OSError, NotConnected)
         self._lost: BaseException | None = None  # set by connection_lost()
         self._connection_open = False
@@ -364,7 +372,7 @@ class BrokerSource(DeliverySettings, Source):
         """Start ``messages`` (received, not started) as slots free up, ``max_in_flight`` at most
         at once; for a broker that cannot hand them back at shutdown."""
         for message in messages:
-            while len(self._handling) >= self.max_in_flight:
+            while self._in_flight >= self.max_in_flight:
                 slot_freed = self._slot_freed = self._slot_freed or asyncio.Event()
                 slot_freed.clear()
                 await slot_freed.wait()
@@ -448,11 +456,11 @@ class BrokerSource(DeliverySettings, Source):
     @property
     def in_flight(self) -> int:
         """How many received messages are being handled or settled."""
-        return len(self._handling)
+        return self._in_flight
 
     def health(self) -> Dict[str, Any]:
         """``{"kind", "state", "url", "in_flight"}``, the URL without its password."""
-        return {**super().health(), "url": self.log.url, "in_flight": len(self._handling)}
+        return {**super().health(), "url": self.log.url, "in_flight": self._in_flight}
 
     # ------------------------------------------------------------------ connection
 
@@ -491,7 +499,7 @@ class BrokerSource(DeliverySettings, Source):
                 reason = exc
             self.set_state(SourceState.RECONNECTING)
             delay = next(delays)
-            self.log.lost(reason, len(self._handling), delay)
+            self.log.lost(reason, self._in_flight, delay)
             self._connection_open = False
             await self.disconnect()
             await asyncio.sleep(delay)
@@ -510,7 +518,6 @@ class BrokerSource(DeliverySettings, Source):
         is lost (a connection error) or intake stops (cancelled)."""
         limit = self.max_in_flight
         refill_at = max(1, limit // 2) if self.receive_in_batches else 1
-        handling = self._handling
         slot_freed = self._slot_freed = asyncio.Event()
         start = self._start
         receiving: asyncio.Future[Sequence[BrokerMessage]] | None = None
@@ -518,7 +525,7 @@ class BrokerSource(DeliverySettings, Source):
             while True:
                 if self._lost is not None:
                     raise self._lost
-                free = limit - len(handling)
+                free = limit - self._in_flight
                 if free < refill_at:
                     slot_freed.clear()
                     await slot_freed.wait()
@@ -555,29 +562,35 @@ class BrokerSource(DeliverySettings, Source):
     # ------------------------------------------------------------------ one message
 
     def _start(self, message: BrokerMessage) -> None:
-        delivery = self._deliver_in_order(message) if self.ordered else self._deliver(message)
-        task = self.listener.spawn(delivery, name=self._task_name, drain=True)
-        self._handling.add(task)
-        task.add_done_callback(self._delivered)
-
-    def _delivered(self, task: asyncio.Task[None]) -> None:
-        self._handling.discard(task)
-        if self._slot_freed is not None:
-            self._slot_freed.set()
-
-    async def _deliver_in_order(self, message: BrokerMessage) -> None:
-        # The key is taken before the first await: messages of one key queue up in the order
-        # they were started.
-        key = self.ordering_key(message)
-        if key is None:
-            await self._deliver(message)
-            return
-        async with self._key_locks.hold(key):
-            await self._deliver(message)
+        # The slot is taken here and freed by the delivery task itself (_deliver's finally):
+        # a done callback per message would cost a loop callback more.
+        self._in_flight += 1
+        try:
+            self.listener.spawn(self._deliver(message), name=self._task_name, drain=True)
+        except BaseException:
+            self._in_flight -= 1
+            raise
 
     async def _deliver(self, message: BrokerMessage) -> None:
-        """Deliver ``message``, then, while intake runs, each message :meth:`next_in_turn`
-        hands over, in this same task (which keeps its one in-flight slot)."""
+        """Deliver ``message`` (after the earlier ones of its key, with :attr:`ordered`), then,
+        while intake runs, each message :meth:`next_in_turn` hands over, in this same task
+        (which keeps its one in-flight slot)."""
+        try:
+            if self.ordered:
+                # The key is taken before the first await: messages of one key queue up in
+                # the order they were started.
+                key = self.ordering_key(message)
+                if key is not None:
+                    async with self._key_locks.hold(key):
+                        await self._deliver_in_turn(message)
+                    return
+            await self._deliver_in_turn(message)
+        finally:
+            self._in_flight -= 1
+            if self._slot_freed is not None:
+                self._slot_freed.set()
+
+    async def _deliver_in_turn(self, message: BrokerMessage) -> None:
         following: BrokerMessage | None = message
         while following is not None:
             await self._deliver_one(following)
@@ -589,24 +602,24 @@ class BrokerSource(DeliverySettings, Source):
         """Run the message's event and settle the message: see the module documentation."""
         listener = self.listener
         while True:
-            task: asyncio.Task[Any] | Undeliverable
             try:
                 data = message.event_data(self.codec)
+                event = listener._event_here(message.path, data, message.scope(), log_failures=False)
             except DecodeError as exc:
-                task = Undeliverable(UNDECODABLE, exc)
+                await self._give_up(message, UNDECODABLE, exc)
+                return
             except UndeliverableMessage as exc:
-                task = Undeliverable(exc.reason, exc)
-            else:
-                task = start_decoded_event(listener, message.path, data, message.scope(), log_failures=False)
-            if isinstance(task, Undeliverable):
-                await self._give_up(message, task.reason, task.error)
+                await self._give_up(message, exc.reason, exc)
+                return
+            except EventNotFound as exc:
+                await self._give_up(message, NO_ROUTE, exc)
                 return
             try:
                 interval = self.progress_interval
                 if interval is None:
-                    result = await task
+                    result = await event
                 else:
-                    result = await self._await_with_progress(task, message, interval)
+                    result = await self._run_with_progress(event, message, interval)
                 if listener.routes.publishes or message.reply_address() is not None:
                     await self._send_result(message, result)
             except asyncio.CancelledError:
@@ -638,15 +651,18 @@ class BrokerSource(DeliverySettings, Source):
                 self.log.not_settled(message, "acknowledge", exc)
             return
 
-    async def _await_with_progress(self, task: asyncio.Task[Any], message: BrokerMessage, interval: float) -> Any:
-        """Await ``task`` and return its result, calling ``message.in_progress()`` every
+    async def _run_with_progress(self, event: Awaitable[Any], message: BrokerMessage, interval: float) -> Any:
+        """Await ``event`` and return its result, calling ``message.in_progress()`` about every
         ``interval`` seconds while it runs, so that the broker does not hand the message to
         another consumer."""
-        timer = asyncio.get_running_loop().call_later(interval, self._report_progress, message, task, interval)
+        loop = asyncio.get_running_loop()
+        self._progress_due[message] = loop.time() + interval
+        if self._progress_timer is None:
+            self._progress_timer = loop.call_later(interval / 2, self._report_progress, interval)
         try:
-            return await task
+            return await event
         finally:
-            timer.cancel()
+            del self._progress_due[message]
 
     async def _send_result(self, message: BrokerMessage, result: Any) -> None:
         """Reply to a request with the handler's ``result``, and publish a result that is
@@ -663,12 +679,22 @@ class BrokerSource(DeliverySettings, Source):
         if route.publish_to is not None:
             await self.publish(route.publish_to.build(params), result_data(result))
 
-    def _report_progress(self, message: BrokerMessage, task: asyncio.Task[Any], interval: float) -> None:
-        # A timer, not a task per message: most handlers end long before it fires.
-        if task.done():
+    def _report_progress(self, interval: float) -> None:
+        # One timer for the source, ticking every half interval while handlers run, rather
+        # than one per message: most handlers end long before a report is due. A message is
+        # reported between one and one and a half intervals after its last report.
+        self._progress_timer = None
+        if not self._progress_due:
             return
-        self.listener.spawn(self._settle(message, message.in_progress(), "extend"), name=f"{self.name} in-progress")
-        asyncio.get_running_loop().call_later(interval, self._report_progress, message, task, interval)
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for message, due in self._progress_due.items():
+            if due <= now:
+                self._progress_due[message] = now + interval
+                self.listener.spawn(
+                    self._settle(message, message.in_progress(), "extend"), name=f"{self.name} in-progress"
+                )
+        self._progress_timer = loop.call_later(interval / 2, self._report_progress, interval)
 
     async def _give_up(self, message: BrokerMessage, reason: str, error: BaseException) -> None:
         """Dead-letter the message (or drop it without a target), logging why once."""
