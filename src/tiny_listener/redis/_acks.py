@@ -7,54 +7,66 @@ import asyncio
 from typing import Any, Awaitable, Callable, Coroutine, Dict, List, Tuple
 
 SendAcks = Callable[[Dict[str, List[bytes]]], Awaitable[None]]
-"""Acknowledge the given message ids, by stream; retries on its own until it succeeds."""
+"""Acknowledge the given message ids, by stream; retries on its own until it succeeds, raises
+once it cannot (the source is closed)."""
 
 Spawn = Callable[[Coroutine[Any, Any, None]], "asyncio.Task[Any]"]
 
+NotSent = Callable[[int, BaseException], None]
+"""Say (log) that ``count`` acknowledgements were not sent, because of the error."""
+
 
 class AckBatcher:
-    """``await ack(stream, id)`` returns once the id is acknowledged in Redis.
+    """``await ack(stream, id)`` queues the id for the next XACK and returns, without waiting
+    for Redis.
 
     The first ``ack`` starts one flushing task (through ``spawn``, so the listener owns it and
-    lets it finish at shutdown); every ``ack`` made meanwhile joins the next batch.
+    waits for it at shutdown, before the connection closes); every ``ack`` made meanwhile joins
+    the next batch. Waiting for the XACK would suspend every message's delivery task once more
+    for nothing it needs: a message whose XACK is lost (a crash before it was sent) stays
+    pending and is redelivered, as with any at-least-once acknowledgement. Only when
+    ``max_pending`` ids wait (Redis is slow to take them) does ``ack`` wait for the batch under
+    way to be sent, which bounds the queue and slows intake down.
     """
 
-    def __init__(self, send: SendAcks, spawn: Spawn) -> None:
+    def __init__(self, send: SendAcks, spawn: Spawn, not_sent: NotSent, max_pending: int) -> None:
         self._send = send
         self._spawn = spawn
-        self._pending: List[Tuple[str, bytes, asyncio.Future[None]]] = []
+        self._not_sent = not_sent
+        self.max_pending = max_pending
+        self._pending: List[Tuple[str, bytes]] = []
         self._flusher: asyncio.Task[Any] | None = None
 
+    @property
+    def pending(self) -> int:
+        """How many acknowledgements wait to be sent (the batch under way not included)."""
+        return len(self._pending)
+
     async def ack(self, stream: str, message_id: bytes) -> None:
-        """Acknowledge ``message_id`` of ``stream``; return once Redis has it."""
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((stream, message_id, done))
-        if self._flusher is None:
+        """Queue the acknowledgement of ``message_id`` of ``stream``; see the class."""
+        self._pending.append((stream, message_id))
+        flusher = self._flusher
+        if flusher is None:
             self._flusher = self._spawn(self._flush())
-        await done
+        elif len(self._pending) >= self.max_pending:
+            await asyncio.shield(flusher)
 
     async def _flush(self) -> None:
-        batch: List[Tuple[str, bytes, asyncio.Future[None]]] = []
+        batch: List[Tuple[str, bytes]] = []
         try:
             while self._pending:
                 batch, self._pending = self._pending, []
                 ids: Dict[str, List[bytes]] = {}
-                for stream, message_id, _ in batch:
+                for stream, message_id in batch:
                     ids.setdefault(stream, []).append(message_id)
                 await self._send(ids)
-                for _, _, done in batch:
-                    if not done.done():
-                        done.set_result(None)
                 batch = []
-        except Exception as exc:
-            # Each waiter gets the error (and logs it); raising here too would log it twice.
-            for _, _, done in (*batch, *self._pending):
-                if not done.done():
-                    done.set_exception(exc)
+        except Exception as exc:  # the source is closed: said once for the batch, not raised
+            self._not_sent(len(batch) + len(self._pending), exc)
             self._pending = []
+        except asyncio.CancelledError as exc:  # the shutdown deadline passed
+            self._not_sent(len(batch) + len(self._pending), exc)
+            self._pending = []
+            raise
         finally:
             self._flusher = None
-            # Cancelled (shutdown deadline): whoever waits learns the ack did not happen.
-            for _, _, done in (*batch, *self._pending):
-                done.cancel()
-            self._pending = []

@@ -196,7 +196,12 @@ class RedisStreamSource(BrokerSource):
         self._client: Any = None
         self._connection_errors: Tuple[Type[BaseException], ...] = (OSError,)
         self._response_error: Type[Exception] = Exception
-        self._acks = AckBatcher(self._send_acks, self._spawn_drained)
+        self._acks = AckBatcher(
+            self._send_acks,
+            self._spawn_drained,
+            lambda count, error: self.log.batch_not_settled(count, "acknowledge", error),
+            max_pending=max(self.max_in_flight, 100),
+        )
         # (stream, message id) -> loop time it was last delivered to or refreshed by this consumer.
         self._held: Dict[_Key, float] = {}
         self._names = {stream.encode(): stream for stream in names}

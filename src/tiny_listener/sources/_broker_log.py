@@ -132,6 +132,13 @@ class BrokerLog:
             self.broker, message.message_id, action, message.path, error, self.broker, extra=self._fields(message),
         )
 
+    def batch_not_settled(self, count: int, action: str, error: BaseException) -> None:
+        """``count`` messages settled together (a batched acknowledgement) were not."""
+        self.logger.warning(
+            "%s: could not %s %d message(s) (%r); %s will redeliver them",
+            self.broker, action, count, error, self.broker, extra=self._fields(),
+        )
+
 
 class DemoteToDebug(logging.Filter):
     """On a third-party client's logger: its records become DEBUG records, so they show only
