@@ -49,6 +49,17 @@ class OwnedTasks:
         task.add_done_callback(self._spawned_done)
         return task
 
+    def mark_busy(self, task: asyncio.Task[Any]) -> None:
+        """Count ``task``, a background task that was given work (a source's worker taking
+        messages), as a drain task: shutdown waits for it until :meth:`mark_idle`."""
+        self.drain.add(task)
+
+    def mark_idle(self, task: asyncio.Task[Any]) -> None:
+        """``task`` has no work left (see :meth:`mark_busy`): shutdown no longer waits for it."""
+        self.drain.discard(task)
+        if self.drained is not None:
+            self.check_drained()
+
     def _spawned_done(self, task: asyncio.Task[Any]) -> None:
         self.background.discard(task)
         self.drain.discard(task)

@@ -30,8 +30,11 @@ class Sender:
             raise self.error
 
 
-def make_batcher(sender: Sender, max_pending: int = 100) -> Tuple[AckBatcher, List[Tuple[int, BaseException]], List[Any]]:
-    not_sent: List[Tuple[int, BaseException]] = []
+NotSentCalls = List[Tuple[int, BaseException]]
+
+
+def make_batcher(sender: Sender, max_pending: int = 100) -> Tuple[AckBatcher, NotSentCalls, List[Any]]:
+    not_sent: NotSentCalls = []
     tasks: List[asyncio.Task[Any]] = []
 
     def spawn(coro: Coroutine[Any, Any, None]) -> asyncio.Task[Any]:

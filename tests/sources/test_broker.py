@@ -421,3 +421,63 @@ async def test_next_in_turn_is_not_asked_once_intake_stopped() -> None:
         await first.settled()
     assert broker.handed_over == []
     assert [delivery.outcome for delivery in broker.deliveries] == [Outcome.ACKED, None]
+
+
+async def test_messages_whose_handlers_do_not_wait_are_delivered_without_a_task_each() -> None:
+    broker = hosted(max_in_flight=50)
+    handled: List[int] = []
+    workers_seen: Set[asyncio.Task[Any]] = set()
+
+    @broker.listener.on_event("job.{n:int}")
+    async def job(n: Param) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        workers_seen.add(task)
+        handled.append(n)
+
+    for n in range(40):
+        await broker.publish(f"job.{n}")
+    async with broker:
+        await broker.settled()
+    assert handled == list(range(40))
+    # One worker delivers the received batch in one go; a second one was sent to the queue
+    # in case the first one's handler waited, and found nothing left.
+    assert len(workers_seen) == 1
+    assert {task.get_name() for task in workers_seen} == {f"{broker.name} worker"}
+
+
+async def test_ordered_messages_still_waiting_for_their_turn_at_the_deadline_are_handed_back() -> None:
+    class OneKey(MemoryBroker):
+        ordered = True
+
+        def ordering_key(self, message: BrokerMessage) -> Any:
+            return "account"
+
+    app: Listener[Any] = Listener()
+    broker = app.add_source(OneKey(max_in_flight=5))
+    app.shutdown_timeout = 0.2
+    started = asyncio.Event()
+
+    @app.on_event("transfer.{n:int}")
+    async def stuck(n: Param) -> None:
+        started.set()
+        await asyncio.Event().wait()  # cancelled at the shutdown deadline
+
+    async with broker:
+        messages = [await broker.publish(f"transfer.{n}") for n in range(3)]
+        await asyncio.wait_for(started.wait(), 10)
+    assert [message.outcome for message in messages] == [None, None, None]
+
+    # All three were handed back (the first one by its event, the others while they waited
+    # for their turn): the next run gets every one of them.
+    app.remove_on_event_hook("stuck")
+    seen: List[int] = []
+
+    @app.on_event("transfer.{n:int}")
+    async def transfer(n: Param) -> None:
+        seen.append(n)
+
+    async with broker:
+        for message in messages:
+            await asyncio.wait_for(message.settled(), 10)
+    assert seen == [0, 1, 2]

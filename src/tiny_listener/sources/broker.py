@@ -144,7 +144,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Awaitable, Dict, Hashable, Sequence, Tuple, Type
+from collections import deque
+from typing import Any, Awaitable, Deque, Dict, Hashable, List, Sequence, Tuple, Type
 from urllib.parse import urlsplit
 
 from .._types import EventData, Scope
@@ -315,6 +316,11 @@ class BrokerSource(DeliverySettings, Source):
         self.log = BrokerLog(logging.getLogger(f"tiny_listener.{self.kind}"), self.broker, safe_url(url))
         self._in_flight = 0  # messages received and not settled yet: each holds a slot
         self._slot_freed: asyncio.Event | None = None
+        # The workers and their queue: see _start.
+        self._received: Deque[BrokerMessage] = deque()
+        self._workers = 0
+        self._idle: List[Tuple[asyncio.Task[None], asyncio.Future[None]]] = []
+        self._woken: asyncio.Task[None] | None = None
         # Messages whose handler runs, with when to report them in progress next (see
         # progress_interval); one timer per source (_progress_timer) looks at them.
         self._progress_due: Dict[BrokerMessage, float] = {}
@@ -322,7 +328,7 @@ class BrokerSource(DeliverySettings, Source):
         self._errors: Tuple[Type[BaseException], ...] = (OSError, NotConnected)
         self._lost: BaseException | None = None  # set by connection_lost()
         self._connection_open = False
-        self._task_name = f"{self.name} message"
+        self._task_name = f"{self.name} worker"
         self._key_locks = KeyedLocks()
 
     # ------------------------------------------------------------------ what a broker supplies
@@ -505,8 +511,11 @@ class BrokerSource(DeliverySettings, Source):
             await asyncio.sleep(delay)
 
     async def close(self) -> None:
-        """Close the connection: the in-flight messages were settled (or given up) by now."""
+        """Close the connection: the in-flight messages were settled (or given up) by now;
+        messages received and not started are handed back first."""
         try:
+            if self._connection_open:
+                await self._hand_back_queued()
             await self.disconnect()
         finally:
             if self._connection_open:
@@ -561,34 +570,106 @@ class BrokerSource(DeliverySettings, Source):
 
     # ------------------------------------------------------------------ one message
 
+    # Received messages wait in ``_received`` for a worker: a task of the source that delivers
+    # one message after another, as long as there are any, and sleeps when there are none.
+    # Running each message in a task of its own would cost a task, a loop step and a done
+    # callback per message; a worker whose handlers do not wait for anything delivers a whole
+    # received batch in one step, as a plain consuming loop would. Concurrency grows only when
+    # a handler waits: one worker at a time is on its way to the queue (``_woken``), and when
+    # it takes a message while more wait, it wakes the next one, which runs as soon as a
+    # handler lets the loop go. There are ``max_in_flight`` workers at most (made as needed),
+    # so that many messages are handled at once at most.
+    #
+    # A worker is a background task of the listener, counted as a drain task while it has
+    # work (OwnedTasks.mark_busy): shutdown waits for the messages it holds and the ones
+    # queued, then cancels the workers; close() hands back whatever is still queued.
+
     def _start(self, message: BrokerMessage) -> None:
-        # The slot is taken here and freed by the delivery task itself (_deliver's finally):
-        # a done callback per message would cost a loop callback more.
         self._in_flight += 1
-        try:
-            self.listener.spawn(self._deliver(message), name=self._task_name, drain=True)
-        except BaseException:
-            self._in_flight -= 1
-            raise
+        self._received.append(message)
+        if self._woken is None:
+            self._wake_worker()
+
+    def _wake_worker(self) -> None:
+        """Send one worker to the queue: an idle one (the last to go idle: its frames are
+        warm), or a new one while there are fewer than ``max_in_flight``."""
+        tasks = self.listener._tasks
+        if self._idle:
+            worker, waiter = self._idle.pop()
+            waiter.set_result(None)
+        elif self._workers < self.max_in_flight:
+            worker = self.listener.spawn(self._work(), name=self._task_name)
+            self._workers += 1
+            worker.add_done_callback(self._worker_ended)
+        else:
+            return  # every worker is busy: each goes back to the queue before it rests
+        self._woken = worker
+        tasks.mark_busy(worker)
+
+    def _worker_ended(self, worker: asyncio.Task[None]) -> None:
+        # Cancelled at shutdown (maybe before its first step, or after it was woken).
+        self._workers -= 1
+        if self._woken is worker:
+            self._woken = None
+        self._idle = [(task, waiter) for task, waiter in self._idle if task is not worker]
+
+    async def _work(self) -> None:
+        """A worker: deliver queued messages one after another, sleep when there are none."""
+        worker = asyncio.current_task()
+        assert worker is not None
+        queue = self._received
+        tasks = self.listener._tasks
+        loop = asyncio.get_running_loop()
+        while True:
+            if self._woken is worker:
+                self._woken = None
+            while queue:
+                message = queue.popleft()
+                if queue and self._woken is None:
+                    self._wake_worker()  # runs if this worker's handler waits for something
+                try:
+                    await self._deliver(message)
+                except Exception:  # a bug in a broker's adapter: the worker goes on
+                    self.log.logger.exception("%s message %s: delivery failed", self.broker, message.message_id)
+                finally:
+                    self._in_flight -= 1
+                    if self._slot_freed is not None:
+                        self._slot_freed.set()
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._idle.append((worker, waiter))
+            tasks.mark_idle(worker)
+            await waiter
 
     async def _deliver(self, message: BrokerMessage) -> None:
         """Deliver ``message`` (after the earlier ones of its key, with :attr:`ordered`), then,
         while intake runs, each message :meth:`next_in_turn` hands over, in this same task
         (which keeps its one in-flight slot)."""
-        try:
-            if self.ordered:
-                # The key is taken before the first await: messages of one key queue up in
-                # the order they were started.
-                key = self.ordering_key(message)
-                if key is not None:
+        if self.ordered:
+            # The key is taken before the first await: messages of one key queue up in the
+            # order they were taken from the queue, which is the order received.
+            key = self.ordering_key(message)
+            if key is not None:
+                its_turn = False
+                try:
                     async with self._key_locks.hold(key):
+                        its_turn = True
                         await self._deliver_in_turn(message)
-                    return
-            await self._deliver_in_turn(message)
-        finally:
+                except asyncio.CancelledError:
+                    if not its_turn:  # shutdown gave up while it waited for its turn
+                        await self._settle(message, message.release(0.0), "hand back")
+                    raise
+                return
+        await self._deliver_in_turn(message)
+
+    async def _hand_back_queued(self) -> None:
+        """Hand back the messages still queued (the workers were cancelled at shutdown)."""
+        count = len(self._received)
+        while self._received:
+            message = self._received.popleft()
             self._in_flight -= 1
-            if self._slot_freed is not None:
-                self._slot_freed.set()
+            await self._settle(message, message.release(0.0), "hand back")
+        if count:
+            self.log.handed_back(count)
 
     async def _deliver_in_turn(self, message: BrokerMessage) -> None:
         following: BrokerMessage | None = message
