@@ -13,6 +13,7 @@ import logging
 import threading
 import uuid
 import warnings
+from asyncio.events import _get_running_loop
 from typing import (
     Any,
     Callable,
@@ -45,7 +46,7 @@ from .errors import (
 from .event import RELEASED, Event
 from .failures import check_error_type, wait_for
 from .injection import Hook, check_coro_func
-from .lifecycle import CANCELLED, DONE, FAILED, RUNNING
+from .lifecycle import CANCELLED, DONE, FAILED, PENDING, RUNNING
 from .routing import Route, RouteShadowedWarning, RouteTable
 from .running import PlacedListeners, Runtime, close_loop, running_listeners, thread_event_loop
 from .sources.base import Source, SourceState
@@ -367,16 +368,24 @@ class Listener(Generic[CTXType]):
         running listener, it raises ``RuntimeError``.
         """
         route, params = self._route_table.match(path)
-        if cid is None:
-            # new_ctx() inlined: this is the per-event path of most listeners.
-            cid = self._cid_prefix + str(next(self._cid_counter))
-            ctx = self._context_cls(self, cid, scope)
-            ctx._anonymous = True
-            self.ctxs[cid] = ctx  # type: ignore[assignment]
-        else:
+        if cid is not None:
             found = self.ctxs.get(cid)
             ctx = found if found is not None else self.new_ctx(cid, scope)
-        return self._dispatch(ctx, route, params, path, data, timeout)
+            return self._dispatch(ctx, route, params, path, data, timeout)
+        # new_ctx() and _dispatch() inlined: this is the per-event path of most listeners.
+        loop = _get_running_loop()
+        if loop is None:
+            # Triggered before the loop runs (at import, before run()), as 1.2 allowed.
+            loop = self._runtime.loop_before_start(self.setup_event_loop)
+        cid = self._cid_prefix + str(next(self._cid_counter))
+        anonymous: CTXType = self._context_cls(self, cid, scope)  # type: ignore[assignment]
+        anonymous._anonymous = True
+        self.ctxs[cid] = anonymous
+        event: Event[Any] = Event(anonymous, route, data, path, params)
+        anonymous._event_dispatched(event)
+        task = asyncio.Task(self._run_event(event, anonymous, params, timeout), loop=loop)
+        self._tasks.events[event] = task
+        return task
 
     def trigger_event_in(
         self, ctx: Context, path: str, timeout: float | None = None, data: EventData | None = None
@@ -405,9 +414,8 @@ class Listener(Generic[CTXType]):
         data: EventData | None,
         timeout: float | None,
     ) -> asyncio.Task[Any]:
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
+        loop = _get_running_loop()
+        if loop is None:
             # Triggered before the loop runs (at import, before run()), as 1.2 allowed.
             loop = self._runtime.loop_before_start(self.setup_event_loop)
         event: Event[Any] = Event(ctx, route, data, path, params)
@@ -418,16 +426,17 @@ class Listener(Generic[CTXType]):
         return task
 
     def _event_here(
-        self, path: str, data: EventData | None, scope: Scope | None, *, log_failures: bool = True
+        self, task: asyncio.Task[Any], path: str, data: EventData | None, scope: Scope | None, log_failures: bool = True
     ) -> Coroutine[Any, Any, Any]:
         """Start the event ``path`` in a new anonymous context holding ``scope`` and return the
-        coroutine that runs it in the task that awaits it, which must await it at once.
+        coroutine that runs it in ``task``, the running task, which must await it at once.
 
-        For a source that already runs each message in a task of its own (the broker delivery
-        flow): a second task per message, only to be awaited by the first, would cost a task,
-        a loop step and a done callback per event. The awaiting task stands as the event's task
-        (``OwnedTasks.events``), so that shutdown drains and cancels it as any event's.
-        Raises :class:`EventNotFound` at once if no route matches (no context is made then).
+        For a source that already runs messages in tasks of its own (the broker delivery
+        flow's workers): a task per event, only to be awaited by the source's, would cost a
+        task, a loop step and a done callback per event. ``task`` stands as the event's task
+        (``OwnedTasks.events``) while the event runs, so that shutdown drains and cancels it as
+        any event's. Raises :class:`EventNotFound` at once if no route matches (no context is
+        made then).
         """
         route, params = self._route_table.match(path)
         cid = self._cid_prefix + str(next(self._cid_counter))
@@ -438,13 +447,8 @@ class Listener(Generic[CTXType]):
         self.ctxs[cid] = ctx  # type: ignore[assignment]
         event: Event[Any] = Event(ctx, route, data, path, params)
         ctx._event_dispatched(event)
-        return self._run_event_here(event, ctx, params)
-
-    async def _run_event_here(self, event: Event[Any], ctx: Context, params: PathParams) -> Any:
-        task = asyncio.current_task()
-        assert task is not None, "an event runs in a task"
         self._tasks.events[event] = task
-        return await self._run_event(event, ctx, params, None, own_task=False)
+        return self._run_event(event, ctx, params, None, False)
 
     async def _run_event(
         self, event: Event[Any], ctx: Context, params: PathParams, timeout: float | None, own_task: bool = True
@@ -452,7 +456,9 @@ class Listener(Generic[CTXType]):
         # ``ctx`` is held here so that the context outlives the event even if dropped meanwhile.
         # Hook lists are tested before looping: most apps have none, and an empty loop costs
         # more than a test on this path.
-        if not event._start():
+        if event._state is PENDING:
+            event._state = RUNNING  # Event._start(), inlined
+        elif not event._start():  # marked done before it started, or a bug (it raises)
             return self._skip_ended(event, ctx)
         observers = self._observers
         if observers:
@@ -487,7 +493,15 @@ class Listener(Generic[CTXType]):
             outcome = CANCELLED
             raise
         finally:
-            if outcome is not DONE or event._auto_done:
+            if outcome is DONE and event._auto_done and event._state is RUNNING and event._waiters is None:
+                # Event._finish(DONE), inlined: the end of nearly every event (running to
+                # done is a legal transition, no one waits on the event, ``ctx`` is its context).
+                event._state = DONE
+                ctx._event_ended(event)
+                if observers:
+                    _notify(observers, "event_ended", event)
+                event.data = RELEASED
+            elif outcome is not DONE or event._auto_done:
                 event._finish(outcome)
                 if observers:
                     _notify(observers, "event_ended", event)

@@ -7,11 +7,10 @@ The flow (this module) owns, for every broker: the in-flight limit, the source's
 shutdown drain, and the log lines (:mod:`._broker_log`). The decisions themselves are values
 computed without I/O in :mod:`tiny_listener.delivery` (:func:`~tiny_listener.delivery.after_failure`).
 
-What it costs per message, beyond the client library's own work: one task (the message's
-delivery task, which also runs its event: the listener's ``_event_here``), an anonymous context
-and an event, the codec's decoding, and the acknowledgement. The in-flight count is a number
-freed by the delivery task itself, and handlers that run long are reported in progress by one
-timer per source, not one per message.
+What it costs per message, beyond the client library's own work: an anonymous context and an
+event, run by one of the source's worker tasks (no task per message: see ``_start``), the
+codec's decoding, and the acknowledgement. The in-flight count is a number, and handlers that
+run long are reported in progress by one timer per source, not one per message.
 
 What a broker implements
 ========================
@@ -620,6 +619,8 @@ class BrokerSource(DeliverySettings, Source):
         queue = self._received
         tasks = self.listener._tasks
         loop = asyncio.get_running_loop()
+        # The one path most messages take: no ordering, no next message handed over.
+        plain = not self.ordered and type(self).next_in_turn is BrokerSource.next_in_turn
         while True:
             if self._woken is worker:
                 self._woken = None
@@ -628,7 +629,10 @@ class BrokerSource(DeliverySettings, Source):
                 if queue and self._woken is None:
                     self._wake_worker()  # runs if this worker's handler waits for something
                 try:
-                    await self._deliver(message)
+                    if plain:
+                        await self._deliver_one(message, worker)
+                    else:
+                        await self._deliver(message, worker)
                 except Exception:  # a bug in a broker's adapter: the worker goes on
                     self.log.logger.exception("%s message %s: delivery failed", self.broker, message.message_id)
                 finally:
@@ -640,7 +644,7 @@ class BrokerSource(DeliverySettings, Source):
             tasks.mark_idle(worker)
             await waiter
 
-    async def _deliver(self, message: BrokerMessage) -> None:
+    async def _deliver(self, message: BrokerMessage, worker: asyncio.Task[None]) -> None:
         """Deliver ``message`` (after the earlier ones of its key, with :attr:`ordered`), then,
         while intake runs, each message :meth:`next_in_turn` hands over, in this same task
         (which keeps its one in-flight slot)."""
@@ -653,13 +657,13 @@ class BrokerSource(DeliverySettings, Source):
                 try:
                     async with self._key_locks.hold(key):
                         its_turn = True
-                        await self._deliver_in_turn(message)
+                        await self._deliver_in_turn(message, worker)
                 except asyncio.CancelledError:
                     if not its_turn:  # shutdown gave up while it waited for its turn
                         await self._settle(message, message.release(0.0), "hand back")
                     raise
                 return
-        await self._deliver_in_turn(message)
+        await self._deliver_in_turn(message, worker)
 
     async def _hand_back_queued(self) -> None:
         """Hand back the messages still queued (the workers were cancelled at shutdown)."""
@@ -671,21 +675,22 @@ class BrokerSource(DeliverySettings, Source):
         if count:
             self.log.handed_back(count)
 
-    async def _deliver_in_turn(self, message: BrokerMessage) -> None:
+    async def _deliver_in_turn(self, message: BrokerMessage, worker: asyncio.Task[None]) -> None:
         following: BrokerMessage | None = message
         while following is not None:
-            await self._deliver_one(following)
+            await self._deliver_one(following, worker)
             if self._state is not SourceState.READY:
                 return
             following = self.next_in_turn(following)
 
-    async def _deliver_one(self, message: BrokerMessage) -> None:
-        """Run the message's event and settle the message: see the module documentation."""
+    async def _deliver_one(self, message: BrokerMessage, worker: asyncio.Task[None]) -> None:
+        """Run the message's event in ``worker`` (the running task) and settle the message:
+        see the module documentation."""
         listener = self.listener
         while True:
             try:
                 data = message.event_data(self.codec)
-                event = listener._event_here(message.path, data, message.scope(), log_failures=False)
+                event = listener._event_here(worker, message.path, data, message.scope(), False)
             except DecodeError as exc:
                 await self._give_up(message, UNDECODABLE, exc)
                 return
