@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from contextvars import Context
 from typing import TYPE_CHECKING, Any, Coroutine, Dict, List, Set
 
 from .lifecycle import CANCELLED, PENDING, RUNNING
@@ -42,9 +43,17 @@ class OwnedTasks:
         if self.drained is not None and not self.events and not self.drain:
             self.drained.set()
 
-    def spawn(self, coro: Coroutine[Any, Any, Any], name: str | None, drain: bool) -> asyncio.Task[Any]:
-        """Start ``coro`` as an owned task (drained at shutdown if ``drain``) and return it."""
-        task = asyncio.get_running_loop().create_task(coro, name=name)
+    def spawn(
+        self, coro: Coroutine[Any, Any, Any], name: str | None, drain: bool, context: Context | None = None
+    ) -> asyncio.Task[Any]:
+        """Start ``coro`` as an owned task (drained at shutdown if ``drain``), in ``context``
+        (default: a copy of the current one), and return it."""
+        loop = asyncio.get_running_loop()
+        if context is None:
+            task = loop.create_task(coro, name=name)
+        else:
+            # A task copies the context it is made in (create_task's context= is Python 3.11+).
+            task = context.run(loop.create_task, coro, name=name)
         (self.drain if drain else self.background).add(task)
         task.add_done_callback(self._spawned_done)
         return task

@@ -5,6 +5,7 @@ connection states and reconnects, the shutdown drain and the log lines, without 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 import logging
 from typing import Any, List, Set
@@ -481,3 +482,25 @@ async def test_ordered_messages_still_waiting_for_their_turn_at_the_deadline_are
         for message in messages:
             await asyncio.wait_for(message.settled(), 10)
     assert sorted(seen) == [0, 1, 2]  # in the order they were handed back, which shutdown decides
+
+
+request_id: contextvars.ContextVar[int] = contextvars.ContextVar("request_id")
+
+
+async def test_a_context_variable_a_handler_sets_is_not_seen_by_the_next_messages_handler() -> None:
+    broker = hosted(max_in_flight=10)
+    seen: List[Any] = []
+
+    @broker.listener.on_event("job.{n:int}")
+    async def job(n: Param) -> None:
+        seen.append(request_id.get(None))
+        if n % 2 == 0:
+            request_id.set(n)  # as a handler binding a request id for its logs would
+
+    for n in range(6):
+        await broker.publish(f"job.{n}")
+    async with broker:
+        deliveries = await broker.settled()
+    # As with a task per message: every handler starts with the variables unset.
+    assert seen == [None] * 6
+    assert [d.outcome for d in deliveries] == [Outcome.ACKED] * 6

@@ -144,6 +144,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from contextvars import copy_context
 from typing import Any, Awaitable, Deque, Dict, Hashable, List, Sequence, Tuple, Type
 from urllib.parse import urlsplit
 
@@ -320,6 +321,7 @@ class BrokerSource(DeliverySettings, Source):
         self._workers = 0
         self._idle: List[Tuple[asyncio.Task[None], asyncio.Future[None]]] = []
         self._woken: asyncio.Task[None] | None = None
+        self._worker_context = copy_context()  # set again by serve()
         # Messages whose handler runs, with when to report them in progress next (see
         # progress_interval); one timer per source (_progress_timer) looks at them.
         self._progress_due: Dict[BrokerMessage, float] = {}
@@ -474,6 +476,7 @@ class BrokerSource(DeliverySettings, Source):
         is lost or cannot be made. Runs until cancelled at shutdown; the connection is left
         open for the in-flight messages, :meth:`close` closes it."""
         self._errors = (*self.connection_errors(), NotConnected)
+        self._worker_context = copy_context()
         if self.quiet_client_logs:
             quiet_client_loggers(self.client_loggers)
         delays = self._reconnect_delays()
@@ -597,7 +600,9 @@ class BrokerSource(DeliverySettings, Source):
             worker, waiter = self._idle.pop()
             waiter.set_result(None)
         elif self._workers < self.max_in_flight:
-            worker = self.listener.spawn(self._work(), name=self._task_name)
+            # In a copy of the context serve() started with, not of the running task's: a
+            # retiring worker (see _retire) may be the one asking.
+            worker = tasks.spawn(self._work(), self._task_name, False, self._worker_context)
             self._workers += 1
             worker.add_done_callback(self._worker_ended)
         else:
@@ -621,6 +626,9 @@ class BrokerSource(DeliverySettings, Source):
         loop = asyncio.get_running_loop()
         # The one path most messages take: no ordering, no next message handed over.
         plain = not self.ordered and type(self).next_in_turn is BrokerSource.next_in_turn
+        # Context variables as the worker started: a handler that sets one must not hand its
+        # value to the next message's handler, as it would not with a task per message.
+        clean = copy_context()
         while True:
             if self._woken is worker:
                 self._woken = None
@@ -639,10 +647,22 @@ class BrokerSource(DeliverySettings, Source):
                     self._in_flight -= 1
                     if self._slot_freed is not None:
                         self._slot_freed.set()
+                if copy_context() != clean:  # O(1) unless a handler set a context variable
+                    self._retire(worker)
+                    return
             waiter: asyncio.Future[None] = loop.create_future()
             self._idle.append((worker, waiter))
             tasks.mark_idle(worker)
             await waiter
+
+    def _retire(self, worker: asyncio.Task[None]) -> None:
+        """End ``worker`` early (its context variables were changed by a handler): the next
+        message goes to another worker, which starts with the context of the source."""
+        worker.remove_done_callback(self._worker_ended)
+        self._worker_ended(worker)
+        self.listener._tasks.mark_idle(worker)
+        if self._received and self._woken is None:
+            self._wake_worker()
 
     async def _deliver(self, message: BrokerMessage, worker: asyncio.Task[None]) -> None:
         """Deliver ``message`` (after the earlier ones of its key, with :attr:`ordered`), then,
