@@ -260,6 +260,34 @@ def test_a_body_that_does_not_match_its_content_length_is_an_error() -> None:
         assert conn.finish_cycle() is Cycle.CLOSE
 
 
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        GET,
+        b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"GET / HTTP/1.0\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    ],
+)
+@pytest.mark.parametrize("close_requested", [False, True])
+def test_respond_text_sends_what_respond_sends(request_bytes: bytes, close_requested: bool) -> None:
+    answers = []
+    for use_shortcut in (False, True):
+        conn = new_connection()
+        conn.receive_data(request_bytes)
+        events(conn)
+        if close_requested:
+            conn.request_close()
+        if use_shortcut:
+            data = conn.respond_text("Héllo".encode())
+            with pytest.raises(ResponseError):
+                conn.respond_text(b"a second response")
+        else:
+            data = conn.respond(200, [(b"content-type", b"text/plain; charset=utf-8")], "Héllo".encode())
+        answers.append((data, conn.finish_cycle()))
+    assert answers[0] == answers[1]
+
+
 def test_close_requested_says_so_in_the_response() -> None:
     conn = new_connection()
     conn.receive_data(GET)

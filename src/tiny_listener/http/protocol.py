@@ -108,6 +108,11 @@ _TOKEN = HEADER_NAME
 _FIELD_VALUE = HEADER_VALUE
 _NO_BODY_STATUS = frozenset({204, 304})
 _CHUNKED_END = b"0\r\n\r\n"
+# The head of respond_text(), as start_response() frames it.
+_TEXT_OK = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n\r\n"
+_TEXT_OK_CLOSE = (
+    b"HTTP/1.1 200 OK\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
+)
 
 # Response framing (``ServerConnection._framing``).
 _LENGTH, _CHUNKED, _UNTIL_CLOSE, _NO_BODY = range(4)
@@ -286,6 +291,23 @@ class BaseServerConnection:
     def respond(self, status_code: int, headers: List[Tuple[bytes, bytes]], body: bytes) -> bytes:
         """Return a whole response: head, body (none for HEAD) and end."""
         return self.start_response(status_code, headers, len(body)) + self.send_body(body) + self.end_response()
+
+    def respond_text(self, body: bytes) -> bytes:
+        """Return ``200 OK`` with ``body`` as ``text/plain; charset=utf-8``: :meth:`respond`
+        with the same bytes, made from a head prepared in advance. Raises
+        :class:`ResponseError` if a response was already started."""
+        if self._response_started:
+            raise ResponseError("a response was already started for this request")
+        self._response_started = True
+        self._response_done = True
+        self._framing = _LENGTH
+        self._remaining = 0
+        if self._close_requested or not self._keep_alive:
+            self._keep_alive = False
+            head = _TEXT_OK_CLOSE % len(body)
+        else:
+            head = _TEXT_OK % len(body)
+        return head if self._head_request else head + body
 
     def reject(self, status_code: int, message: str = "") -> bytes:
         """Return a short error response that closes the connection, or ``b""`` if a response

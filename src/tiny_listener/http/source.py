@@ -252,9 +252,7 @@ async def _send_result(event: Event) -> None:  # type: ignore[type-arg]
     result = event.result
     if type(result) is str:
         # The most common answer, sent without building a Response object.
-        body = result.encode()
-        headers = [(b"content-type", _TEXT), (b"content-length", str(len(body)).encode())]
-        connection.send_response(ctx, 200, headers, body)
+        connection.send_text(ctx, result.encode())
         return
     response = to_response(result)
     if isinstance(response, StreamingResponse):
