@@ -167,8 +167,6 @@ class HTTPConnection(asyncio.Protocol):
                 kind = type(event)
                 if kind is RequestHead:
                     self._start_request(event)  # type: ignore[arg-type]
-                elif kind is BodyChunk:
-                    self._receive_body(event.data)  # type: ignore[union-attr]
                 elif event is BODY_END:
                     if self.current is not None:
                         self.current._finish_body()
@@ -181,6 +179,8 @@ class HTTPConnection(asyncio.Protocol):
                     elif self._body_pending:
                         self._time_body()
                     return
+                elif kind is BodyChunk:
+                    self._receive_body(event.data)  # type: ignore[union-attr]
                 elif event is PAUSED:
                     # Pipelined requests wait for the current response; don't buffer unboundedly.
                     if conn.buffered_bytes > self.limits.max_body_buffer:
@@ -387,7 +387,8 @@ class HTTPConnection(asyncio.Protocol):
             self._close()
 
     def _response_complete(self, ctx: HTTPContext) -> None:
-        self._log_access(ctx, ctx.status_code or 0)
+        if access_logger.isEnabledFor(logging.INFO):
+            self._log_access(ctx, ctx.status_code or 0)
         self.current = None
         self._body_pending = False  # what is left of it is skipped (keep-alive timeout) or not read
         if self._body_clock is not None:
