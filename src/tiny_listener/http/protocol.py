@@ -334,6 +334,10 @@ class ServerConnection(BaseServerConnection):
     def _new_cycle(self, buffered: bytes, client_closed: bool) -> None:
         # h11's own limit covers an incomplete head; a complete one is measured in next_event.
         self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=self.limits.max_header_bytes)
+        # False while this h11 connection has been given nothing: it is then idle with an
+        # empty buffer, which answers buffered_bytes and next_event without asking h11 (whose
+        # trailing_data copies the buffer, and whose next_event runs its reader).
+        self._fed = bool(buffered) or client_closed
         if buffered:
             self._h11.receive_data(buffered)
         if client_closed:
@@ -347,12 +351,13 @@ class ServerConnection(BaseServerConnection):
     def receive_data(self, data: bytes) -> None:
         """Buffer bytes from the client; ``b""`` means the client closed its side."""
         self._received_since_head += len(data)
+        self._fed = True
         self._h11.receive_data(data)
 
     @property
     def buffered_bytes(self) -> int:
         """How many received bytes are not parsed yet."""
-        return len(self._h11.trailing_data[0])
+        return len(self._h11.trailing_data[0]) if self._fed else 0
 
     @property
     def has_partial_request(self) -> bool:
@@ -364,6 +369,8 @@ class ServerConnection(BaseServerConnection):
 
         A :class:`ProtocolFailure` is final: answer it with :meth:`reject` and close.
         """
+        if not self._fed:
+            return NEED_DATA
         while True:
             conn = self._h11
             try:
