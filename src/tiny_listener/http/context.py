@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Any
 
 from .request import Request
@@ -68,8 +67,3 @@ class HTTPContext(Request):
         if connection is None:
             raise RuntimeError("this context is not bound to an HTTP connection")
         connection.send_response(self, response.status_code, response.head_items(), response.body)
-
-    def _handler_done(self, task: asyncio.Task[Any]) -> None:
-        connection = self._connection
-        if connection is not None:
-            connection.handler_done(self, task)

@@ -71,6 +71,10 @@ class HTTPConnection(asyncio.Protocol):
         self.client: Tuple[str, int] | None = None
         # The request being read or answered; the next one waits in h11's buffer.
         self.current: HTTPContext | None = None
+        # The task of the current request's event, and the callback told when it ends (one
+        # bound method for the connection's life, not one per request).
+        self._task: asyncio.Task[Any] | None = None
+        self._event_done_callback = self._event_done
         self._loop = asyncio.get_running_loop()
         # One timer for the keep-alive and request-head deadlines: a request only clears the
         # deadline, an idle spell sets it, and the timer, armed for an earlier time, re-arms
@@ -223,7 +227,8 @@ class HTTPConnection(asyncio.Protocol):
             status, headers, body = source._no_route_response(ctx)
             self.send_response(ctx, status, headers, body)
             return
-        task.add_done_callback(ctx._handler_done)
+        self._task = task
+        task.add_done_callback(self._event_done_callback)
 
     def _receive_body(self, data: bytes) -> None:
         ctx = self.current
@@ -356,6 +361,12 @@ class HTTPConnection(asyncio.Protocol):
         data = chunk.encode() if isinstance(chunk, str) else bytes(chunk)
         self.transport.write(self.conn.send_body(data))  # type: ignore[union-attr]
         return True
+
+    def _event_done(self, task: asyncio.Task[Any]) -> None:
+        ctx = self.current
+        if ctx is not None and task is self._task and not self.closed:
+            self.handler_done(ctx, task)
+        # Else answered (or abandoned): the usual case, decided without asking the task.
 
     def handler_done(self, ctx: HTTPContext, task: asyncio.Task[Any]) -> None:
         """The request's event ended: answer 500 (or close) if it ended without a response."""
