@@ -117,6 +117,19 @@ def test_http10_and_connection_close_end_the_connection() -> None:
         assert conn.finish_cycle() is Cycle.CLOSE
 
 
+@pytest.mark.parametrize("version", ["1.0", "1.1"])
+@pytest.mark.parametrize("connection", [b"", b"Connection: keep-alive\r\n", b"Connection: close\r\n"])
+def test_the_http_version_is_read_whatever_the_connection_header(version: str, connection: bytes) -> None:
+    conn = new_connection()
+    conn.receive_data(b"GET / HTTP/%s\r\nHost: a\r\n%s\r\n" % (version.encode(), connection))
+    head = events(conn)[0]
+    assert isinstance(head, RequestHead)
+    assert head.http_version == version
+    conn.respond(200, [], b"x")
+    kept = version == "1.1" and b"close" not in connection
+    assert conn.finish_cycle() is (Cycle.KEEP_ALIVE if kept else Cycle.CLOSE)
+
+
 def test_a_body_of_unknown_length_is_chunked_for_http11_and_close_delimited_for_http10() -> None:
     conn = new_connection()
     conn.receive_data(GET)

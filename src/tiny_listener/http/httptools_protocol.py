@@ -111,9 +111,7 @@ class HttptoolsConnection(BaseServerConnection):
     def on_headers_complete(self) -> None:
         self._in_head = False
         parser = self._parser
-        version = parser.get_http_version()
-        keep_alive = version == "1.1"
-        expects_continue = False
+        close = connection_header = expects_continue = False
         for name, value in self._headers:
             if name == b"content-length":
                 if int(value) > self.limits.max_body_bytes:
@@ -121,15 +119,27 @@ class HttptoolsConnection(BaseServerConnection):
             elif name == b"transfer-encoding":
                 if value.rsplit(b",", 1)[-1].strip().lower() != b"chunked":
                     self._stop(501, "only Transfer-Encoding: chunked is supported")
-            elif name == b"connection" and b"close" in value.lower():
-                keep_alive = False
-            elif name == b"expect" and value.lower() == b"100-continue" and version == "1.1":
+            elif name == b"connection":
+                connection_header = True
+                if b"close" in value.lower():
+                    close = True
+            elif name == b"expect" and value.lower() == b"100-continue":
                 expects_continue = True
+        # llhttp parses HTTP 0.9, 1.0, 1.1 and 2.0, and without a Connection header keeps only
+        # 1.1 alive: should_keep_alive() then tells 1.1 apart without get_http_version(),
+        # which formats a new str for every request.
+        if not connection_header and parser.should_keep_alive():
+            version = "1.1"
+        else:
+            version = parser.get_http_version()
+        http11 = version == "1.1"
         raw_method = parser.get_method()
         method = _METHODS.get(raw_method) or raw_method.decode("ascii")
-        head = _new_head(RequestHead, (method, self._url.decode("ascii"), version, self._headers, expects_continue))
+        head = _new_head(
+            RequestHead, (method, self._url.decode("ascii"), version, self._headers, expects_continue and http11)
+        )
         # A head's entry also says how to answer it: keep-alive, HTTP/1.0.
-        self._queue.append((head, _HEAD_WEIGHT, keep_alive, version != "1.1"))
+        self._queue.append((head, _HEAD_WEIGHT, http11 and not close, not http11))
         self._queued_bytes += _HEAD_WEIGHT
 
     def on_body(self, body: bytes) -> None:
