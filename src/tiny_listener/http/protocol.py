@@ -338,6 +338,7 @@ class ServerConnection(BaseServerConnection):
         # empty buffer, which answers buffered_bytes and next_event without asking h11 (whose
         # trailing_data copies the buffer, and whose next_event runs its reader).
         self._fed = bool(buffered) or client_closed
+        self._cycle_bytes = len(buffered)  # bytes given to this h11 connection
         if buffered:
             self._h11.receive_data(buffered)
         if client_closed:
@@ -351,6 +352,7 @@ class ServerConnection(BaseServerConnection):
     def receive_data(self, data: bytes) -> None:
         """Buffer bytes from the client; ``b""`` means the client closed its side."""
         self._received_since_head += len(data)
+        self._cycle_bytes += len(data)
         self._fed = True
         self._h11.receive_data(data)
 
@@ -408,7 +410,10 @@ class ServerConnection(BaseServerConnection):
             size = len(target) + sum(len(name) + len(value) + 4 for name, value in headers)
             if size > self.limits.max_header_bytes:
                 return self._fail(431, f"request headers are over {self.limits.max_header_bytes} bytes")
-        self._received_since_head = self.buffered_bytes
+        # What follows this head in h11's buffer is at most what this h11 connection was
+        # given: a bound (a larger one only means measuring the next head exactly) that costs
+        # no copy of the buffer, as buffered_bytes (trailing_data) does.
+        self._received_since_head = self._cycle_bytes
         content_length = None
         chunked = False
         keep_alive = request.http_version == b"1.1"
