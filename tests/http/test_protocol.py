@@ -117,6 +117,19 @@ def test_http10_and_connection_close_end_the_connection() -> None:
         assert conn.finish_cycle() is Cycle.CLOSE
 
 
+@pytest.mark.parametrize("version", ["1.0", "1.1"])
+@pytest.mark.parametrize("connection", [b"", b"Connection: keep-alive\r\n", b"Connection: close\r\n"])
+def test_the_http_version_is_read_whatever_the_connection_header(version: str, connection: bytes) -> None:
+    conn = new_connection()
+    conn.receive_data(b"GET / HTTP/%s\r\nHost: a\r\n%s\r\n" % (version.encode(), connection))
+    head = events(conn)[0]
+    assert isinstance(head, RequestHead)
+    assert head.http_version == version
+    conn.respond(200, [], b"x")
+    kept = version == "1.1" and b"close" not in connection
+    assert conn.finish_cycle() is (Cycle.KEEP_ALIVE if kept else Cycle.CLOSE)
+
+
 def test_a_body_of_unknown_length_is_chunked_for_http11_and_close_delimited_for_http10() -> None:
     conn = new_connection()
     conn.receive_data(GET)
@@ -258,6 +271,34 @@ def test_a_body_that_does_not_match_its_content_length_is_an_error() -> None:
             conn.end_response()
         assert failing_step in ("send_body", "end_response")
         assert conn.finish_cycle() is Cycle.CLOSE
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        GET,
+        b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"GET / HTTP/1.0\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    ],
+)
+@pytest.mark.parametrize("close_requested", [False, True])
+def test_respond_text_sends_what_respond_sends(request_bytes: bytes, close_requested: bool) -> None:
+    answers = []
+    for use_shortcut in (False, True):
+        conn = new_connection()
+        conn.receive_data(request_bytes)
+        events(conn)
+        if close_requested:
+            conn.request_close()
+        if use_shortcut:
+            data = conn.respond_text("Héllo".encode())
+            with pytest.raises(ResponseError):
+                conn.respond_text(b"a second response")
+        else:
+            data = conn.respond(200, [(b"content-type", b"text/plain; charset=utf-8")], "Héllo".encode())
+        answers.append((data, conn.finish_cycle()))
+    assert answers[0] == answers[1]
 
 
 def test_close_requested_says_so_in_the_response() -> None:

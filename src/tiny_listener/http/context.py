@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .request import Request
 from .responses import HeaderItems, Response, StreamingResponse, to_response
 from .server import NOT_STARTED
+
+if TYPE_CHECKING:
+    from .._types import Scope
+    from ..listener import Listener
 
 
 class HTTPContext(Request):
@@ -21,8 +24,8 @@ class HTTPContext(Request):
 
     __slots__ = ("_response_state", "status_code")
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, listener: Listener[Any], cid: str, scope: Scope | None = None) -> None:
+        super().__init__(listener, cid, scope)
         self._response_state = NOT_STARTED
         self.status_code: int | None = None
 
@@ -64,8 +67,3 @@ class HTTPContext(Request):
         if connection is None:
             raise RuntimeError("this context is not bound to an HTTP connection")
         connection.send_response(self, response.status_code, response.head_items(), response.body)
-
-    def _handler_done(self, task: asyncio.Task[Any]) -> None:
-        connection = self._connection
-        if connection is not None:
-            connection.handler_done(self, task)

@@ -12,7 +12,7 @@ wait in a queue: ``next_event`` hands out the current request's head and body, t
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, Any, Deque, List, NamedTuple, Tuple
+from typing import TYPE_CHECKING, Any, Deque, List, Tuple
 
 from ..optional import require
 from .limits import Limits
@@ -36,18 +36,21 @@ else:
 
 # The size a queued request head counts for in ``buffered_bytes`` (its exact size is not kept).
 _HEAD_WEIGHT = 256
+# Queue entries are (event, size counted in buffered_bytes), and for a head also
+# (keep_alive, http10).
+_BODY_END_ENTRY = (BODY_END, 0)
 
 
 class _StopParsing(Exception):
     """Raised in a parser callback to stop at a limit; the failure is in ``_failure``."""
 
 
-class _QueuedHead(NamedTuple):
-    """A parsed request head waiting in the queue, with what it says about the response."""
-
-    head: RequestHead
-    keep_alive: bool
-    http10: bool
+# RequestHead(...) runs the Python __new__ of a named tuple; this builds the same tuple in C.
+_new_head = tuple.__new__
+# Methods as str, without decoding them per request.
+_METHODS = {
+    method.encode(): method for method in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")
+}
 
 
 class HttptoolsConnection(BaseServerConnection):
@@ -60,6 +63,7 @@ class HttptoolsConnection(BaseServerConnection):
         self._queued_bytes = 0
         self._failure: ProtocolFailure | None = None
         self._stopped = False  # after a failure or an upgrade, nothing more is parsed
+        self._max_header_bytes = self.limits.max_header_bytes
         # The message being parsed.
         self._in_message = False
         self._in_head = False
@@ -68,13 +72,14 @@ class HttptoolsConnection(BaseServerConnection):
         self._url = b""
         self._headers: List[Tuple[bytes, bytes]] = []
         self._parsed_body_size = 0
-        self._content_length_seen = False
         # The request handed out by next_event, until finish_cycle.
         self._current_open = False
         self._current_body_done = False
         self._skipping_body = False
 
     # ------------------------------------------------------------------ parser callbacks
+
+    # The callbacks run once or more per request: the head's size is counted inline.
 
     def on_message_begin(self) -> None:
         self._in_message = True
@@ -83,20 +88,21 @@ class HttptoolsConnection(BaseServerConnection):
         self._url = b""
         self._headers = []
         self._parsed_body_size = 0
-        self._content_length_seen = False
 
     def on_url(self, url: bytes) -> None:
         self._url += url
-        self._count_head(len(url))
+        self._head_bytes += len(url)
+        if self._head_bytes > self._max_header_bytes:
+            self._stop_at_header_limit()
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers.append((name.lower(), value))
-        self._count_head(len(name) + len(value) + 4)
+        self._head_bytes += len(name) + len(value) + 4
+        if self._head_bytes > self._max_header_bytes:
+            self._stop_at_header_limit()
 
-    def _count_head(self, size: int) -> None:
-        self._head_bytes += size
-        if self._head_bytes > self.limits.max_header_bytes:
-            self._stop(431, f"request headers are over {self.limits.max_header_bytes} bytes")
+    def _stop_at_header_limit(self) -> None:
+        self._stop(431, f"request headers are over {self._max_header_bytes} bytes")
 
     def _stop(self, status_code: int, reason: str) -> None:
         self._failure = ProtocolFailure(status_code, reason)
@@ -105,9 +111,7 @@ class HttptoolsConnection(BaseServerConnection):
     def on_headers_complete(self) -> None:
         self._in_head = False
         parser = self._parser
-        version = parser.get_http_version()
-        keep_alive = version == "1.1"
-        expects_continue = False
+        close = connection_header = expects_continue = False
         for name, value in self._headers:
             if name == b"content-length":
                 if int(value) > self.limits.max_body_bytes:
@@ -115,14 +119,28 @@ class HttptoolsConnection(BaseServerConnection):
             elif name == b"transfer-encoding":
                 if value.rsplit(b",", 1)[-1].strip().lower() != b"chunked":
                     self._stop(501, "only Transfer-Encoding: chunked is supported")
-            elif name == b"connection" and b"close" in value.lower():
-                keep_alive = False
-            elif name == b"expect" and value.lower() == b"100-continue" and version == "1.1":
+            elif name == b"connection":
+                connection_header = True
+                if b"close" in value.lower():
+                    close = True
+            elif name == b"expect" and value.lower() == b"100-continue":
                 expects_continue = True
-        head = RequestHead(
-            parser.get_method().decode("ascii"), self._url.decode("ascii"), version, self._headers, expects_continue
+        # llhttp parses HTTP 0.9, 1.0, 1.1 and 2.0, and without a Connection header keeps only
+        # 1.1 alive: should_keep_alive() then tells 1.1 apart without get_http_version(),
+        # which formats a new str for every request.
+        if not connection_header and parser.should_keep_alive():
+            version = "1.1"
+        else:
+            version = parser.get_http_version()
+        http11 = version == "1.1"
+        raw_method = parser.get_method()
+        method = _METHODS.get(raw_method) or raw_method.decode("ascii")
+        head = _new_head(
+            RequestHead, (method, self._url.decode("ascii"), version, self._headers, expects_continue and http11)
         )
-        self._enqueue(_QueuedHead(head, keep_alive, version != "1.1"), _HEAD_WEIGHT)
+        # A head's entry also says how to answer it: keep-alive, HTTP/1.0.
+        self._queue.append((head, _HEAD_WEIGHT, http11 and not close, not http11))
+        self._queued_bytes += _HEAD_WEIGHT
 
     def on_body(self, body: bytes) -> None:
         self._parsed_body_size += len(body)
@@ -132,7 +150,7 @@ class HttptoolsConnection(BaseServerConnection):
 
     def on_message_complete(self) -> None:
         self._in_message = False
-        self._enqueue(BODY_END, 0)
+        self._queue.append(_BODY_END_ENTRY)
 
     def _enqueue(self, item: Any, size: int) -> None:
         self._queue.append((item, size))
@@ -190,20 +208,30 @@ class HttptoolsConnection(BaseServerConnection):
         """
         queue = self._queue
         while queue:
-            item, size = queue[0]
+            entry = queue[0]
+            item = entry[0]
             kind = type(item)
-            if kind is _QueuedHead:
+            if kind is RequestHead:
                 if self._current_open:
                     return PAUSED  # the current request is answered first
-                self._take(size)
+                queue.popleft()
+                self._queued_bytes -= _HEAD_WEIGHT
                 self._reset_response()
-                self._keep_alive = item.keep_alive
-                self._http10 = item.http10
-                self._head_request = item.head.method == "HEAD"
-                self._continue_pending = item.head.expects_continue
+                self._keep_alive = entry[2]
+                self._http10 = entry[3]
+                self._head_request = item.method == "HEAD"
+                self._continue_pending = item.expects_continue
                 self._current_open = True
                 self._current_body_done = False
-                return item.head  # type: ignore[no-any-return]
+                return item  # type: ignore[no-any-return]
+            if item is BODY_END:
+                queue.popleft()
+                if not self._skipping_body:
+                    self._current_body_done = True
+                    return BODY_END  # type: ignore[no-any-return]
+                self._skipping_body = False
+                continue
+            size = entry[1]
             if kind is ProtocolFailure:
                 if self._current_open and self._current_body_done:
                     return PAUSED  # it is about a later request
@@ -219,11 +247,6 @@ class HttptoolsConnection(BaseServerConnection):
                 self._continue_pending = False
                 if not self._skipping_body:
                     return item  # type: ignore[no-any-return]
-            elif item is BODY_END:
-                if not self._skipping_body:
-                    self._current_body_done = True
-                    return BODY_END  # type: ignore[no-any-return]
-                self._skipping_body = False
             else:  # CLIENT_CLOSED: answer the current request, if any, then close
                 self._keep_alive = False
                 return item  # type: ignore[no-any-return]

@@ -108,6 +108,11 @@ _TOKEN = HEADER_NAME
 _FIELD_VALUE = HEADER_VALUE
 _NO_BODY_STATUS = frozenset({204, 304})
 _CHUNKED_END = b"0\r\n\r\n"
+# The head of respond_text(), as start_response() frames it.
+_TEXT_OK = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n\r\n"
+_TEXT_OK_CLOSE = (
+    b"HTTP/1.1 200 OK\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
+)
 
 # Response framing (``ServerConnection._framing``).
 _LENGTH, _CHUNKED, _UNTIL_CLOSE, _NO_BODY = range(4)
@@ -287,6 +292,23 @@ class BaseServerConnection:
         """Return a whole response: head, body (none for HEAD) and end."""
         return self.start_response(status_code, headers, len(body)) + self.send_body(body) + self.end_response()
 
+    def respond_text(self, body: bytes) -> bytes:
+        """Return ``200 OK`` with ``body`` as ``text/plain; charset=utf-8``: :meth:`respond`
+        with the same bytes, made from a head prepared in advance. Raises
+        :class:`ResponseError` if a response was already started."""
+        if self._response_started:
+            raise ResponseError("a response was already started for this request")
+        self._response_started = True
+        self._response_done = True
+        self._framing = _LENGTH
+        self._remaining = 0
+        if self._close_requested or not self._keep_alive:
+            self._keep_alive = False
+            head = _TEXT_OK_CLOSE % len(body)
+        else:
+            head = _TEXT_OK % len(body)
+        return head if self._head_request else head + body
+
     def reject(self, status_code: int, message: str = "") -> bytes:
         """Return a short error response that closes the connection, or ``b""`` if a response
         has already started (the connection can then only be closed)."""
@@ -312,6 +334,11 @@ class ServerConnection(BaseServerConnection):
     def _new_cycle(self, buffered: bytes, client_closed: bool) -> None:
         # h11's own limit covers an incomplete head; a complete one is measured in next_event.
         self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=self.limits.max_header_bytes)
+        # False while this h11 connection has been given nothing: it is then idle with an
+        # empty buffer, which answers buffered_bytes and next_event without asking h11 (whose
+        # trailing_data copies the buffer, and whose next_event runs its reader).
+        self._fed = bool(buffered) or client_closed
+        self._cycle_bytes = len(buffered)  # bytes given to this h11 connection
         if buffered:
             self._h11.receive_data(buffered)
         if client_closed:
@@ -325,12 +352,14 @@ class ServerConnection(BaseServerConnection):
     def receive_data(self, data: bytes) -> None:
         """Buffer bytes from the client; ``b""`` means the client closed its side."""
         self._received_since_head += len(data)
+        self._cycle_bytes += len(data)
+        self._fed = True
         self._h11.receive_data(data)
 
     @property
     def buffered_bytes(self) -> int:
         """How many received bytes are not parsed yet."""
-        return len(self._h11.trailing_data[0])
+        return len(self._h11.trailing_data[0]) if self._fed else 0
 
     @property
     def has_partial_request(self) -> bool:
@@ -342,6 +371,8 @@ class ServerConnection(BaseServerConnection):
 
         A :class:`ProtocolFailure` is final: answer it with :meth:`reject` and close.
         """
+        if not self._fed:
+            return NEED_DATA
         while True:
             conn = self._h11
             try:
@@ -379,7 +410,10 @@ class ServerConnection(BaseServerConnection):
             size = len(target) + sum(len(name) + len(value) + 4 for name, value in headers)
             if size > self.limits.max_header_bytes:
                 return self._fail(431, f"request headers are over {self.limits.max_header_bytes} bytes")
-        self._received_since_head = self.buffered_bytes
+        # What follows this head in h11's buffer is at most what this h11 connection was
+        # given: a bound (a larger one only means measuring the next head exactly) that costs
+        # no copy of the buffer, as buffered_bytes (trailing_data) does.
+        self._received_since_head = self._cycle_bytes
         content_length = None
         chunked = False
         keep_alive = request.http_version == b"1.1"

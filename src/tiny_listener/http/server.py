@@ -52,6 +52,9 @@ LINGER_SECONDS = 2.0
 # Response progress of a context (``HTTPContext._response_state``).
 NOT_STARTED, STARTED, SENT = 0, 1, 2
 
+# What the connection's deadline (``HTTPConnection._deadline``) is about.
+_NO_DEADLINE, _IDLE, _HEAD = 0, 1, 2
+
 
 class ResponseAlreadyStarted(RuntimeError):
     """A response was sent for a request that already has one."""
@@ -68,9 +71,19 @@ class HTTPConnection(asyncio.Protocol):
         self.client: Tuple[str, int] | None = None
         # The request being read or answered; the next one waits in h11's buffer.
         self.current: HTTPContext | None = None
+        # The task of the current request's event, and the callback told when it ends (one
+        # bound method for the connection's life, not one per request).
+        self._task: asyncio.Task[Any] | None = None
+        self._event_done_callback = self._event_done
         self._loop = asyncio.get_running_loop()
+        # One timer for the keep-alive and request-head deadlines: a request only clears the
+        # deadline, an idle spell sets it, and the timer, armed for an earlier time, re-arms
+        # itself for the deadline it finds (not a timer made and cancelled per request).
+        self._deadline_kind = _NO_DEADLINE
+        self._deadline = 0.0
         self._timer: asyncio.TimerHandle | None = None
-        self._timer_is_header = False
+        self._timer_when = 0.0
+        self._linger_timer: asyncio.TimerHandle | None = None
         self._reading_paused = False
         self._write_paused = False
         # The current request's body: not all received yet; timed once the server waits for it.
@@ -158,8 +171,6 @@ class HTTPConnection(asyncio.Protocol):
                 kind = type(event)
                 if kind is RequestHead:
                     self._start_request(event)  # type: ignore[arg-type]
-                elif kind is BodyChunk:
-                    self._receive_body(event.data)  # type: ignore[union-attr]
                 elif event is BODY_END:
                     if self.current is not None:
                         self.current._finish_body()
@@ -172,6 +183,8 @@ class HTTPConnection(asyncio.Protocol):
                     elif self._body_pending:
                         self._time_body()
                     return
+                elif kind is BodyChunk:
+                    self._receive_body(event.data)  # type: ignore[union-attr]
                 elif event is PAUSED:
                     # Pipelined requests wait for the current response; don't buffer unboundedly.
                     if conn.buffered_bytes > self.limits.max_body_buffer:
@@ -190,7 +203,7 @@ class HTTPConnection(asyncio.Protocol):
             self._processing = False
 
     def _start_request(self, head: RequestHead) -> None:
-        self._cancel_timer()
+        self._deadline_kind = _NO_DEADLINE
         path, _, query_string = head.target.partition("?")
         if "%" in path:
             path = unquote(path)
@@ -214,7 +227,8 @@ class HTTPConnection(asyncio.Protocol):
             status, headers, body = source._no_route_response(ctx)
             self.send_response(ctx, status, headers, body)
             return
-        task.add_done_callback(ctx._handler_done)
+        self._task = task
+        task.add_done_callback(self._event_done_callback)
 
     def _receive_body(self, data: bytes) -> None:
         ctx = self.current
@@ -283,6 +297,18 @@ class HTTPConnection(asyncio.Protocol):
         self.transport.write(data)  # type: ignore[union-attr]
         self._response_complete(ctx)
 
+    def send_text(self, ctx: HTTPContext, body: bytes) -> None:
+        """Send ``200 OK`` with ``body`` as UTF-8 text: :meth:`send_response` for the most
+        common answer, with headers made in advance. Raises :class:`ResponseAlreadyStarted`."""
+        if ctx._response_state != NOT_STARTED:
+            raise ResponseAlreadyStarted(f"{ctx.method} {ctx.target} already has a response")
+        ctx._response_state = SENT
+        ctx.status_code = 200
+        if self.closed or ctx is not self.current:
+            return
+        self.transport.write(self.conn.respond_text(body))  # type: ignore[union-attr]
+        self._response_complete(ctx)
+
     async def stream_response(self, ctx: HTTPContext, response: StreamingResponse) -> None:
         """Send ``response``, chunk by chunk, waiting while the client reads slowly.
 
@@ -336,13 +362,21 @@ class HTTPConnection(asyncio.Protocol):
         self.transport.write(self.conn.send_body(data))  # type: ignore[union-attr]
         return True
 
+    def _event_done(self, task: asyncio.Task[Any]) -> None:
+        ctx = self.current
+        if ctx is not None and task is self._task and not self.closed:
+            self.handler_done(ctx, task)
+        # Else answered (or abandoned): the usual case, decided without asking the task.
+
     def handler_done(self, ctx: HTTPContext, task: asyncio.Task[Any]) -> None:
         """The request's event ended: answer 500 (or close) if it ended without a response."""
+        if ctx is not self.current or self.closed:
+            return  # answered (or abandoned): the usual case, decided without asking the task
         if task.cancelled():
             failed = True
         else:
             failed = task.exception() is not None or ctx._response_state != SENT
-        if not failed or ctx is not self.current or self.closed:
+        if not failed:
             return
         if ctx._response_state == NOT_STARTED:
             content_type = b"text/plain; charset=utf-8"
@@ -364,7 +398,8 @@ class HTTPConnection(asyncio.Protocol):
             self._close()
 
     def _response_complete(self, ctx: HTTPContext) -> None:
-        self._log_access(ctx, ctx.status_code or 0)
+        if access_logger.isEnabledFor(logging.INFO):
+            self._log_access(ctx, ctx.status_code or 0)
         self.current = None
         self._body_pending = False  # what is left of it is skipped (keep-alive timeout) or not read
         if self._body_clock is not None:
@@ -395,24 +430,42 @@ class HTTPConnection(asyncio.Protocol):
     # ------------------------------------------------------------------ timers, pausing, closing
 
     def _arm_timer(self, header: bool) -> None:
-        if self._timer is not None:
-            if self._timer_is_header == header or self._timer_is_header:
-                return  # a running header deadline is never extended
-            self._timer.cancel()
-        delay = self.limits.header_timeout if header else self.limits.keep_alive_timeout
-        self._timer = self._loop.call_later(delay, self._on_timeout)
-        self._timer_is_header = header
+        kind = self._deadline_kind
+        if kind == _HEAD or (kind == _IDLE and not header):
+            return  # a running header deadline is never extended, nor an idle one restarted
+        if header:
+            self._deadline_kind = _HEAD
+            deadline = self._deadline = self._loop.time() + self.limits.header_timeout
+        else:
+            self._deadline_kind = _IDLE
+            deadline = self._deadline = self._loop.time() + self.limits.keep_alive_timeout
+        timer = self._timer
+        if timer is not None:
+            if self._timer_when <= deadline:
+                return  # it fires first, then waits for the rest
+            timer.cancel()
+        self._timer = self._loop.call_at(deadline, self._on_timeout)
+        self._timer_when = deadline
 
     def _cancel_timer(self) -> None:
+        self._deadline_kind = _NO_DEADLINE
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._linger_timer is not None:
+            self._linger_timer.cancel()
+            self._linger_timer = None
 
     def _on_timeout(self) -> None:
         self._timer = None
-        if self.current is not None or self.closed:
+        if self._deadline_kind == _NO_DEADLINE or self.current is not None or self.closed:
+            return  # armed again when the connection is next idle
+        if self._deadline > self._timer_when:
+            # Requests came and went since it was armed: wait for the current deadline.
+            self._timer = self._loop.call_at(self._deadline, self._on_timeout)
+            self._timer_when = self._deadline
             return
-        if self._timer_is_header:
+        if self._deadline_kind == _HEAD:
             timeout = self.limits.header_timeout
             logger.info("%s: request head not complete in %.1fs (answered 408)", self._peer(), timeout)
             data = self.conn.reject(408)
@@ -514,7 +567,7 @@ class HTTPConnection(asyncio.Protocol):
             self._close()
             return
         self._resume_reading()
-        self._timer = self._loop.call_later(LINGER_SECONDS, self._close)
+        self._linger_timer = self._loop.call_later(LINGER_SECONDS, self._close)
 
     def _close(self) -> None:
         self._cancel_timer()

@@ -157,15 +157,17 @@ class HTTPSource(Source):
         return self._protocol_cls(self.limits)
 
     def new_ctx(self) -> HTTPContext:
-        """Return a new anonymous request context of the hosting listener."""
-        ctx: HTTPContext = self.listener.new_ctx(context_cls=self.context_cls)
+        """Return a new anonymous request context of the hosting listener; raises
+        :class:`~tiny_listener.sources.base.SourceNotAttached` if there is none."""
+        listener = self._listener or self.listener  # the property raises; once per request
+        ctx: HTTPContext = listener.new_ctx(context_cls=self.context_cls)
         return ctx
 
     # ------------------------------------------------------------------ routing requests
 
     def _dispatch_request(self, ctx: HTTPContext) -> asyncio.Task[Any]:
         """Start the event of ``ctx``'s request; raises ``EventNotFound`` if no route matches."""
-        listener = self.listener
+        listener = self._listener or self.listener
         method = ctx.method
         path = ctx.path
         if method == "HEAD":
@@ -252,9 +254,7 @@ async def _send_result(event: Event) -> None:  # type: ignore[type-arg]
     result = event.result
     if type(result) is str:
         # The most common answer, sent without building a Response object.
-        body = result.encode()
-        headers = [(b"content-type", _TEXT), (b"content-length", str(len(body)).encode())]
-        connection.send_response(ctx, 200, headers, body)
+        connection.send_text(ctx, result.encode())
         return
     response = to_response(result)
     if isinstance(response, StreamingResponse):
