@@ -9,7 +9,7 @@ from pathlib import Path
 
 import tiny_listener
 
-from .cli_helpers import ended
+from .cli_helpers import ended, running_cli, write_module
 
 CLI = [sys.executable, "-m", "tiny_listener"]
 
@@ -117,3 +117,36 @@ def test_http_parser_option_is_rejected_for_a_listener_without_a_parser(tmp_path
     (tmp_path / "app_mod.py").write_text(APP)
     result = run_cli("--app-dir", str(tmp_path), "--http", "h11", "app_mod:app")
     assert result.returncode == 2 and "--http is not supported" in result.stderr
+
+
+def test_cancel_timeout_option_bounds_each_wait_for_cancelled_tasks(tmp_path: Path) -> None:
+    write_module(tmp_path, "deaf", """
+        import asyncio
+
+        from tiny_listener import Listener
+
+
+        class App(Listener):
+            async def listen(self):
+                print("LISTENING", flush=True)
+                while True:
+                    try:
+                        await asyncio.sleep(3600)
+                    except asyncio.CancelledError:
+                        pass  # ignores its cancellation
+
+
+        app = App()
+    """)
+    with running_cli("run", "--cancel-timeout", "0.3", "--app-dir", str(tmp_path), "deaf:app") as (proc, output):
+        assert output.wait_for("LISTENING", 20)
+        proc.send_signal(signal.SIGTERM)
+        # The step waited --cancel-timeout (0.3 s), not the default 5 s, and says so.
+        assert output.wait_for("listen() did not stop within 0.3s of being cancelled", 20), output.seen
+        assert proc.wait(20) == 0
+
+
+def test_cancel_timeout_must_not_be_negative(tmp_path: Path) -> None:
+    (tmp_path / "app_mod.py").write_text(APP)
+    result = run_cli("run", "--cancel-timeout", "-1", "--app-dir", str(tmp_path), "app_mod:app")
+    assert result.returncode == 2 and "--cancel-timeout" in result.stderr

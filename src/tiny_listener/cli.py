@@ -233,6 +233,12 @@ log_format_option = click.option(
     help="HTTP parser, for the HTTP listener (default h11; httptools needs the httptools extra).",
 )
 @click.option("--shutdown-timeout", type=float, default=None, help="Seconds to wait for in-flight events at shutdown.")
+@click.option(
+    "--cancel-timeout",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Seconds each shutdown step waits for cancelled tasks to end (default 5).",
+)
 @click.option("--reload", is_flag=True, help="Restart when a .py file under --app-dir changes (extra: reload).")
 @click.option(
     "--workers",
@@ -280,6 +286,7 @@ def serve(
     fd: int | None,
     parser: str | None,
     shutdown_timeout: float | None,
+    cancel_timeout: float | None,
 ) -> None:
     """Configure logging, import APP and run it: the body of ``run``, also run by ``--reload``
     in its child process and by each ``--workers`` worker. With ``--log-level debug`` each
@@ -293,6 +300,8 @@ def serve(
         apply_listener_options(listener, host=host, port=port, parser=parser, sock=sock)
         if shutdown_timeout is not None:
             listener.shutdown_timeout = shutdown_timeout
+        if cancel_timeout is not None:
+            listener.cancel_timeout = cancel_timeout
         log_events(listener)
         listener.run()
 
@@ -325,6 +334,7 @@ def run_workers(
     fd: int | None,
     parser: str | None,
     shutdown_timeout: float | None,
+    cancel_timeout: float | None,
 ) -> None:
     """``run --workers``: import APP once to check it and find what its workers share, then
     run each worker as ``tiny-listener run`` of APP under a :class:`Supervisor`.
@@ -343,6 +353,8 @@ def run_workers(
         command += ["--http", parser]
     if shutdown_timeout is not None:
         command += ["--shutdown-timeout", str(shutdown_timeout)]
+    if cancel_timeout is not None:
+        command += ["--cancel-timeout", str(cancel_timeout)]
     if sock is not None:
         command += ["--fd", str(sock.fileno())]
         logging.getLogger("tiny_listener.workers").info(
@@ -350,7 +362,10 @@ def run_workers(
         )
     else:
         logging.getLogger("tiny_listener.workers").info("%d workers of %s", workers, app)
-    stop_timeout = (listener.shutdown_timeout if shutdown_timeout is None else shutdown_timeout) + WORKER_STOP_MARGIN
+    # A longer --cancel-timeout than the margin lengthens the margin.
+    stop_timeout = (listener.shutdown_timeout if shutdown_timeout is None else shutdown_timeout) + max(
+        WORKER_STOP_MARGIN, listener.cancel_timeout if cancel_timeout is None else cancel_timeout
+    )
     supervisor = Supervisor(
         [*command, app], workers, stop_timeout=stop_timeout, pass_fds=() if sock is None else (sock.fileno(),)
     )
