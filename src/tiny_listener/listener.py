@@ -382,7 +382,10 @@ class Listener(Generic[CTXType]):
         anonymous._anonymous = True
         self.ctxs[cid] = anonymous
         event: Event[Any] = Event(anonymous, route, data, path, params)
-        anonymous._event_dispatched(event)
+        # Context._event_dispatched() for the first event of a new context: no history to trim.
+        anonymous.events[route] = [event]
+        anonymous._history_bytes = len(path)
+        anonymous._in_flight = 1
         task = asyncio.Task(self._run_event(event, anonymous, params, timeout), loop=loop)
         self._tasks.events[event] = task
         return task
@@ -446,7 +449,10 @@ class Listener(Generic[CTXType]):
             ctx.log_failures = False
         self.ctxs[cid] = ctx  # type: ignore[assignment]
         event: Event[Any] = Event(ctx, route, data, path, params)
-        ctx._event_dispatched(event)
+        # Context._event_dispatched() for the first event of a new context: no history to trim.
+        ctx.events[route] = [event]
+        ctx._history_bytes = len(path)
+        ctx._in_flight = 1
         self._tasks.events[event] = task
         return self._run_event(event, ctx, params, None, False)
 

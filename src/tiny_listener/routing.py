@@ -154,6 +154,24 @@ class Route:
                 return None
         return raw
 
+    def _match_template(self, path: str) -> PathParams | None:
+        """What the route table keeps for a path this route matches (None if it does not):
+        the converted parameters, or their matched text for a route whose convertors must run
+        for every match. The convertors run once here, not once to check and once again."""
+        if self._is_static:
+            return {} if path == self.path else None
+        found = self.path_regex.match(path)
+        if found is None:
+            return None
+        raw: Dict[str, Any] = found.groupdict()
+        if not self._converting:
+            return raw
+        try:
+            converted = self.convert(raw)
+        except ValueError:
+            return None
+        return raw if self._convert_per_match else converted
+
     def convert(self, raw: Dict[str, str]) -> PathParams:
         """Return a new dict of the converted values of ``raw`` (from :meth:`match_raw`)."""
         params: PathParams = dict(raw)
@@ -199,7 +217,7 @@ class RouteTable(MutableMapping[str, Route]):
         # shorter buckets stop at once.
         self._index: Tuple[Tuple[int, Dict[str, _Candidates]], ...] = ()
         # event path -> (route, converted params, or raw ones if converted per match), or None.
-        self._cache: Dict[str, Tuple[Route, Dict[str, str]] | None] = {}
+        self._cache: Dict[str, Tuple[Route, PathParams] | None] = {}
         self._publishes: bool | None = False
         for name, route in (routes or {}).items():
             if not isinstance(route, Route):
@@ -290,8 +308,6 @@ class RouteTable(MutableMapping[str, Route]):
             found = self._cache[path]
         except KeyError:
             found = self._search(path)
-            if found is not None and not found[0]._convert_per_match:
-                found = (found[0], found[0].convert(found[1]))
             size = len(path)
             if size <= self.cache_path_limit:  # a long path (a 60 KB line...) is searched each time
                 if len(self._cache) >= self.cache_size or self._cached_chars + size > self.cache_chars:
@@ -307,11 +323,13 @@ class RouteTable(MutableMapping[str, Route]):
                 params[name] = convert(params[name])
         return route, params
 
-    def _search(self, path: str) -> Tuple[Route, Dict[str, str]] | None:
+    def _search(self, path: str) -> Tuple[Route, PathParams] | None:
+        """Return the first route matching ``path`` and what the cache keeps for it (see
+        ``Route._match_template``), or None."""
         index = self._current_index()
         size = len(path)
         best_order = sys.maxsize
-        best: Tuple[Route, Dict[str, str]] | None = None
+        best: Tuple[Route, PathParams] | None = None
         for length, table in index:
             if length > size:
                 continue
@@ -321,10 +339,10 @@ class RouteTable(MutableMapping[str, Route]):
             for order, route in candidates:
                 if order >= best_order:
                     break
-                raw = route.match_raw(path)
-                if raw is not None:
+                template = route._match_template(path)
+                if template is not None:
                     best_order = order
-                    best = (route, raw)
+                    best = (route, template)
                     break
         return best
 
