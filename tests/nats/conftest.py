@@ -118,3 +118,15 @@ async def pending(nc: Any, stream: str, durable: str) -> int:
     return int(info.num_pending) + int(info.num_ack_pending)
 
 
+async def pending_once_acked(nc: Any, stream: str, durable: str, within: float = 10.0) -> int:
+    """:func:`pending`, asked again until it is 0 or ``within`` seconds passed, for consumers
+    still running: a handler's side effect (a printed line) comes before its acknowledgement
+    reaches the server, and the server tells of no acknowledgement as an event to await."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        left = await pending(nc, stream, durable)
+        if left == 0 or asyncio.get_running_loop().time() > deadline:
+            return left
+        await asyncio.sleep(0.05)
+
+

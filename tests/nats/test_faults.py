@@ -15,7 +15,7 @@ from tests.log_watch import LogWatch, watching_log
 from tests.worker_processes import Workers
 from tiny_listener import Param
 
-from .conftest import NatsServer, Streams, nats, pending
+from .conftest import NatsServer, Streams, nats, pending, pending_once_acked
 
 
 @pytest.fixture
@@ -115,22 +115,34 @@ async def test_two_processes_share_one_durable_consumer(streams: Streams, client
     by_worker: List[List[int]] = [[], []]
 
     async def collect() -> None:
-        while sum(map(len, by_worker)) < total:
-            # Read both workers' output as it comes.
-            reads = {asyncio.ensure_future(w.next_line()): i for i, w in enumerate((first, second))}
-            done, others = await asyncio.wait(reads, return_when=asyncio.FIRST_COMPLETED)
-            for task in others:
-                task.cancel()
-            await asyncio.gather(*others, return_exceptions=True)
-            for task in done:
-                line = task.result()
+        # One reader per worker, reading on until every message was seen: a read cancelled as
+        # soon as the other worker's line came first could be cancelled just after it got its
+        # own line, which would then be lost to the count (seen on a loaded machine).
+        all_seen = asyncio.Event()
+
+        async def read(index: int, worker: Any) -> None:
+            while True:
+                line = await worker.next_line()
                 assert line.startswith("handled "), line
-                by_worker[reads[task]].append(int(line.split()[1]))
+                by_worker[index].append(int(line.split()[1]))
+                if sum(map(len, by_worker)) >= total:
+                    all_seen.set()
+
+        readers = [asyncio.ensure_future(read(i, w)) for i, w in enumerate((first, second))]
+        seen = asyncio.ensure_future(all_seen.wait())
+        try:
+            ended, _ = await asyncio.wait([seen, *readers], return_when=asyncio.FIRST_COMPLETED)
+            for task in ended:
+                task.result()  # a reader's error (a line that is not "handled", a timeout)
+        finally:
+            for task in (seen, *readers):
+                task.cancel()
+            await asyncio.gather(seen, *readers, return_exceptions=True)
 
     await asyncio.wait_for(collect(), 60)
     assert sorted(by_worker[0] + by_worker[1]) == list(range(total))  # each exactly once
     assert by_worker[0] and by_worker[1], "both processes got a share"
-    assert await pending(client, stream, "workers") == 0
+    assert await pending_once_acked(client, stream, "workers") == 0
 
 
 async def test_keeps_retrying_until_the_server_is_up(tmp_path: Path) -> None:
