@@ -145,7 +145,7 @@ import asyncio
 import logging
 from collections import deque
 from contextvars import copy_context
-from typing import Any, Awaitable, Deque, Dict, Hashable, List, Sequence, Tuple, Type
+from typing import Any, Deque, Dict, Hashable, List, Sequence, Tuple, Type
 from urllib.parse import urlsplit
 
 from .._types import EventData, Scope
@@ -322,9 +322,10 @@ class BrokerSource(DeliverySettings, Source):
         self._idle: List[Tuple[asyncio.Task[None], asyncio.Future[None]]] = []
         self._woken: asyncio.Task[None] | None = None
         self._worker_context = copy_context()  # set again by serve()
-        # Messages whose handler runs, with when to report them in progress next (see
-        # progress_interval); one timer per source (_progress_timer) looks at them.
-        self._progress_due: Dict[BrokerMessage, float] = {}
+        # Messages whose handler runs, with the tick of _progress_timer at which to report them
+        # in progress next (see progress_interval and _report_progress).
+        self._progress_due: Dict[BrokerMessage, int] = {}
+        self._progress_tick = 0
         self._progress_timer: asyncio.TimerHandle | None = None
         self._errors: Tuple[Type[BaseException], ...] = (OSError, NotConnected)
         self._lost: BaseException | None = None  # set by connection_lost()
@@ -725,7 +726,18 @@ class BrokerSource(DeliverySettings, Source):
                 if interval is None:
                     result = await event
                 else:
-                    result = await self._run_with_progress(event, message, interval)
+                    # Reported in progress while it runs (see _report_progress): due after 3
+                    # ticks of half an interval, so between 1 and 1.5 intervals from now.
+                    progressing = self._progress_due
+                    progressing[message] = self._progress_tick + 3
+                    if self._progress_timer is None:
+                        self._progress_timer = asyncio.get_running_loop().call_later(
+                            interval / 2, self._report_progress, interval
+                        )
+                    try:
+                        result = await event
+                    finally:
+                        del progressing[message]
                 if listener.routes.publishes or message.reply_address() is not None:
                     await self._send_result(message, result)
             except asyncio.CancelledError:
@@ -757,19 +769,6 @@ class BrokerSource(DeliverySettings, Source):
                 self.log.not_settled(message, "acknowledge", exc)
             return
 
-    async def _run_with_progress(self, event: Awaitable[Any], message: BrokerMessage, interval: float) -> Any:
-        """Await ``event`` and return its result, calling ``message.in_progress()`` about every
-        ``interval`` seconds while it runs, so that the broker does not hand the message to
-        another consumer."""
-        loop = asyncio.get_running_loop()
-        self._progress_due[message] = loop.time() + interval
-        if self._progress_timer is None:
-            self._progress_timer = loop.call_later(interval / 2, self._report_progress, interval)
-        try:
-            return await event
-        finally:
-            del self._progress_due[message]
-
     async def _send_result(self, message: BrokerMessage, result: Any) -> None:
         """Reply to a request with the handler's ``result``, and publish a result that is
         not None to the route's ``publish_to`` destination."""
@@ -787,20 +786,21 @@ class BrokerSource(DeliverySettings, Source):
 
     def _report_progress(self, interval: float) -> None:
         # One timer for the source, ticking every half interval while handlers run, rather
-        # than one per message: most handlers end long before a report is due. A message is
-        # reported between one and one and a half intervals after its last report.
+        # than one per message: most handlers end long before a report is due. Due times are
+        # counted in ticks, not read from the clock per message; a message is reported between
+        # one and one and a half intervals after it started or was last reported.
         self._progress_timer = None
-        if not self._progress_due:
+        self._progress_tick = tick = self._progress_tick + 1
+        progressing = self._progress_due
+        if not progressing:
             return
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        for message, due in self._progress_due.items():
-            if due <= now:
-                self._progress_due[message] = now + interval
+        for message, due in progressing.items():
+            if due <= tick:
+                progressing[message] = tick + 2
                 self.listener.spawn(
                     self._settle(message, message.in_progress(), "extend"), name=f"{self.name} in-progress"
                 )
-        self._progress_timer = loop.call_later(interval / 2, self._report_progress, interval)
+        self._progress_timer = asyncio.get_running_loop().call_later(interval / 2, self._report_progress, interval)
 
     async def _give_up(self, message: BrokerMessage, reason: str, error: BaseException) -> None:
         """Dead-letter the message (or drop it without a target), logging why once."""
