@@ -182,6 +182,13 @@ class Context:
             self._released = False
             self._listener.ctxs.setdefault(self.cid, self)
 
+    def _first_event_dispatched(self, event: Event[Any]) -> None:
+        """:meth:`_event_dispatched` for the first event of a context just made (an anonymous
+        one, by the listener's dispatch): it has no history to trim nor to be kept for."""
+        self.events[event._route] = [event]
+        self._history_bytes = len(event.path)
+        self._in_flight = 1
+
     def _event_ended(self, event: Event[Any]) -> None:
         if self._event_waiters:
             self._wake_waiters(event._route)

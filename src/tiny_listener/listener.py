@@ -382,10 +382,7 @@ class Listener(Generic[CTXType]):
         anonymous._anonymous = True
         self.ctxs[cid] = anonymous
         event: Event[Any] = Event(anonymous, route, data, path, params)
-        # Context._event_dispatched() for the first event of a new context: no history to trim.
-        anonymous.events[route] = [event]
-        anonymous._history_bytes = len(path)
-        anonymous._in_flight = 1
+        anonymous._first_event_dispatched(event)
         task = asyncio.Task(self._run_event(event, anonymous, params, timeout), loop=loop)
         self._tasks.events[event] = task
         return task
@@ -449,10 +446,7 @@ class Listener(Generic[CTXType]):
             ctx.log_failures = False
         self.ctxs[cid] = ctx  # type: ignore[assignment]
         event: Event[Any] = Event(ctx, route, data, path, params)
-        # Context._event_dispatched() for the first event of a new context: no history to trim.
-        ctx.events[route] = [event]
-        ctx._history_bytes = len(path)
-        ctx._in_flight = 1
+        ctx._first_event_dispatched(event)
         self._tasks.events[event] = task
         return self._run_event(event, ctx, params, None, False)
 
