@@ -258,3 +258,34 @@ def test_the_route_match_cache_is_bounded_in_bytes_not_only_in_entries(length: i
     assert held_while(match_them) < 4 * 1024 * 1024
     # Short paths are still cached: the same answers, without a search.
     assert [app.match_route(f"GET:/user/{i}")[1] for i in range(3)] == [{"line": f"GET:/user/{i}"} for i in range(3)]
+
+
+def test_paths_that_never_come_again_stop_filling_the_match_cache() -> None:
+    app = build_app("x/{a:int}")
+    table = app.routes
+    table.cache_size = 8
+    for n in range(8):
+        assert app.match_route(f"x/{n}")[1] == {"a": n}
+    assert len(table._cache) == 8
+    # Full, and it never served a lookup: emptied, and the next 4 * 8 new paths are not kept.
+    assert app.match_route("x/8")[1] == {"a": 8}
+    assert len(table._cache) == 0
+    for n in range(9, 9 + 16):  # two lookups each: 32 paths not kept
+        route, params = app.match_route(f"x/{n}")
+        assert route.name == "h0" and params == {"a": n}
+        params["a"] = -1  # a path not kept hands out its own dict: nothing shared to spoil
+        assert app.match_route(f"x/{n}")[1] == {"a": n}
+    assert len(table._cache) == 0
+    assert app.match_route("x/100")[1] == {"a": 100}  # tried again
+    assert len(table._cache) == 1
+
+
+def test_a_match_cache_that_serves_lookups_keeps_caching_when_full() -> None:
+    app = build_app("x/{a:int}")
+    table = app.routes
+    table.cache_size = 8
+    for n in range(8):
+        app.match_route(f"x/{n}")
+        app.match_route(f"x/{n}")  # served from the cache
+    assert app.match_route("x/8")[1] == {"a": 8}
+    assert list(table._cache) == ["x/8"]  # emptied when full, and still caching

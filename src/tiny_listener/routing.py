@@ -166,11 +166,18 @@ class Route:
         raw: Dict[str, Any] = found.groupdict()
         if not self._converting:
             return raw
-        try:
-            converted = self.convert(raw)
+        if self._convert_per_match:  # checked here, converted again for every match
+            try:
+                self.convert(raw)
+            except ValueError:
+                return None
+            return raw
+        try:  # in place: the dict is new
+            for name, convert in self._converting:
+                raw[name] = convert(raw[name])
         except ValueError:
             return None
-        return raw if self._convert_per_match else converted
+        return raw
 
     def convert(self, raw: Dict[str, str]) -> PathParams:
         """Return a new dict of the converted values of ``raw`` (from :meth:`match_raw`)."""
@@ -185,6 +192,9 @@ class Route:
 
 _IMMUTABLE_RESULTS = frozenset({str, int, float, uuid.UUID})
 
+# What RouteTable's cache gives for a path it does not hold (None is a cached "no route").
+_NOT_CACHED: Any = object()
+
 # (registration order, route) pairs that share one literal prefix, in registration order.
 _Candidates = List[Tuple[int, Route]]
 
@@ -198,6 +208,10 @@ class RouteTable(MutableMapping[str, Route]):
     (its parameters are still converted anew for every event): at most ``cache_size`` of them,
     none longer than ``cache_path_limit`` characters, ``cache_chars`` characters in all; the
     cache is emptied when it is full. Memory it holds is bounded whatever paths clients send.
+
+    Paths that never come again (an id in every path) would only fill the cache: when a full
+    cache served fewer lookups than it held paths, the next ``4 * cache_size`` new paths are not
+    kept, then the cache is tried again.
     """
 
     cache_size = 4096
@@ -218,6 +232,8 @@ class RouteTable(MutableMapping[str, Route]):
         self._index: Tuple[Tuple[int, Dict[str, _Candidates]], ...] = ()
         # event path -> (route, converted params, or raw ones if converted per match), or None.
         self._cache: Dict[str, Tuple[Route, PathParams] | None] = {}
+        self._cache_hits = 0  # since the cache was last emptied
+        self._paths_not_kept = 0  # how many more new paths are not cached (see the class)
         self._publishes: bool | None = False
         for name, route in (routes or {}).items():
             if not isinstance(route, Route):
@@ -246,6 +262,8 @@ class RouteTable(MutableMapping[str, Route]):
         """Forget the event paths matched so far."""
         self._cache.clear()
         self._cached_chars = 0
+        self._cache_hits = 0
+        self._paths_not_kept = 0
         self._publishes = None
 
     def __iter__(self) -> Iterator[str]:
@@ -304,29 +322,49 @@ class RouteTable(MutableMapping[str, Route]):
 
         Raises :class:`EventNotFound` when no route matches.
         """
-        try:
-            found = self._cache[path]
-        except KeyError:
+        found = self._cache.get(path, _NOT_CACHED)  # not try/except: misses are common
+        if found is not _NOT_CACHED:
+            self._cache_hits += 1
+            if found is None:
+                raise EventNotFound(f"no route matches event path {path!r}")
+            route, template = found
+            params = dict(template)  # the cached one stays as it is
+        else:
             found = self._search(path)
-            size = len(path)
-            if size <= self.cache_path_limit:  # a long path (a 60 KB line...) is searched each time
-                if len(self._cache) >= self.cache_size or self._cached_chars + size > self.cache_chars:
-                    self.clear_cache()
-                self._cache[path] = found
-                self._cached_chars += size
-        if found is None:
-            raise EventNotFound(f"no route matches event path {path!r}")
-        route, template = found
-        params = dict(template)
+            if found is None:
+                self._keep(path, found)
+                raise EventNotFound(f"no route matches event path {path!r}")
+            route, params = found  # a new dict: _search made it
+            if self._keep(path, found):
+                params = dict(params)
         if route._convert_per_match:
             for name, convert in route._converting:
                 params[name] = convert(params[name])
         return route, params
 
+    def _keep(self, path: str, found: Tuple[Route, PathParams] | None) -> bool:
+        """Cache what ``_search`` found for ``path``, unless it is too long or paths are not
+        kept for now (see the class); return True if it was cached."""
+        size = len(path)
+        if size > self.cache_path_limit:  # a long path (a 60 KB line...) is searched each time
+            return False
+        if self._paths_not_kept:
+            self._paths_not_kept -= 1
+            return False
+        if len(self._cache) >= self.cache_size or self._cached_chars + size > self.cache_chars:
+            served_fewer = self._cache_hits < len(self._cache)
+            self.clear_cache()
+            if served_fewer:
+                self._paths_not_kept = 4 * self.cache_size
+                return False
+        self._cache[path] = found
+        self._cached_chars += size
+        return True
+
     def _search(self, path: str) -> Tuple[Route, PathParams] | None:
         """Return the first route matching ``path`` and what the cache keeps for it (see
         ``Route._match_template``), or None."""
-        index = self._current_index()
+        index = self._index if self._tables is not None else self._current_index()
         size = len(path)
         best_order = sys.maxsize
         best: Tuple[Route, PathParams] | None = None

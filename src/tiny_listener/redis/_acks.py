@@ -44,12 +44,20 @@ class AckBatcher:
 
     async def ack(self, stream: str, message_id: bytes) -> None:
         """Queue the acknowledgement of ``message_id`` of ``stream``; see the class."""
+        full = self.queue(stream, message_id)
+        if full is not None:
+            await full
+
+    def queue(self, stream: str, message_id: bytes) -> Awaitable[Any] | None:
+        """:meth:`ack` without a coroutine of its own: queue the acknowledgement and return
+        what to await before going on (the batch under way) when too many wait, else None."""
         self._pending.append((stream, message_id))
         flusher = self._flusher
         if flusher is None:
             self._flusher = self._spawn(self._flush())
         elif len(self._pending) >= self.max_pending:
-            await asyncio.shield(flusher)
+            return asyncio.shield(flusher)
+        return None
 
     async def _flush(self) -> None:
         batch: List[Tuple[str, bytes]] = []

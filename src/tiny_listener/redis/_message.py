@@ -74,8 +74,14 @@ def decode_event(fields: Mapping[bytes, bytes], codec: Codec) -> Tuple[str, Even
     payload = fields.get(DATA_FIELD)
     if payload is None:
         return path, {}
+    return path, decode_data(path, payload, codec)
+
+
+def decode_data(path: str, payload: bytes, codec: Codec) -> EventData:
+    """Return the event data of the ``data`` field of event ``path``; raises
+    :class:`UndeliverableMessage` if the codec cannot decode it."""
     try:
-        return path, payload_to_data(payload, codec)
+        return payload_to_data(payload, codec)
     except DecodeError as exc:
         raise UndeliverableMessage(UNDECODABLE, f"data of event {path!r} cannot be decoded: {exc}") from None
 

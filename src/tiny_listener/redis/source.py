@@ -47,7 +47,15 @@ from ._config import (
     default_consumer_name,
     order_key_function,
 )
-from ._message import DATA_FIELD, PATH_FIELD, REDELIVERED_TOO_OFTEN, Fields, dead_letter_fields, decode_event
+from ._message import (
+    DATA_FIELD,
+    PATH_FIELD,
+    REDELIVERED_TOO_OFTEN,
+    Fields,
+    dead_letter_fields,
+    decode_data,
+    decode_event,
+)
 
 logger = logging.getLogger("tiny_listener.redis")
 
@@ -65,15 +73,27 @@ class RedisStreamMessage(BrokerMessage):
     message id. ``attempt`` counts the earlier deliveries of a message claimed from another
     consumer."""
 
-    __slots__ = ("dead_lettered", "fields", "id", "source", "stream")
+    __slots__ = ("dead_lettered", "fields", "id", "source", "stream", "usual")
 
     def __init__(self, source: RedisStreamSource, stream: str, message_id: bytes, fields: Fields,
                  attempt: int) -> None:
         raw_path = fields.get(PATH_FIELD)
         # BrokerMessage's attributes, set here directly: this runs for every message. A path
-        # that is not UTF-8 is shown as best it can be; event_data() refuses it.
-        self.path = raw_path.decode(errors="replace") if raw_path is not None else ""
-        self.payload = fields.get(DATA_FIELD, b"")
+        # that is not UTF-8 is shown as best it can be; event_data() refuses it (and one that
+        # is missing), so the path is decoded once, here.
+        payload = fields.get(DATA_FIELD)
+        self.payload = payload if payload is not None else b""
+        # ``usual``: a UTF-8 path and a data field; event_data() decodes the payload, nothing else.
+        if raw_path is None:
+            self.path = ""
+            self.usual = False
+        else:
+            try:
+                self.path = raw_path.decode()
+                self.usual = payload is not None
+            except UnicodeDecodeError:
+                self.path = raw_path.decode(errors="replace")
+                self.usual = False
         self.attempt = attempt
         self.message_id = message_id.decode()
         self.fields = fields
@@ -90,7 +110,10 @@ class RedisStreamMessage(BrokerMessage):
         :class:`~tiny_listener.delivery.UndeliverableMessage` for an entry that is no event
         (``undecodable``) or that consumers kept taking and never acknowledging
         (``redelivered-too-often``: more than ``max_retries + 1`` deliveries)."""
-        _, data = decode_event(self.fields, codec)
+        if self.usual:
+            data = decode_data(self.path, self.payload, codec)
+        else:
+            _, data = decode_event(self.fields, codec)
         previous = self.attempt - 1
         if previous > self.source.max_retries:
             raise UndeliverableMessage(
@@ -100,10 +123,13 @@ class RedisStreamMessage(BrokerMessage):
         return data
 
     async def ack(self) -> None:
+        source = self.source
+        full = source._acks.queue(self.stream, self.id)
         try:
-            await self.source._acks.ack(self.stream, self.id)
+            if full is not None:
+                await full
         finally:
-            self.source._held.pop((self.stream, self.id), None)
+            source._held.pop((self.stream, self.id), None)
 
     async def dead_letter(self, target: str, reason: str, error: BaseException) -> None:
         """Add the dead letter to ``target`` and acknowledge the message, in one transaction."""
