@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any, List, Mapping, Sequence, Set, Tuple, Type
+from typing import TYPE_CHECKING, Any, Coroutine, List, Mapping, Sequence, Set, Tuple, Type
 
 from .._types import Scope
 from ..codecs import Codec
@@ -67,8 +67,9 @@ class NATSMessage(BrokerMessage):
     def scope(self) -> Scope:
         return {"message": self.message, "attempt": self.attempt}
 
-    async def ack(self) -> None:
-        await self.message.ack()
+    def ack(self) -> Coroutine[Any, Any, None]:
+        # nats-py's own coroutine, not one awaiting it: one frame less for every message.
+        return self.message.ack()
 
     async def retry(self, delay: float, error: BaseException) -> None:
         await self.message.nak(delay=delay)
