@@ -10,12 +10,13 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from ..codecs import Codec
-from ..listener import CTXType, Listener
+from ..listener import CTXType
 from ..sources._attribute import SourceAttribute
+from ..sources.broker_listener import BrokerListener
 from .source import DEFAULT_URL, AMQPSource
 
 
-class AMQPListener(Listener[CTXType]):
+class AMQPListener(BrokerListener[CTXType, AMQPSource]):
     """Consume ``queue`` on RabbitMQ at ``url``; every message becomes an event.
 
     - The event path is the message's ``x-event-path`` header, else its routing key; the body,
@@ -40,22 +41,13 @@ class AMQPListener(Listener[CTXType]):
     are attributes of both. Raises ``ValueError`` for a URL that is not an AMQP URL.
     """
 
-    url: SourceAttribute[str] = SourceAttribute()
+    # RabbitMQ's settings; those of every broker (url, codec, max_in_flight...) are BrokerListener's.
     queue: SourceAttribute[str] = SourceAttribute()
     exchange: SourceAttribute[str | None] = SourceAttribute()
     declare: SourceAttribute[bool] = SourceAttribute()
     durable: SourceAttribute[bool] = SourceAttribute()
     bind_routes: SourceAttribute[bool] = SourceAttribute()
-    codec: SourceAttribute[Codec] = SourceAttribute()
-    max_in_flight: SourceAttribute[int] = SourceAttribute()
-    max_retries: SourceAttribute[int] = SourceAttribute()
-    retry_backoff: SourceAttribute[float] = SourceAttribute()
-    max_retry_delay: SourceAttribute[float] = SourceAttribute()
-    dead_letter: SourceAttribute[str | bool | None] = SourceAttribute()
-    reconnect_backoff: SourceAttribute[float] = SourceAttribute()
-    max_reconnect_delay: SourceAttribute[float] = SourceAttribute()
     connection_name: SourceAttribute[str] = SourceAttribute()
-    quiet_client_logs: SourceAttribute[bool] = SourceAttribute()
 
     def __init__(
         self,
@@ -78,38 +70,32 @@ class AMQPListener(Listener[CTXType]):
         max_retry_delay: float = 30.0,
         max_reconnect_delay: float = 10.0,
     ) -> None:
-        super().__init__(max_event_history=max_event_history, shutdown_timeout=shutdown_timeout)
-        self.source: AMQPSource = self.add_source(AMQPSource(
-            url,
-            queue=queue,
-            exchange=exchange,
-            declare=declare,
-            durable=durable,
-            bind_routes=bind_routes,
-            codec=codec,
-            max_in_flight=max_in_flight,
-            max_retries=max_retries,
-            retry_backoff=retry_backoff,
-            max_retry_delay=max_retry_delay,
-            dead_letter=dead_letter,
-            reconnect_backoff=reconnect_backoff,
-            max_reconnect_delay=max_reconnect_delay,
-            connection_name=connection_name,
-        ))
+        super().__init__(
+            AMQPSource(
+                url,
+                queue=queue,
+                exchange=exchange,
+                declare=declare,
+                durable=durable,
+                bind_routes=bind_routes,
+                codec=codec,
+                max_in_flight=max_in_flight,
+                max_retries=max_retries,
+                retry_backoff=retry_backoff,
+                max_retry_delay=max_retry_delay,
+                dead_letter=dead_letter,
+                reconnect_backoff=reconnect_backoff,
+                max_reconnect_delay=max_reconnect_delay,
+                connection_name=connection_name,
+            ),
+            max_event_history=max_event_history,
+            shutdown_timeout=shutdown_timeout,
+        )
 
     @property
     def dead_letter_queue(self) -> str | None:
         """The queue dead letters go to; None with ``dead_letter=False``."""
         return self.source.dead_letter_target
-
-    @property
-    def connected(self) -> bool:
-        """True while the listener consumes its queue."""
-        return self.source.connected
-
-    async def wait_connected(self) -> None:
-        """Return once the listener consumes its queue (at once if it already does)."""
-        await self.source.wait_connected()
 
     async def publish(
         self,

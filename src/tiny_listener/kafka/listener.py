@@ -10,15 +10,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Sequence, Tuple
 
 from ..codecs import Codec
-from ..listener import CTXType, Listener
+from ..listener import CTXType
 from ..sources._attribute import SourceAttribute
+from ..sources.broker_listener import BrokerListener
 from .source import DEFAULT_URL, KafkaSource
 
 if TYPE_CHECKING:
     from aiokafka.structs import RecordMetadata
 
 
-class KafkaListener(Listener[CTXType]):
+class KafkaListener(BrokerListener[CTXType, KafkaSource]):
     """Consume Kafka topics as a member of consumer group ``group``; every record becomes an
     event whose path is its topic (or its ``x-event-path`` header, see ``path_from``).
 
@@ -50,19 +51,11 @@ class KafkaListener(Listener[CTXType]):
     ``kafka://host:port[,host:port...]`` and for settings out of range.
     """
 
-    url: SourceAttribute[str] = SourceAttribute()
+    # Kafka's settings; those of every broker (url, codec, max_in_flight...) are BrokerListener's.
     group: SourceAttribute[str] = SourceAttribute()
     topics: SourceAttribute[Tuple[str, ...] | None] = SourceAttribute()
     path_from: SourceAttribute[str] = SourceAttribute()
     order: SourceAttribute[str] = SourceAttribute()
-    codec: SourceAttribute[Codec] = SourceAttribute()
-    max_in_flight: SourceAttribute[int] = SourceAttribute()
-    max_retries: SourceAttribute[int] = SourceAttribute()
-    retry_backoff: SourceAttribute[float] = SourceAttribute()
-    max_retry_delay: SourceAttribute[float] = SourceAttribute()
-    dead_letter: SourceAttribute[str | bool | None] = SourceAttribute()
-    reconnect_backoff: SourceAttribute[float] = SourceAttribute()
-    max_reconnect_delay: SourceAttribute[float] = SourceAttribute()
     commit_interval: SourceAttribute[float] = SourceAttribute()
     revoke_timeout: SourceAttribute[float] = SourceAttribute()
     max_buffered: SourceAttribute[int] = SourceAttribute()
@@ -73,7 +66,6 @@ class KafkaListener(Listener[CTXType]):
     producer_options: SourceAttribute[Dict[str, Any]] = SourceAttribute()
     fetch_timeout: SourceAttribute[float] = SourceAttribute()
     commit_timeout: SourceAttribute[float] = SourceAttribute()
-    quiet_client_logs: SourceAttribute[bool] = SourceAttribute()
 
     def __init__(
         self,
@@ -103,46 +95,40 @@ class KafkaListener(Listener[CTXType]):
         max_event_history: int | None = None,
         shutdown_timeout: float | None = None,
     ) -> None:
-        super().__init__(max_event_history=max_event_history, shutdown_timeout=shutdown_timeout)
-        self.source: KafkaSource = self.add_source(KafkaSource(
-            url,
-            group=group,
-            topics=topics,
-            path_from=path_from,
-            order=order,
-            codec=codec,
-            max_in_flight=max_in_flight,
-            max_retries=max_retries,
-            retry_backoff=retry_backoff,
-            max_retry_delay=max_retry_delay,
-            dead_letter=dead_letter,
-            reconnect_backoff=reconnect_backoff,
-            max_reconnect_delay=max_reconnect_delay,
-            commit_interval=commit_interval,
-            commit_batch=commit_batch,
-            revoke_timeout=revoke_timeout,
-            max_buffered=max_buffered,
-            auto_offset_reset=auto_offset_reset,
-            acks=acks,
-            client_id=client_id,
-            consumer_options=consumer_options,
-            producer_options=producer_options,
-        ))
+        super().__init__(
+            KafkaSource(
+                url,
+                group=group,
+                topics=topics,
+                path_from=path_from,
+                order=order,
+                codec=codec,
+                max_in_flight=max_in_flight,
+                max_retries=max_retries,
+                retry_backoff=retry_backoff,
+                max_retry_delay=max_retry_delay,
+                dead_letter=dead_letter,
+                reconnect_backoff=reconnect_backoff,
+                max_reconnect_delay=max_reconnect_delay,
+                commit_interval=commit_interval,
+                commit_batch=commit_batch,
+                revoke_timeout=revoke_timeout,
+                max_buffered=max_buffered,
+                auto_offset_reset=auto_offset_reset,
+                acks=acks,
+                client_id=client_id,
+                consumer_options=consumer_options,
+                producer_options=producer_options,
+            ),
+            max_event_history=max_event_history,
+            shutdown_timeout=shutdown_timeout,
+        )
 
     @property
     def dead_letter_target(self) -> str | None:
         """Where dead letters go (``{topic}`` stands for the record's topic); None with
         ``dead_letter=False``."""
         return self.source.dead_letter_target
-
-    @property
-    def connected(self) -> bool:
-        """True while the listener consumes."""
-        return self.source.connected
-
-    async def wait_connected(self) -> None:
-        """Return once the listener consumes (at once if it already does)."""
-        await self.source.wait_connected()
 
     @property
     def assignment(self) -> List[Tuple[str, int]]:

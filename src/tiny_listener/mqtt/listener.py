@@ -11,12 +11,12 @@ from typing import Any, List, Tuple
 
 from ..codecs import Codec
 from ..context import Context
-from ..listener import Listener
 from ..sources._attribute import SourceAttribute
+from ..sources.broker_listener import BrokerListener
 from .source import DEFAULT_URL, MQTTSource
 
 
-class MQTTListener(Listener[Context]):
+class MQTTListener(BrokerListener[Context, MQTTSource]):
     """Subscribe to the topic filters of the routes and run an event per message.
 
     See ``docs/mqtt.md`` for the whole contract. In short: ``url`` is
@@ -39,26 +39,17 @@ class MQTTListener(Listener[Context]):
     are attributes of both. Raises ``ValueError`` for a URL that is not an MQTT URL.
     """
 
-    url: SourceAttribute[str] = SourceAttribute()
+    # MQTT's settings; those of every broker (url, codec, max_in_flight...) are BrokerListener's.
     broker_host: SourceAttribute[str] = SourceAttribute()
     broker_port: SourceAttribute[int] = SourceAttribute()
     _username: SourceAttribute[str | None] = SourceAttribute()
     _password: SourceAttribute[str | None] = SourceAttribute()
     qos: SourceAttribute[int] = SourceAttribute()
-    codec: SourceAttribute[Codec] = SourceAttribute()
     client_id: SourceAttribute[str | None] = SourceAttribute()
     clean_session: SourceAttribute[bool] = SourceAttribute()
-    max_in_flight: SourceAttribute[int] = SourceAttribute()
-    max_retries: SourceAttribute[int] = SourceAttribute()
-    retry_backoff: SourceAttribute[float] = SourceAttribute()
-    max_retry_delay: SourceAttribute[float] = SourceAttribute()
-    dead_letter: SourceAttribute[str | bool | None] = SourceAttribute()
-    reconnect_backoff: SourceAttribute[float] = SourceAttribute()
-    max_reconnect_delay: SourceAttribute[float] = SourceAttribute()
     keepalive: SourceAttribute[int] = SourceAttribute()
     shared_group: SourceAttribute[str | None] = SourceAttribute()
     connection_count: SourceAttribute[int] = SourceAttribute()
-    quiet_client_logs: SourceAttribute[bool] = SourceAttribute()
 
     def __init__(
         self,
@@ -80,8 +71,7 @@ class MQTTListener(Listener[Context]):
         max_event_history: int | None = None,
         shutdown_timeout: float | None = None,
     ) -> None:
-        super().__init__(max_event_history=max_event_history, shutdown_timeout=shutdown_timeout)
-        self.source: MQTTSource = self.add_source(
+        super().__init__(
             MQTTSource(
                 url,
                 qos=qos,
@@ -97,7 +87,9 @@ class MQTTListener(Listener[Context]):
                 max_reconnect_delay=max_reconnect_delay,
                 keepalive=keepalive,
                 shared_group=shared_group,
-            )
+            ),
+            max_event_history=max_event_history,
+            shutdown_timeout=shutdown_timeout,
         )
 
     def subscriptions(self) -> List[Tuple[str, int]]:
@@ -109,7 +101,7 @@ class MQTTListener(Listener[Context]):
 
     @property
     def is_connected(self) -> bool:
-        """True while the listener has a subscribed broker connection."""
+        """True while the listener has a subscribed broker connection (as ``connected``)."""
         return self.source.connected
 
     async def wait_connected(self, count: int = 1) -> None:

@@ -10,15 +10,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, List, Mapping, Sequence
 
 from ..codecs import Codec
-from ..listener import CTXType, Listener
+from ..listener import CTXType
 from ..sources._attribute import SourceAttribute
+from ..sources.broker_listener import BrokerListener
 from .source import DEFAULT_URL, NATSSource
 
 if TYPE_CHECKING:
     from nats.js.api import PubAck
 
 
-class NATSListener(Listener[CTXType]):
+class NATSListener(BrokerListener[CTXType, NATSSource]):
     """Consume JetStream ``stream`` through the durable pull consumer ``durable``; every
     message becomes an event whose path is the message's subject.
 
@@ -46,24 +47,15 @@ class NATSListener(Listener[CTXType]):
     are attributes of both. Raises ``ValueError`` for a URL that is not a NATS URL.
     """
 
-    url: SourceAttribute[str] = SourceAttribute()
+    # NATS's settings; those of every broker (url, codec, max_in_flight...) are BrokerListener's.
     stream: SourceAttribute[str] = SourceAttribute()
     durable: SourceAttribute[str] = SourceAttribute()
     subjects: SourceAttribute[List[str] | None] = SourceAttribute()
     create_stream: SourceAttribute[bool] = SourceAttribute()
-    codec: SourceAttribute[Codec] = SourceAttribute()
-    max_in_flight: SourceAttribute[int] = SourceAttribute()
-    max_retries: SourceAttribute[int] = SourceAttribute()
-    retry_backoff: SourceAttribute[float] = SourceAttribute()
-    max_retry_delay: SourceAttribute[float] = SourceAttribute()
-    dead_letter: SourceAttribute[str | bool | None] = SourceAttribute()
-    reconnect_backoff: SourceAttribute[float] = SourceAttribute()
-    max_reconnect_delay: SourceAttribute[float] = SourceAttribute()
     ack_wait: SourceAttribute[float] = SourceAttribute()
     connection_name: SourceAttribute[str] = SourceAttribute()
     fetch_timeout: SourceAttribute[float] = SourceAttribute()
     idle_pulls_between_checks: SourceAttribute[int] = SourceAttribute()
-    quiet_client_logs: SourceAttribute[bool] = SourceAttribute()
 
     def __init__(
         self,
@@ -86,38 +78,32 @@ class NATSListener(Listener[CTXType]):
         max_retry_delay: float = 30.0,
         max_reconnect_delay: float = 10.0,
     ) -> None:
-        super().__init__(max_event_history=max_event_history, shutdown_timeout=shutdown_timeout)
-        self.source: NATSSource = self.add_source(NATSSource(
-            url,
-            stream=stream,
-            durable=durable,
-            subjects=subjects,
-            create_stream=create_stream,
-            codec=codec,
-            max_in_flight=max_in_flight,
-            max_retries=max_retries,
-            retry_backoff=retry_backoff,
-            max_retry_delay=max_retry_delay,
-            dead_letter=dead_letter,
-            reconnect_backoff=reconnect_backoff,
-            max_reconnect_delay=max_reconnect_delay,
-            ack_wait=ack_wait,
-            connection_name=connection_name,
-        ))
+        super().__init__(
+            NATSSource(
+                url,
+                stream=stream,
+                durable=durable,
+                subjects=subjects,
+                create_stream=create_stream,
+                codec=codec,
+                max_in_flight=max_in_flight,
+                max_retries=max_retries,
+                retry_backoff=retry_backoff,
+                max_retry_delay=max_retry_delay,
+                dead_letter=dead_letter,
+                reconnect_backoff=reconnect_backoff,
+                max_reconnect_delay=max_reconnect_delay,
+                ack_wait=ack_wait,
+                connection_name=connection_name,
+            ),
+            max_event_history=max_event_history,
+            shutdown_timeout=shutdown_timeout,
+        )
 
     @property
     def dead_letter_subject(self) -> str | None:
         """The subject dead letters are published to; None with ``dead_letter=False``."""
         return self.source.dead_letter_target
-
-    @property
-    def connected(self) -> bool:
-        """True while the listener consumes its stream."""
-        return self.source.connected
-
-    async def wait_connected(self) -> None:
-        """Return once the listener consumes its stream (at once if it already does)."""
-        await self.source.wait_connected()
 
     def stream_subjects(self) -> List[str]:
         """Return the subjects a created stream listens on: ``subjects``, else one per route."""

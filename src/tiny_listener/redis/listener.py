@@ -10,13 +10,14 @@ from __future__ import annotations
 from typing import Any, Sequence, Tuple, Union
 
 from ..codecs import Codec
-from ..listener import CTXType, Listener
+from ..listener import CTXType
 from ..sources._attribute import SourceAttribute
+from ..sources.broker_listener import BrokerListener
 from ._config import DEFAULT_DEAD_LETTER, DEFAULT_GROUP, DEFAULT_URL, OrderKey
 from .source import RedisStreamSource
 
 
-class RedisStreamListener(Listener[CTXType]):
+class RedisStreamListener(BrokerListener[CTXType, RedisStreamSource]):
     """Handle the events published to Redis ``streams`` as one consumer of ``group``.
 
     Start as many processes as wanted, on as many machines: each message is handled by one of
@@ -50,21 +51,12 @@ class RedisStreamListener(Listener[CTXType]):
     that is not a Redis URL and for settings out of range.
     """
 
-    url: SourceAttribute[str] = SourceAttribute()
+    # Redis's settings; those of every broker (url, codec, max_in_flight...) are BrokerListener's.
     streams: SourceAttribute[Tuple[str, ...]] = SourceAttribute()
     group: SourceAttribute[str] = SourceAttribute()
     consumer: SourceAttribute[str] = SourceAttribute()
-    codec: SourceAttribute[Codec] = SourceAttribute()
-    max_in_flight: SourceAttribute[int] = SourceAttribute()
-    max_retries: SourceAttribute[int] = SourceAttribute()
-    retry_backoff: SourceAttribute[float] = SourceAttribute()
-    max_retry_delay: SourceAttribute[float] = SourceAttribute()
-    dead_letter: SourceAttribute[str | bool | None] = SourceAttribute()
     claim_idle: SourceAttribute[float] = SourceAttribute()
-    reconnect_backoff: SourceAttribute[float] = SourceAttribute()
-    max_reconnect_delay: SourceAttribute[float] = SourceAttribute()
     order_by: SourceAttribute[Union[str, OrderKey, None]] = SourceAttribute()
-    quiet_client_logs: SourceAttribute[bool] = SourceAttribute()
 
     def __init__(
         self,
@@ -86,23 +78,26 @@ class RedisStreamListener(Listener[CTXType]):
         max_retry_delay: float = 30.0,
         max_reconnect_delay: float = 10.0,
     ) -> None:
-        super().__init__(max_event_history=max_event_history, shutdown_timeout=shutdown_timeout)
-        self.source: RedisStreamSource = self.add_source(RedisStreamSource(
-            url,
-            streams=streams,
-            group=group,
-            consumer=consumer,
-            codec=codec,
-            max_in_flight=max_in_flight,
-            max_retries=max_retries,
-            retry_backoff=retry_backoff,
-            max_retry_delay=max_retry_delay,
-            dead_letter=dead_letter,
-            claim_idle=claim_idle,
-            reconnect_backoff=reconnect_backoff,
-            max_reconnect_delay=max_reconnect_delay,
-            order_by=order_by,
-        ))
+        super().__init__(
+            RedisStreamSource(
+                url,
+                streams=streams,
+                group=group,
+                consumer=consumer,
+                codec=codec,
+                max_in_flight=max_in_flight,
+                max_retries=max_retries,
+                retry_backoff=retry_backoff,
+                max_retry_delay=max_retry_delay,
+                dead_letter=dead_letter,
+                claim_idle=claim_idle,
+                reconnect_backoff=reconnect_backoff,
+                max_reconnect_delay=max_reconnect_delay,
+                order_by=order_by,
+            ),
+            max_event_history=max_event_history,
+            shutdown_timeout=shutdown_timeout,
+        )
 
     @property
     def config(self) -> RedisStreamSource:
@@ -119,12 +114,3 @@ class RedisStreamListener(Listener[CTXType]):
     def in_flight(self) -> int:
         """How many messages this process is handling (read and not yet acknowledged)."""
         return self.source.in_flight
-
-    @property
-    def connected(self) -> bool:
-        """True while the listener reads its streams."""
-        return self.source.connected
-
-    async def wait_connected(self) -> None:
-        """Return once the listener reads its streams (at once if it already does)."""
-        await self.source.wait_connected()

@@ -1,7 +1,9 @@
 """Sources: transports (HTTP, TCP, brokers) that any listener can host.
 
 See :class:`Source` and :meth:`tiny_listener.Listener.add_source`; every broker source is a
-:class:`BrokerSource` (the one delivery flow, :mod:`tiny_listener.sources.broker`).
+:class:`BrokerSource` (the one delivery flow, :mod:`tiny_listener.sources.broker`), and every
+listener hosting one as its ``source`` (``NATSListener``...) a
+:class:`~tiny_listener.sources.broker_listener.BrokerListener`.
 """
 
 from __future__ import annotations
