@@ -261,23 +261,28 @@ def test_the_route_match_cache_is_bounded_in_bytes_not_only_in_entries(length: i
 
 
 def test_paths_that_never_come_again_stop_filling_the_match_cache() -> None:
-    app = build_app("x/{a:int}")
+    app = build_app("x/{a:int}", "hot")
     table = app.routes
     table.cache_size = 8
-    for n in range(8):
+    app.match_route("hot")
+    for n in range(7):
         assert app.match_route(f"x/{n}")[1] == {"a": n}
     assert len(table._cache) == 8
-    # Full, and it never served a lookup: emptied, and the next 4 * 8 new paths are not kept.
-    assert app.match_route("x/8")[1] == {"a": 8}
-    assert len(table._cache) == 0
-    for n in range(9, 9 + 16):  # two lookups each: 32 paths not kept
+    # Full, and it served no lookup: it keeps what it holds, the next 4 * 8 new paths are not kept.
+    assert app.match_route("x/7")[1] == {"a": 7}
+    assert "x/7" not in table._cache and len(table._cache) == 8
+    for n in range(8, 8 + 15):  # two lookups each: 30 paths not kept
         route, params = app.match_route(f"x/{n}")
         assert route.name == "h0" and params == {"a": n}
         params["a"] = -1  # a path not kept hands out its own dict: nothing shared to spoil
         assert app.match_route(f"x/{n}")[1] == {"a": n}
+        assert app.match_route("hot")[0].name == "h1"  # a path held is still served
+    assert app.match_route("x/99")[1] == {"a": 99}  # the 31st
+    assert set(table._cache) == {"hot", *(f"x/{n}" for n in range(7))}
+    assert app.match_route("x/100")[1] == {"a": 100}  # the 32nd: the cache is emptied...
     assert len(table._cache) == 0
-    assert app.match_route("x/100")[1] == {"a": 100}  # tried again
-    assert len(table._cache) == 1
+    assert app.match_route("x/101")[1] == {"a": 101}  # ...and fills anew
+    assert list(table._cache) == ["x/101"]
 
 
 def test_a_match_cache_that_serves_lookups_keeps_caching_when_full() -> None:

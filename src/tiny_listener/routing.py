@@ -209,9 +209,9 @@ class RouteTable(MutableMapping[str, Route]):
     none longer than ``cache_path_limit`` characters, ``cache_chars`` characters in all; the
     cache is emptied when it is full. Memory it holds is bounded whatever paths clients send.
 
-    Paths that never come again (an id in every path) would only fill the cache: when a full
-    cache served fewer lookups than it held paths, the next ``4 * cache_size`` new paths are not
-    kept, then the cache is tried again.
+    Paths that never come again (an id in every path) would only churn the cache: when a full
+    cache served fewer lookups than it holds paths, it keeps serving them but the next
+    ``4 * cache_size`` new paths are not kept; then it is emptied and fills anew.
     """
 
     cache_size = 4096
@@ -350,13 +350,16 @@ class RouteTable(MutableMapping[str, Route]):
             return False
         if self._paths_not_kept:
             self._paths_not_kept -= 1
+            if not self._paths_not_kept:  # cache anew: the paths that come again may be others now
+                self.clear_cache()
             return False
         if len(self._cache) >= self.cache_size or self._cached_chars + size > self.cache_chars:
-            served_fewer = self._cache_hits < len(self._cache)
-            self.clear_cache()
-            if served_fewer:
+            if self._cache_hits < len(self._cache):
+                # New paths do not come again: stop adding them for a while, and keep serving
+                # the paths held (those that do come again are among them).
                 self._paths_not_kept = 4 * self.cache_size
                 return False
+            self.clear_cache()
         self._cache[path] = found
         self._cached_chars += size
         return True
