@@ -48,7 +48,10 @@ class Handled:
     def lines(self) -> List[Tuple[int, str, int]]:
         found = []
         for path in self.out.glob("worker-*.txt"):
-            for line in path.read_text().splitlines():
+            text = path.read_text()
+            # Whole lines only: the last one can be half written when it crosses a page boundary
+            # (a file grows a page at a time): its worker is writing it, or was killed doing so.
+            for line in text[: text.rfind("\n") + 1].splitlines():
                 n, key, started, _ = line.split()
                 found.append((int(n), key, int(started)))
         return found
