@@ -339,6 +339,15 @@ class Listener(Generic[CTXType]):
         self.ctxs[cid] = ctx
         return ctx
 
+    def _anonymous_ctx(self, scope: Scope | None) -> CTXType:
+        """:meth:`new_ctx` without a cid, for dispatch: an anonymous context of the listener's
+        context class, registered in ``ctxs`` (its cid is unique to this listener)."""
+        cid = self._cid_prefix + str(next(self._cid_counter))
+        ctx: CTXType = self._context_cls(self, cid, scope)  # type: ignore[assignment]
+        ctx._anonymous = True
+        self.ctxs[cid] = ctx
+        return ctx
+
     def get_ctx(self, cid: str) -> CTXType:
         """Return the context ``cid``; raise :class:`ContextNotFound` if there is none."""
         try:
@@ -372,15 +381,12 @@ class Listener(Generic[CTXType]):
             found = self.ctxs.get(cid)
             ctx = found if found is not None else self.new_ctx(cid, scope)
             return self._dispatch(ctx, route, params, path, data, timeout)
-        # new_ctx() and _dispatch() inlined: this is the per-event path of most listeners.
+        # _dispatch() inlined: this is the per-event path of most listeners.
         loop = _get_running_loop()
         if loop is None:
             # Triggered before the loop runs (at import, before run()), as 1.2 allowed.
             loop = self._runtime.loop_before_start(self.setup_event_loop)
-        cid = self._cid_prefix + str(next(self._cid_counter))
-        anonymous: CTXType = self._context_cls(self, cid, scope)  # type: ignore[assignment]
-        anonymous._anonymous = True
-        self.ctxs[cid] = anonymous
+        anonymous = self._anonymous_ctx(scope)
         event: Event[Any] = Event(anonymous, route, data, path, params)
         anonymous._first_event_dispatched(event)
         task = asyncio.Task(self._run_event(event, anonymous, params, timeout), loop=loop)
@@ -439,12 +445,9 @@ class Listener(Generic[CTXType]):
         made then).
         """
         route, params = self._route_table.match(path)
-        cid = self._cid_prefix + str(next(self._cid_counter))
-        ctx = self._context_cls(self, cid, scope)
-        ctx._anonymous = True
+        ctx = self._anonymous_ctx(scope)
         if not log_failures:
             ctx.log_failures = False
-        self.ctxs[cid] = ctx  # type: ignore[assignment]
         event: Event[Any] = Event(ctx, route, data, path, params)
         ctx._first_event_dispatched(event)
         self._tasks.events[event] = task
