@@ -49,10 +49,10 @@ def make_batcher(sender: Sender, max_pending: int = 100) -> Tuple[AckBatcher, No
 async def test_acks_made_while_a_batch_is_sent_go_in_one_next_batch() -> None:
     sender = Sender()
     batcher, not_sent, tasks = make_batcher(sender)
-    await batcher.ack("s1", b"1-0")  # returns at once: the XACK is not awaited
+    assert batcher.queue("s1", b"1-0") is None  # nothing to wait for: the XACK is not awaited
     await sender.started.wait()
     for n in range(2, 6):
-        await batcher.ack("s1" if n % 2 else "s2", f"{n}-0".encode())
+        assert batcher.queue("s1" if n % 2 else "s2", f"{n}-0".encode()) is None
     assert batcher.pending == 4
     sender.release.set()
     await asyncio.gather(*tasks)
@@ -63,13 +63,14 @@ async def test_acks_made_while_a_batch_is_sent_go_in_one_next_batch() -> None:
 async def test_an_ack_waits_for_redis_only_once_max_pending_acks_are_queued() -> None:
     sender = Sender()
     batcher, _, tasks = make_batcher(sender, max_pending=3)
-    await batcher.ack("s", b"1-0")
+    assert batcher.queue("s", b"1-0") is None
     await sender.started.wait()
-    await batcher.ack("s", b"2-0")
-    await batcher.ack("s", b"3-0")
-    third = asyncio.ensure_future(batcher.ack("s", b"4-0"))  # the third queued: waits
+    assert batcher.queue("s", b"2-0") is None
+    assert batcher.queue("s", b"3-0") is None
+    third = batcher.queue("s", b"4-0")  # the third queued: to be waited for
+    assert third is not None
     await asyncio.sleep(0)
-    assert not third.done()
+    assert not asyncio.ensure_future(third).done()
     sender.release.set()
     await third
     assert [ids["s"] for ids in sender.batches] == [[b"1-0"], [b"2-0", b"3-0", b"4-0"]]
@@ -80,9 +81,9 @@ async def test_a_batch_that_cannot_be_sent_is_said_once_and_not_raised() -> None
     sender = Sender()
     sender.error = ConnectionError("closed")
     batcher, not_sent, tasks = make_batcher(sender)
-    await batcher.ack("s", b"1-0")
+    assert batcher.queue("s", b"1-0") is None
     await sender.started.wait()
-    await batcher.ack("s", b"2-0")
+    assert batcher.queue("s", b"2-0") is None
     sender.release.set()
     await asyncio.gather(*tasks)  # the flushing task ends without an error
     # The failed batch and the ack queued behind it: one line for both.

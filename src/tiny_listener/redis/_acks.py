@@ -17,16 +17,16 @@ NotSent = Callable[[int, BaseException], None]
 
 
 class AckBatcher:
-    """``await ack(stream, id)`` queues the id for the next XACK and returns, without waiting
+    """``queue(stream, id)`` queues the id for the next XACK and returns, without waiting
     for Redis.
 
-    The first ``ack`` starts one flushing task (through ``spawn``, so the listener owns it and
-    waits for it at shutdown, before the connection closes); every ``ack`` made meanwhile joins
-    the next batch. Waiting for the XACK would suspend every message's delivery task once more
+    The first ``queue`` starts one flushing task (through ``spawn``, so the listener owns it
+    and waits for it at shutdown, before the connection closes); every id queued meanwhile
+    joins the next batch. Waiting for the XACK would suspend every message's delivery once more
     for nothing it needs: a message whose XACK is lost (a crash before it was sent) stays
     pending and is redelivered, as with any at-least-once acknowledgement. Only when
-    ``max_pending`` ids wait (Redis is slow to take them) does ``ack`` wait for the batch under
-    way to be sent, which bounds the queue and slows intake down.
+    ``max_pending`` ids wait (Redis is slow to take them) does ``queue`` hand back the batch
+    under way to wait for, which bounds the queue and slows intake down.
     """
 
     def __init__(self, send: SendAcks, spawn: Spawn, not_sent: NotSent, max_pending: int) -> None:
@@ -42,15 +42,10 @@ class AckBatcher:
         """How many acknowledgements wait to be sent (the batch under way not included)."""
         return len(self._pending)
 
-    async def ack(self, stream: str, message_id: bytes) -> None:
-        """Queue the acknowledgement of ``message_id`` of ``stream``; see the class."""
-        full = self.queue(stream, message_id)
-        if full is not None:
-            await full
-
     def queue(self, stream: str, message_id: bytes) -> Awaitable[Any] | None:
-        """:meth:`ack` without a coroutine of its own: queue the acknowledgement and return
-        what to await before going on (the batch under way) when too many wait, else None."""
+        """Queue the acknowledgement of ``message_id`` of ``stream``; return what to await
+        before going on (the batch under way) when ``max_pending`` wait, else None (see the
+        class). Not a coroutine: most calls have nothing to wait for."""
         self._pending.append((stream, message_id))
         flusher = self._flusher
         if flusher is None:
