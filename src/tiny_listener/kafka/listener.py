@@ -66,6 +66,7 @@ class KafkaListener(BrokerListener[CTXType, KafkaSource]):
     producer_options: SourceAttribute[Dict[str, Any]] = SourceAttribute()
     fetch_timeout: SourceAttribute[float] = SourceAttribute()
     commit_timeout: SourceAttribute[float] = SourceAttribute()
+    unreachable_after: SourceAttribute[float] = SourceAttribute()
 
     def __init__(
         self,

@@ -133,9 +133,10 @@ class KafkaSource(BrokerSource):
     broker = "Kafka"
     url_schemes = ("kafka",)
     url_form = "kafka://host:port[,host:port...]"
-    # aiokafka logs each rebalance step and every connection retry on its own loggers.
+    # aiokafka logs each rebalance step and every connection retry on its own loggers (its
+    # client's is "aiokafka": several ERROR lines a second while no broker answers).
     client_loggers = (
-        "aiokafka.client", "aiokafka.cluster", "aiokafka.conn", "aiokafka.consumer.consumer",
+        "aiokafka", "aiokafka.cluster", "aiokafka.conn", "aiokafka.consumer.consumer",
         "aiokafka.consumer.fetcher", "aiokafka.consumer.group_coordinator", "aiokafka.consumer.subscription_state",
         "aiokafka.producer.producer", "aiokafka.producer.sender",
     )
@@ -146,6 +147,11 @@ class KafkaSource(BrokerSource):
     commit_timeout: float = 10.0
     """How long one commit may take (aiokafka waits for the group coordinator without end);
     one that takes longer is logged, and its offsets are committed with the next batch."""
+    unreachable_after: float = 10.0
+    """How long no broker of the cluster may answer before the source says Kafka is
+    unreachable, stops consuming and reconnects (aiokafka would retry inside the fetch
+    without end, and without a word but its own). While no record comes in, the source asks
+    the cluster for its topics every quarter of this, to tell an outage from a quiet topic."""
 
     def __init__(
         self,
@@ -222,6 +228,8 @@ class KafkaSource(BrokerSource):
         self._commit_due: asyncio.Event | None = None
         self._commit_lock: asyncio.Lock | None = None
         self._fetch_error: BaseException | None = None
+        self._unreachable = False
+        """True once no broker answered for ``unreachable_after``: nothing is committed then."""
         self._fetching: asyncio.Task[None] | None = None
         self._committing: asyncio.Task[None] | None = None
 
@@ -304,6 +312,7 @@ class KafkaSource(BrokerSource):
         assert self.subscription is not None
         self._commit_due, self._commit_lock = asyncio.Event(), asyncio.Lock()
         self._fetch_error = None
+        self._unreachable = False
         producer = aiokafka.AIOKafkaProducer(
             bootstrap_servers=self.bootstrap_servers, client_id=self.client_id, acks=self.acks,
             **self.producer_options,
@@ -386,11 +395,12 @@ class KafkaSource(BrokerSource):
         producer, self._producer = self._producer, None
         if consumer is not None:
             try:
-                await self._commit(consumer, self._partitions)
+                if not self._unreachable:  # else the records finished since the last commit come again
+                    await self._commit(consumer, self._partitions)
             finally:
                 for tp in list(self._partitions):
                     self._forget(tp)
-                await consumer.stop()  # leaves the group: its partitions go to the others at once
+                await _stop_consumer(consumer)  # leaves the group: its partitions go to the others at once
         if producer is not None:
             await producer.stop()
 
@@ -400,13 +410,30 @@ class KafkaSource(BrokerSource):
         """Fetch records into the ordering scheduler; a partition holding ``max_buffered``
         records is paused (the others are still fetched) until half of them started, and
         what it brought beyond them is fetched again then. A failure is kept for
-        :meth:`receive` to raise."""
+        :meth:`receive` to raise; no answer from any broker for ``unreachable_after`` seconds
+        is a lost connection."""
         scheduler = self._scheduler
         path_from = self.path_from
         limit = self.max_buffered
+        loop = asyncio.get_running_loop()
+        probe_every = self.unreachable_after / 4
+        answered = loop.time()  # when a broker last answered
         try:
             while True:
                 batch = await consumer.getmany(timeout_ms=int(self.fetch_timeout * 1000), max_records=limit)
+                if not batch:
+                    # No record: a quiet topic, or no broker answering (aiokafka retries
+                    # inside getmany and returns nothing).
+                    now = loop.time()
+                    if now - answered >= probe_every:
+                        if await self._broker_answers(consumer, probe_every):
+                            answered = now
+                        elif loop.time() - answered >= self.unreachable_after:
+                            self._unreachable = True
+                            errors = require("aiokafka.errors", extra="kafka")
+                            raise errors.KafkaConnectionError(f"no broker answered for {loop.time() - answered:.1f}s")
+                    continue
+                answered = loop.time()
                 for tp, records in batch.items():
                     partition = self._partitions.get(tp)
                     if partition is None or partition.lanes.revoked:  # revoked since it was fetched
@@ -433,8 +460,19 @@ class KafkaSource(BrokerSource):
             raise
         except Exception as exc:
             self._fetch_error = exc
+            if self._unreachable:
+                self.connection_lost(exc)  # also while every slot is taken and none receives
             if self._waiter is not None:
                 _wake(self._waiter)
+
+    async def _broker_answers(self, consumer: AIOKafkaConsumer, timeout: float) -> bool:
+        """Whether a broker of the cluster answers a metadata request within ``timeout``."""
+        errors = require("aiokafka.errors", extra="kafka")
+        try:
+            await asyncio.wait_for(consumer.topics(), timeout)
+        except (errors.KafkaError, OSError, asyncio.TimeoutError):
+            return False
+        return True
 
     # ------------------------------------------------------------------ settling
 
@@ -585,6 +623,26 @@ async def _cancel(task: asyncio.Task[None] | None) -> None:
     if task is not None and not task.done():
         task.cancel()
         await asyncio.wait([task])
+
+
+async def _stop_consumer(consumer: AIOKafkaConsumer) -> None:
+    """``consumer.stop()``, and what it leaves undone when it raises the cancellation of one of
+    its own fetch tasks instead of ours: aiokafka's fetcher cancels and awaits the fetch
+    requests under way, so one waiting to retry a broker that is gone ends ``stop()`` with
+    ``CancelledError`` before the client's connections are closed (aiokafka issue #647)."""
+    stopping = asyncio.ensure_future(consumer.stop())
+    try:
+        await asyncio.wait([stopping])
+    except asyncio.CancelledError:  # ours: shutdown gave up waiting
+        stopping.cancel()
+        raise
+    if not stopping.cancelled():
+        stopping.result()  # raises what stop() raised
+        return
+    # The fetcher's other requests and the client are private to aiokafka: reached only here.
+    for request in getattr(consumer._fetcher, "_pending_tasks", ()):
+        request.cancel()
+    await consumer._client.close()
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:

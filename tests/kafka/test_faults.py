@@ -1,0 +1,113 @@
+"""KafkaListener when no broker answers: the outage is said once, the source reconnects, and
+consuming resumes once the broker is back. Each test kills its own Tansu broker (the shared
+one is never stopped)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any, List
+
+import pytest
+
+from tests.broker_listeners import running
+from tests.kafka.conftest import Tansu, Topics
+from tests.log_watch import watching_log
+from tiny_listener import Data
+from tiny_listener.kafka import KafkaListener
+from tiny_listener.sources import SourceState
+
+pytestmark = pytest.mark.broker
+
+
+class Handled:
+    """The numbers an app's handler saw; ``wait(count)`` returns once ``count`` distinct ones were."""
+
+    def __init__(self) -> None:
+        self.numbers: List[int] = []
+        self._changed = asyncio.Event()
+
+    def add(self, n: int) -> None:
+        self.numbers.append(n)
+        self._changed.set()
+
+    async def wait(self, count: int) -> None:
+        while len(set(self.numbers)) < count:
+            self._changed.clear()
+            await self._changed.wait()
+
+
+async def create_again(topics: Topics, topic: str) -> None:
+    """Create ``topic`` on a restarted broker (Tansu keeps topics in memory only)."""
+    from aiokafka.errors import TopicAlreadyExistsError
+
+    with contextlib.suppress(TopicAlreadyExistsError):  # made by a client's metadata request already
+        await topics.create(topic, partitions=2)
+
+
+async def test_an_outage_is_said_once_then_the_listener_reconnects_and_consumes_again(
+    own_tansu: Tansu, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    topics = Topics(own_tansu.bootstrap)
+    topic = topics.name("orders")
+    await topics.create(topic, partitions=2)
+    # A topic made after the listener subscribed is found at the next metadata refresh.
+    app: KafkaListener[Any] = KafkaListener(
+        own_tansu.url, group=topics.name("group"), topics=[topic], max_reconnect_delay=0.5,
+        consumer_options={"metadata_max_age_ms": 500},
+    )
+    app.unreachable_after = 2.0
+    handled = Handled()
+
+    @app.on_event(topic)
+    async def order(n: Data) -> None:
+        handled.add(n)
+
+    async with running(app):
+        for n in range(5):
+            await app.publish(topic, {"n": n})
+        await asyncio.wait_for(handled.wait(5), 30)
+        with watching_log("tiny_listener.kafka", "is unreachable: consuming stopped") as lost:
+            await asyncio.to_thread(own_tansu.kill)
+            await asyncio.wait_for(lost.wait(), 30)
+        assert app.source.health()["state"] == SourceState.RECONNECTING.value
+        assert not app.connected
+        with watching_log("tiny_listener.kafka", "reconnected to Kafka") as back, \
+                watching_log("tiny_listener.kafka", f"assigned {topic}[") as assigned:
+            await asyncio.to_thread(own_tansu.start)
+            await create_again(topics, topic)
+            await asyncio.wait_for(back.wait(), 60)
+            assert app.source.health()["state"] == SourceState.READY.value
+            await asyncio.wait_for(assigned.wait(), 30)
+        for n in range(5, 10):
+            await app.publish(topic, {"n": n})
+        await asyncio.wait_for(handled.wait(10), 30)
+
+    assert sorted(set(handled.numbers)) == list(range(10))
+    lost_lines = [record for record in caplog.records if "consuming stopped" in record.getMessage()]
+    assert [(record.name, record.levelno) for record in lost_lines] == [("tiny_listener.kafka", logging.WARNING)]
+    assert "no broker answered for" in lost_lines[0].getMessage()
+    # aiokafka's own lines (several a second while no broker answers) are demoted to DEBUG.
+    assert [record.getMessage() for record in caplog.records
+            if record.name.startswith("aiokafka") and record.levelno > logging.DEBUG] == []
+
+
+async def test_a_quiet_topic_is_not_an_outage(tansu: Tansu, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    topics = Topics(tansu.bootstrap)
+    topic = topics.name("quiet")
+    await topics.create(topic, partitions=1)
+    app: KafkaListener[Any] = KafkaListener(tansu.url, group=topics.name("group"), topics=[topic])
+    app.unreachable_after = 0.5  # the broker is asked every 0.125 s while no record comes
+
+    @app.on_event(topic)
+    async def nothing() -> None: ...
+
+    async with running(app):
+        # Nothing to await: "no outage said" can only be seen over a span, here 6 times
+        # unreachable_after with no record at all.
+        await asyncio.sleep(3.0)
+        assert app.source.state is SourceState.READY
+    assert [record.getMessage() for record in caplog.records if "unreachable" in record.getMessage()] == []
