@@ -95,18 +95,22 @@ class KafkaMessage(BrokerMessage):
         self.path = path
         self.payload = record.value if record.value is not None else b""
         self.attempt = 1
-        self.message_id = f"{record.topic}[{record.partition}]@{record.offset}"
         self.record = record
         self.partition = partition
         self.source = source
         self.following: KafkaMessage | None = None
         """The record of the same lane whose turn came when this one was settled."""
 
+    @property
+    def message_id(self) -> str:  # type: ignore[override]  # read-only: made when a line is logged
+        record = self.record
+        return f"{record.topic}[{record.partition}]@{record.offset}"
+
     def scope(self) -> Scope:
         return {"message": self.record, "attempt": self.attempt}
 
-    async def ack(self) -> None:
-        self.source._settled(self)
+    def ack(self) -> None:
+        self.source._settled(self)  # settled in memory: its offset is committed with a batch
 
     async def drop(self) -> None:
         self.source._settled(self)

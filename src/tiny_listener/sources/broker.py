@@ -81,7 +81,8 @@ logs) are set by its constructor, with:
                                         raise ``DecodeError`` or
                                         :class:`~tiny_listener.delivery.UndeliverableMessage`
                                         to have the message dead-lettered at once
-``async ack()``                         the event succeeded: settle the message
+``ack()``                               the event succeeded: settle the message (an ``async def``,
+                                        or a plain method returning None when settled at once)
 ``async retry(delay, error)``           the event failed with ``error`` and will be retried: have the
                                         broker deliver it again after ``delay`` seconds as attempt
                                         ``attempt + 1`` (only with ``redelivers_retries = True``)
@@ -145,7 +146,7 @@ import asyncio
 import logging
 from collections import deque
 from contextvars import copy_context
-from typing import Any, Deque, Dict, Hashable, List, Sequence, Tuple, Type
+from typing import Any, Awaitable, Deque, Dict, Hashable, List, Sequence, Tuple, Type
 from urllib.parse import urlsplit
 
 from .._types import EventData, Scope
@@ -204,8 +205,10 @@ class BrokerMessage:
         """
         return payload_to_data(self.payload, codec)
 
-    async def ack(self) -> None:
-        """The event succeeded: settle the message."""
+    def ack(self) -> Awaitable[None] | None:
+        """The event succeeded: settle the message. Return what the flow awaits for it (an
+        ``async def ack`` does), or None for a message settled at once (Kafka's: a finished
+        offset, committed later with a batch)."""
         raise NotImplementedError(f"{type(self).__name__} must implement ack()")
 
     async def retry(self, delay: float, error: BaseException) -> None:
@@ -223,7 +226,9 @@ class BrokerMessage:
     async def drop(self) -> None:
         """Settle the message for good without handling it (dead-lettered, or dropped); by
         default, as :meth:`ack` does."""
-        await self.ack()
+        settling = self.ack()
+        if settling is not None:
+            await settling
 
     async def release(self, delay: float = 0.0) -> None:
         """Hand the message back unhandled, to be delivered again after ``delay`` seconds."""
@@ -764,7 +769,9 @@ class BrokerSource(DeliverySettings, Source):
                 message.attempt = step.attempt
                 continue
             try:  # _settle(), inlined: this is the per-message path
-                await message.ack()
+                settling = message.ack()
+                if settling is not None:
+                    await settling
             except self._errors as exc:
                 self.log.not_settled(message, "acknowledge", exc)
             return
