@@ -41,6 +41,24 @@ def test_gaps_in_offsets_are_skipped() -> None:
     assert offsets.committable == 8
 
 
+def test_a_fetched_batch_is_received_as_its_records_one_by_one() -> None:
+    batch, one_by_one = PartitionOffsets(), PartitionOffsets()
+    batch.received_all([4, 5, 9])
+    batch.received_all([])
+    for offset in (4, 5, 9):
+        one_by_one.received(offset)
+    for offsets in (batch, one_by_one):
+        assert (offsets.last_received, offsets.committable, offsets.unfinished) == (9, 4, 3)
+        offsets.finished(5)
+        offsets.finished(4)
+        assert offsets.committable == 9
+    with pytest.raises(OffsetError, match="received after offset 9"):
+        batch.received_all([9, 10])  # 9 is held already
+    with pytest.raises(OffsetError):
+        batch.received_all([12, 11])
+    assert batch.last_received == 9
+
+
 def test_to_commit_only_when_moved_past_the_committed_offset() -> None:
     offsets = PartitionOffsets(committed=5)
     offsets.received(5)

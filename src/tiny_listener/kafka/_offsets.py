@@ -13,7 +13,7 @@ partition assigned to the consumer and says what to commit, in batches.
 from __future__ import annotations
 
 from collections import deque
-from typing import Deque, Dict, Generic, Hashable, Iterable, Set, TypeVar
+from typing import Deque, Dict, Generic, Hashable, Iterable, List, Set, TypeVar
 
 P = TypeVar("P", bound=Hashable)
 
@@ -63,6 +63,18 @@ class PartitionOffsets:
         if offset in self._finished or not unfinished or offset < unfinished[0] or offset > self._last_received:
             raise OffsetError(f"offset {offset} finished but it is not in flight")
         self._finished.add(offset)
+
+    def received_all(self, offsets: List[int]) -> None:
+        """Records at ``offsets`` were taken in, as :meth:`received` for each; they ascend, as
+        a fetch returns a partition's records (only their ends are checked: this runs for
+        every fetched batch)."""
+        if not offsets:
+            return
+        if offsets[0] <= self._last_received or offsets[-1] < offsets[0]:
+            raise OffsetError(f"offsets {offsets[0]}..{offsets[-1]} received after offset {self._last_received}: "
+                              "records come in order")
+        self._unfinished.extend(offsets)
+        self._last_received = offsets[-1]
 
     @property
     def last_received(self) -> int:

@@ -117,7 +117,7 @@ class OrderingScheduler(Generic[P, T]):
     def add(self, lanes: PartitionLanes[T], key: bytes | None, item: T) -> None:
         """Queue ``item`` (a record of the partition whose lanes are ``lanes``, with ``key``)."""
         self._held += 1
-        if lanes.add(lanes.lane(key), item):
+        if lanes.add(key if lanes.by_key else None, item):  # lanes.lane(key), inlined
             self._startable.append((lanes, item))
 
     def done(self, lanes: PartitionLanes[T], key: bytes | None) -> T | None:
@@ -126,7 +126,7 @@ class OrderingScheduler(Generic[P, T]):
         revoked partitions are ignored."""
         if lanes.revoked:
             return None
-        following = lanes.done(lanes.lane(key))
+        following = lanes.done(key if lanes.by_key else None)  # lanes.lane(key), inlined
         if following is not None:
             self._startable.append((lanes, following))
         return following

@@ -443,18 +443,21 @@ class KafkaSource(BrokerSource):
                     if partition is None or partition.lanes.revoked:  # revoked since it was fetched
                         continue
                     offsets, lanes = partition.offsets, partition.lanes
-                    for record in records:
-                        if record.offset <= offsets.last_received:
-                            continue  # fetched again after a rebalance: it is held already
-                        if partition.held >= limit:
-                            # Full: fetch the rest again once the partition resumes.
-                            consumer.seek(tp, record.offset)
-                            break
-                        offsets.received(record.offset)
+                    # Records come in offset order; those at the front may have been fetched
+                    # again after a rebalance, and are held already.
+                    first, last_received = 0, offsets.last_received
+                    while first < len(records) and records[first].offset <= last_received:
+                        first += 1
+                    end = first + max(0, limit - partition.held)
+                    if end < len(records):  # full: fetch the rest again once the partition resumes
+                        consumer.seek(tp, records[end].offset)
+                    taken = records[first:end]
+                    offsets.received_all([record.offset for record in taken])
+                    for record in taken:
                         path = record.topic if path_from == "topic" else record_path(
                             record.topic, record.headers, path_from)
                         scheduler.add(lanes, record.key, KafkaMessage(record, path, partition, self))
-                        partition.held += 1
+                    partition.held += len(taken)
                     if partition.held >= limit and not partition.paused:
                         partition.paused = True
                         consumer.pause(tp)
@@ -484,7 +487,9 @@ class KafkaSource(BrokerSource):
         """The record's event succeeded, or it was dead-lettered or dropped: its offset is
         finished and the next record of its lane may start."""
         partition = message.partition
-        partition.ran()
+        partition.running -= 1  # partition.ran(), inlined: this runs for every record
+        if partition.running == 0 and partition.idle is not None:
+            partition.idle.set()
         if partition.released:
             return  # committed (or given up) at revocation; its new owner has it
         tracker = self._tracker
