@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from typing import Any, List
 
@@ -111,3 +112,41 @@ async def test_a_quiet_topic_is_not_an_outage(tansu: Tansu, caplog: pytest.LogCa
         await asyncio.sleep(3.0)
         assert app.source.state is SourceState.READY
     assert [record.getMessage() for record in caplog.records if "unreachable" in record.getMessage()] == []
+
+
+async def test_stopping_while_no_broker_answers_closes_the_clients_at_once(
+    own_tansu: Tansu, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    topics = Topics(own_tansu.bootstrap)
+    topic = topics.name("orders")
+    await topics.create(topic, partitions=2)
+    # Nothing committed before the broker dies: the last commit at shutdown would have work.
+    app: KafkaListener[Any] = KafkaListener(own_tansu.url, group=topics.name("group"), topics=[topic],
+                                            commit_interval=60.0)
+    handled = Handled()
+
+    @app.on_event(topic)
+    async def order(n: Data) -> None:
+        handled.add(n)
+
+    task = asyncio.create_task(app.main())
+    try:
+        await asyncio.wait_for(app.wait_connected(), 30)
+        for n in range(3):
+            await app.publish(topic, {"n": n})
+        await asyncio.wait_for(handled.wait(3), 30)
+        await asyncio.to_thread(own_tansu.kill)
+    finally:
+        app.stop()
+        await asyncio.wait_for(task, 60)
+    gc.collect()  # aiokafka reports a client left open when it is collected
+
+    said = [record.getMessage() for record in caplog.records]
+    assert [line for line in said if "not committed" in line] == [
+        f"no Kafka broker answers: offsets of {topic}[0,1] not committed; the records finished since the last "
+        "commit will be handled again"
+    ]
+    # A commit waiting for a broker that is gone would outlast the time shutdown gives the
+    # source to close, and leave aiokafka's clients open.
+    assert [line for line in said if "did not close" in line or "Unclosed" in line] == []

@@ -45,6 +45,9 @@ if TYPE_CHECKING:
 
 DEFAULT_URL = "kafka://127.0.0.1:9092"
 
+LAST_COMMIT_PROBE = 1.0
+"""Seconds a broker has to answer before the last commit (when the source disconnects)."""
+
 ORDERS = ("partition", "key")
 """``order="partition"``: the records of a partition run one at a time, in offset order;
 ``order="key"``: records of different keys of a partition run concurrently, each key's in order."""
@@ -391,22 +394,37 @@ class KafkaSource(BrokerSource):
         await _cancel(self._fetching)
 
     async def disconnect(self) -> None:
-        """Stop fetching, commit what finished, leave the group and close the clients."""
+        """Stop fetching, commit what finished (if a broker answers), leave the group and
+        close the clients."""
         fetching, committing, self._fetching, self._committing = self._fetching, self._committing, None, None
         await _cancel(fetching)
         await _cancel(committing)
         consumer, self._consumer = self._consumer, None
         producer, self._producer = self._producer, None
-        if consumer is not None:
-            try:
-                if not self._unreachable:  # else the records finished since the last commit come again
-                    await self._commit(consumer, self._partitions)
-            finally:
-                for tp in list(self._partitions):
-                    self._forget(tp)
-                await _stop_consumer(consumer)  # leaves the group: its partitions go to the others at once
-        if producer is not None:
-            await producer.stop()
+        try:
+            if consumer is not None:
+                try:
+                    await self._last_commit(consumer)
+                finally:
+                    for tp in list(self._partitions):
+                        self._forget(tp)
+                    await _stop_consumer(consumer)  # leaves the group: its partitions go to the others at once
+        finally:
+            if producer is not None:
+                await producer.stop()
+
+    async def _last_commit(self, consumer: AIOKafkaConsumer) -> None:
+        """Commit what finished, unless no broker answers: a commit would wait
+        ``commit_timeout`` for nothing, longer than shutdown gives a source to close."""
+        if not self._unreachable and not await self._broker_answers(consumer, LAST_COMMIT_PROBE):
+            self._unreachable = True
+            if self._partitions:
+                self.log.logger.warning(
+                    "no Kafka broker answers: offsets of %s not committed; the records finished since the last "
+                    "commit will be handled again", _describe(self._partitions), extra={"broker": self.broker},
+                )
+        if not self._unreachable:  # else the records finished since the last commit come again
+            await self._commit(consumer, self._partitions)
 
     # ------------------------------------------------------------------ fetching
 
