@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import gc
 import logging
-from typing import Any, List
+from typing import Any, List, Tuple
 
 import pytest
 
@@ -47,24 +47,30 @@ async def create_again(topics: Topics, topic: str) -> None:
         await topics.create(topic, partitions=2)
 
 
-async def test_an_outage_is_said_once_then_the_listener_reconnects_and_consumes_again(
-    own_tansu: Tansu, caplog: pytest.LogCaptureFixture
-) -> None:
-    caplog.set_level(logging.INFO)
-    topics = Topics(own_tansu.bootstrap)
+async def orders_app(broker: Tansu, **options: Any) -> Tuple[KafkaListener[Any], Topics, str, Handled]:
+    """A listener of a new two-partition topic on ``broker``, whose handler notes each ``n``."""
+    topics = Topics(broker.bootstrap)
     topic = topics.name("orders")
     await topics.create(topic, partitions=2)
-    # A topic made after the listener subscribed is found at the next metadata refresh.
-    app: KafkaListener[Any] = KafkaListener(
-        own_tansu.url, group=topics.name("group"), topics=[topic], max_reconnect_delay=0.5,
-        consumer_options={"metadata_max_age_ms": 500},
-    )
-    app.unreachable_after = 2.0
+    app: KafkaListener[Any] = KafkaListener(broker.url, group=topics.name("group"), topics=[topic], **options)
     handled = Handled()
 
     @app.on_event(topic)
     async def order(n: Data) -> None:
         handled.add(n)
+
+    return app, topics, topic, handled
+
+
+async def test_an_outage_is_said_once_then_the_listener_reconnects_and_consumes_again(
+    own_tansu: Tansu, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    # A topic made after the listener subscribed is found at the next metadata refresh.
+    app, topics, topic, handled = await orders_app(
+        own_tansu, max_reconnect_delay=0.5, consumer_options={"metadata_max_age_ms": 500}
+    )
+    app.unreachable_after = 2.0
 
     async with running(app):
         for n in range(5):
@@ -118,17 +124,8 @@ async def test_stopping_while_no_broker_answers_closes_the_clients_at_once(
     own_tansu: Tansu, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
-    topics = Topics(own_tansu.bootstrap)
-    topic = topics.name("orders")
-    await topics.create(topic, partitions=2)
     # Nothing committed before the broker dies: the last commit at shutdown would have work.
-    app: KafkaListener[Any] = KafkaListener(own_tansu.url, group=topics.name("group"), topics=[topic],
-                                            commit_interval=60.0)
-    handled = Handled()
-
-    @app.on_event(topic)
-    async def order(n: Data) -> None:
-        handled.add(n)
+    app, _, topic, handled = await orders_app(own_tansu, commit_interval=60.0)
 
     task = asyncio.create_task(app.main())
     try:
