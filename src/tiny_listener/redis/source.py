@@ -95,12 +95,15 @@ class RedisStreamMessage(BrokerMessage):
                 self.path = raw_path.decode(errors="replace")
                 self.usual = False
         self.attempt = attempt
-        self.message_id = message_id.decode()
         self.fields = fields
         self.id = message_id
         self.stream = stream
         self.source = source
         self.dead_lettered = False
+
+    @property
+    def message_id(self) -> str:  # type: ignore[override]  # read-only: made when a line is logged
+        return self.id.decode()
 
     def scope(self) -> Scope:
         return {"stream": self.stream, "message_id": self.id, "attempt": self.attempt, "fields": self.fields}
@@ -122,14 +125,20 @@ class RedisStreamMessage(BrokerMessage):
             )
         return data
 
-    async def ack(self) -> None:
+    def ack(self) -> Awaitable[None] | None:
+        # Queued for the next XACK batch: nothing to await, unless the queue is full.
         source = self.source
         full = source._acks.queue(self.stream, self.id)
-        try:
-            if full is not None:
-                await full
-        finally:
+        if full is None:
             source._held.pop((self.stream, self.id), None)
+            return None
+        return self._ack_flushed(full)
+
+    async def _ack_flushed(self, flush: Awaitable[Any]) -> None:
+        try:
+            await flush
+        finally:
+            self.source._held.pop((self.stream, self.id), None)
 
     async def dead_letter(self, target: str, reason: str, error: BaseException) -> None:
         """Add the dead letter to ``target`` and acknowledge the message, in one transaction."""
@@ -141,7 +150,9 @@ class RedisStreamMessage(BrokerMessage):
 
     async def drop(self) -> None:
         if not self.dead_lettered:  # dead-lettered: acknowledged with it already
-            await self.ack()
+            settling = self.ack()
+            if settling is not None:
+                await settling
 
     async def release(self, delay: float = 0.0) -> None:
         try:
