@@ -208,6 +208,14 @@ async def test_a_route_that_cannot_be_a_subscription_fails_the_start(tansu: Tans
         await asyncio.wait_for(app.main(), 30)
 
 
+@pytest.mark.parametrize("setting", ["fetch_timeout", "commit_timeout", "unreachable_after"])
+async def test_a_timing_attribute_that_is_not_positive_fails_the_start(setting: str) -> None:
+    app: KafkaListener[Any] = KafkaListener("kafka://127.0.0.1:1", topics="orders")  # never reached
+    setattr(app, setting, 0)
+    with pytest.raises(ValueError, match=f"{setting} must be a positive number of seconds, not 0"):
+        await asyncio.wait_for(app.main(), 30)
+
+
 async def test_publish_through_the_codec_with_key_and_headers(tansu: Tansu, topics: Topics) -> None:
     topic = topics.name("out")
     await topics.create(topic, partitions=2)

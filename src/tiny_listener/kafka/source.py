@@ -298,7 +298,12 @@ class KafkaSource(BrokerSource):
     async def serve(self) -> None:
         """Settle the subscription (a route that cannot be one raises
         :class:`~tiny_listener.kafka.SubscriptionError` here, before connecting), then run
-        the flow."""
+        the flow. Raises ``ValueError`` if a timing attribute set after construction
+        (``fetch_timeout``, ``commit_timeout``, ``unreachable_after``) is not positive."""
+        for setting in ("fetch_timeout", "commit_timeout", "unreachable_after"):
+            value = getattr(self, setting)
+            if not value > 0:
+                raise ValueError(f"{setting} must be a positive number of seconds, not {value!r}")
         self.subscription = subscription(self.listener.routes.values(), self.topics, self.dead_letter_target)
         await super().serve()
 
