@@ -199,3 +199,23 @@ async def test_broker_restart_under_load_new_messages_flow_and_duplicates_stay_w
     assert duplicates <= count * MAX_IN_FLIGHT
     if persistent:
         assert lost == 0
+
+
+async def test_shutdown_completes_while_the_broker_is_away(
+    mosquitto: MosquittoServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    app = MQTTListener(mosquitto.url, client_id="away-test", reconnect_backoff=0.05)
+
+    @app.on_event("stream/{n:int}")
+    async def item(n: Param) -> None:
+        pass
+
+    with watching_log("tiny_listener.mqtt", "is unreachable") as unreachable:
+        task = asyncio.create_task(app.main())
+        await asyncio.wait_for(app.wait_connected(), 20)
+        await asyncio.get_running_loop().run_in_executor(None, mosquitto.stop)
+        await asyncio.wait_for(unreachable.wait(), 20)
+        app.stop()
+        await asyncio.wait_for(task, 20)  # the reconnect loop gives up instead of holding the shutdown
+    assert [record.getMessage() for record in caplog.records if "did not close" in record.getMessage()] == []

@@ -5,6 +5,7 @@ processes share one durable consumer. Nothing may be lost."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 from typing import Any, AsyncIterator, Iterator, List
 
@@ -196,3 +197,24 @@ async def test_consumer_deleted_on_the_server_is_made_again(
         await asyncio.wait_for(second.wait(), 20)
     # The new consumer starts from the beginning of the stream: job 1 may come again.
     assert set(seen) == {1, 2}
+
+
+async def test_shutdown_completes_while_the_server_is_away(
+    private_server: NatsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    streams = Streams(private_server.url)
+    app = streams.app(reconnect_backoff=0.05)
+
+    @app.on_event(streams.prefix + ".hello")
+    async def hello() -> None:
+        pass
+
+    with watching_log("tiny_listener.nats", "is unreachable") as unreachable:
+        task = asyncio.create_task(app.main())
+        await asyncio.wait_for(app.wait_connected(), 20)
+        await private_server.stop(kill=True)
+        await asyncio.wait_for(unreachable.wait(), 20)
+        app.stop()
+        await asyncio.wait_for(task, 20)  # the reconnect loop gives up instead of holding the shutdown
+    assert [record.getMessage() for record in caplog.records if "did not close" in record.getMessage()] == []
