@@ -53,6 +53,33 @@ async def test_a_handled_message_is_acknowledged_once_with_its_data_and_attempt(
     assert (delivery.outcome, delivery.attempts, delivery.retry_delays) == (Outcome.ACKED, 1, [])
 
 
+async def test_a_request_gets_its_handlers_result_as_reply_and_a_plain_message_none() -> None:
+    broker = hosted()
+
+    @broker.listener.on_event("quotes.{sku}")
+    async def quote(sku: Param) -> Any:
+        return {"sku": sku, "price": 3}
+
+    async with broker:
+        assert await broker.request("quotes.tea") == {"sku": "tea", "price": 3}
+        plain = await (await broker.publish("quotes.milk")).settled()
+    assert (plain.outcome, plain.replies) == (Outcome.ACKED, [])
+
+
+def test_the_flow_asks_for_a_reply_address_only_where_a_message_class_has_one() -> None:
+    class Plain(BrokerMessage):
+        pass
+
+    class Request(Plain):
+        def reply_address(self) -> str | None:
+            return "inbox"
+
+    class Subclassed(Request):
+        pass
+
+    assert (Plain.replies, Request.replies, Subclassed.replies, MemoryMessage.replies) == (False, True, True, True)
+
+
 async def test_a_failing_handler_is_retried_with_growing_delays_until_it_succeeds(redelivers: bool) -> None:
     broker = hosted(max_retries=3, redelivers=redelivers)
     attempts: List[int] = []

@@ -146,7 +146,7 @@ import asyncio
 import logging
 from collections import deque
 from contextvars import copy_context
-from typing import Any, Awaitable, Deque, Dict, Hashable, List, Sequence, Tuple, Type
+from typing import Any, Awaitable, ClassVar, Deque, Dict, Hashable, List, Sequence, Tuple, Type
 from urllib.parse import urlsplit
 
 from .._types import EventData, Scope
@@ -184,6 +184,14 @@ class BrokerMessage:
     """
 
     __slots__ = ("attempt", "message_id", "path", "payload")
+
+    replies: ClassVar[bool] = False
+    """Whether the class overrides :meth:`reply_address` (set for every subclass): the flow
+    asks a message for its reply address only then, not for every message of every broker."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.replies = cls.reply_address is not BrokerMessage.reply_address
 
     def __init__(self, path: str, payload: bytes, *, attempt: int = 1, message_id: str | int = "") -> None:
         self.path = path
@@ -743,7 +751,7 @@ class BrokerSource(DeliverySettings, Source):
                         result = await event
                     finally:
                         del progressing[message]
-                if listener.routes.publishes or message.reply_address() is not None:
+                if listener._route_table.publishes or (message.replies and message.reply_address() is not None):
                     await self._send_result(message, result)
             except asyncio.CancelledError:
                 # Shutdown gave up on it: hand it back now rather than when the broker notices.
