@@ -35,7 +35,9 @@ HTTP_APP = """
 
     @app.shutdown
     async def bye():
-        print(f"BYE {os.getpid()}", flush=True)
+        # One write() per line: the workers share the pipe, and print() writes the text and its
+        # newline separately, so two workers' lines could interleave ("BYE 1BYE 2").
+        os.write(1, f"BYE {os.getpid()}\\n".encode())
 """
 
 TCP_APP = """
@@ -165,7 +167,7 @@ def test_broker_workers_share_their_consumer_group(tmp_path: Path, worker_pids: 
 
         @app.on_event("job:{{n:int}}")
         async def job(n: Param):
-            print(f"HANDLED {{n}} BY {{os.getpid()}}", flush=True)
+            os.write(1, f"HANDLED {{n}} BY {{os.getpid()}}\\n".encode())  # one write: see HTTP_APP
     """)
     try:
         with running_cli("run", "--workers", "2", "--app-dir", str(tmp_path), "consumer:app") as (proc, output):
