@@ -237,8 +237,11 @@ class KafkaSource(BrokerSource):
         self._fetch_error: BaseException | None = None
         self._unreachable = False
         """True once no broker answered for ``unreachable_after``: nothing is committed then."""
+        self._answered = 0.0
+        """The loop time a broker last answered: records fetched, or a metadata request."""
         self._fetching: asyncio.Task[None] | None = None
         self._committing: asyncio.Task[None] | None = None
+        self._watching: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ public
 
@@ -356,8 +359,10 @@ class KafkaSource(BrokerSource):
         else:
             consumer.subscribe(topics=list(self.subscription.topics), listener=rebalances)
         await consumer.start()
+        self._answered = asyncio.get_running_loop().time()
         self._fetching = self.listener.spawn(self._fetch_loop(consumer), name=f"{self.name} fetch")
         self._committing = self.listener.spawn(self._commit_loop(consumer), name=f"{self.name} commit")
+        self._watching = self.listener.spawn(self._watch_loop(consumer), name=f"{self.name} watch")
 
     async def receive(self, max_messages: int) -> Sequence[KafkaMessage]:
         """Return up to ``max_messages`` records whose turn it is, waiting up to
@@ -394,16 +399,19 @@ class KafkaSource(BrokerSource):
                 self._consumer.resume(partition.tp)
 
     async def stop_receiving(self) -> None:
-        """Intake stops at shutdown: stop fetching. Records fetched and not started stay
-        uncommitted; the group's next owner of their partition gets them."""
+        """Intake stops at shutdown: stop fetching (and watching for an outage: the last
+        commit asks for itself). Records fetched and not started stay uncommitted; the
+        group's next owner of their partition gets them."""
         await _cancel(self._fetching)
+        await _cancel(self._watching)
 
     async def disconnect(self) -> None:
         """Stop fetching, commit what finished (if a broker answers), leave the group and
         close the clients."""
-        fetching, committing, self._fetching, self._committing = self._fetching, self._committing, None, None
-        await _cancel(fetching)
-        await _cancel(committing)
+        loops = (self._fetching, self._committing, self._watching)
+        self._fetching = self._committing = self._watching = None
+        for task in loops:
+            await _cancel(task)
         consumer, self._consumer = self._consumer, None
         producer, self._producer = self._producer, None
         try:
@@ -437,30 +445,17 @@ class KafkaSource(BrokerSource):
         """Fetch records into the ordering scheduler; a partition holding ``max_buffered``
         records is paused (the others are still fetched) until half of them started, and
         what it brought beyond them is fetched again then. A failure is kept for
-        :meth:`receive` to raise; no answer from any broker for ``unreachable_after`` seconds
-        is a lost connection."""
+        :meth:`receive` to raise."""
         scheduler = self._scheduler
         path_from = self.path_from
         limit = self.max_buffered
         loop = asyncio.get_running_loop()
-        probe_every = self.unreachable_after / 4
-        answered = loop.time()  # when a broker last answered
         try:
             while True:
                 batch = await consumer.getmany(timeout_ms=int(self.fetch_timeout * 1000), max_records=limit)
                 if not batch:
-                    # No record: a quiet topic, or no broker answering (aiokafka retries
-                    # inside getmany and returns nothing).
-                    now = loop.time()
-                    if now - answered >= probe_every:
-                        if await self._broker_answers(consumer, probe_every):
-                            answered = now
-                        elif loop.time() - answered >= self.unreachable_after:
-                            self._unreachable = True
-                            errors = require("aiokafka.errors", extra="kafka")
-                            raise errors.KafkaConnectionError(f"no broker answered for {loop.time() - answered:.1f}s")
                     continue
-                answered = loop.time()
+                self._answered = loop.time()
                 for tp, records in batch.items():
                     partition = self._partitions.get(tp)
                     if partition is None or partition.lanes.revoked:  # revoked since it was fetched
@@ -490,10 +485,34 @@ class KafkaSource(BrokerSource):
             raise
         except Exception as exc:
             self._fetch_error = exc
-            if self._unreachable:
-                self.connection_lost(exc)  # also while every slot is taken and none receives
             if self._waiter is not None:
                 _wake(self._waiter)
+
+    async def _watch_loop(self, consumer: AIOKafkaConsumer) -> None:
+        """Tell an outage from a quiet topic: while no record comes, ask the cluster for its
+        topics every quarter of ``unreachable_after``; once no broker answered for
+        ``unreachable_after``, the connection is lost. A task of its own, not a step of the
+        fetch loop: aiokafka retries a broker that is gone inside ``getmany``, which waits
+        without end while the group rebalances."""
+        loop = asyncio.get_running_loop()
+        probe_every = self.unreachable_after / 4
+        while True:
+            await asyncio.sleep(probe_every)
+            if loop.time() - self._answered < probe_every:
+                continue  # records came meanwhile
+            if await self._broker_answers(consumer, probe_every):
+                self._answered = loop.time()
+                continue
+            silent_for = loop.time() - self._answered
+            if silent_for >= self.unreachable_after:
+                errors = require("aiokafka.errors", extra="kafka")
+                error = errors.KafkaConnectionError(f"no broker answered for {silent_for:.1f}s")
+                self._unreachable = True
+                self._fetch_error = error
+                self.connection_lost(error)  # also while every slot is taken and none receives
+                if self._waiter is not None:
+                    _wake(self._waiter)
+                return
 
     async def _broker_answers(self, consumer: AIOKafkaConsumer, timeout: float) -> bool:
         """Whether a broker of the cluster answers a metadata request within ``timeout``."""
