@@ -429,15 +429,17 @@ class KafkaSource(BrokerSource):
     async def _last_commit(self, consumer: AIOKafkaConsumer) -> None:
         """Commit what finished, unless no broker answers: a commit would wait
         ``commit_timeout`` for nothing, longer than shutdown gives a source to close."""
-        if not self._unreachable and not await self._broker_answers(consumer, LAST_COMMIT_PROBE):
+        if self._unreachable:
+            return  # said when it was found: the records finished since the last commit come again
+        if not await self._broker_answers(consumer, LAST_COMMIT_PROBE):
             self._unreachable = True
             if self._partitions:
                 self.log.logger.warning(
                     "no Kafka broker answers: offsets of %s not committed; the records finished since the last "
                     "commit will be handled again", _describe(self._partitions), extra={"broker": self.broker},
                 )
-        if not self._unreachable:  # else the records finished since the last commit come again
-            await self._commit(consumer, self._partitions)
+            return
+        await self._commit(consumer, self._partitions)
 
     # ------------------------------------------------------------------ fetching
 

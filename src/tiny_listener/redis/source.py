@@ -150,9 +150,7 @@ class RedisStreamMessage(BrokerMessage):
 
     async def drop(self) -> None:
         if not self.dead_lettered:  # dead-lettered: acknowledged with it already
-            settling = self.ack()
-            if settling is not None:
-                await settling
+            await super().drop()  # as ack() does
 
     async def release(self, delay: float = 0.0) -> None:
         try:
