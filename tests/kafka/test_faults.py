@@ -147,3 +147,67 @@ async def test_stopping_while_no_broker_answers_closes_the_clients_at_once(
     # A commit waiting for a broker that is gone would outlast the time shutdown gives the
     # source to close, and leave aiokafka's clients open.
     assert [line for line in said if "did not close" in line or "Unclosed" in line] == []
+
+
+async def test_a_broker_lost_in_the_middle_of_a_rebalance_is_an_outage_like_any_other(
+    own_tansu: Tansu, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The broker dies while this consumer is inside a rebalance (revoking its partitions,
+    waiting for a running event): the revocation ends, the outage is said once, and the
+    listener joins the group again and consumes once the broker is back."""
+    caplog.set_level(logging.INFO)
+    topics = Topics(own_tansu.bootstrap)
+    topic = topics.name("orders")
+    await topics.create(topic, partitions=2)
+    app: KafkaListener[Any] = KafkaListener(
+        own_tansu.url, group=topics.name("group"), topics=[topic], max_reconnect_delay=0.5, revoke_timeout=60.0,
+        consumer_options={"metadata_max_age_ms": 500},
+    )
+    app.unreachable_after = 2.0
+    app.commit_timeout = 2.0
+    handled = Handled()
+    started, release = asyncio.Event(), asyncio.Event()
+
+    @app.on_event(topic)
+    async def order(n: Data) -> None:
+        if n == 1:  # holds the rebalance open until released
+            started.set()
+            await release.wait()
+        handled.add(n)
+
+    # A second worker of the group, which starts joining once the first is busy.
+    joiner: KafkaListener[Any] = KafkaListener(own_tansu.url, group=topics.name("group"), topics=[topic])
+    joiner.on_event(topic)(order)
+    async with running(app):
+        await app.publish(topic, {"n": 0})
+        await asyncio.wait_for(handled.wait(1), 30)
+        await app.publish(topic, {"n": 1})
+        await asyncio.wait_for(started.wait(), 30)
+        # The second worker joins: the first is asked to revoke its partitions and waits (up
+        # to revoke_timeout) for its running event before it can join again; the group's
+        # rebalance waits for it meanwhile.
+        with watching_log("tiny_listener.kafka", "being revoked: waiting up to 60.0s for 1 running event") as revoking:
+            joining = asyncio.create_task(joiner.main())
+            await asyncio.wait_for(revoking.wait(), 30)
+        with watching_log("tiny_listener.kafka", "is unreachable: consuming stopped") as lost:
+            await asyncio.to_thread(own_tansu.kill)
+            release.set()  # the revocation goes on with no broker: its commit fails
+            joiner.stop()  # still joining: it leaves without a broker
+            await asyncio.wait_for(joining, 60)
+            await asyncio.wait_for(lost.wait(), 60)
+        with watching_log("tiny_listener.kafka", "reconnected to Kafka") as back, \
+                watching_log("tiny_listener.kafka", f"assigned {topic}[") as assigned:
+            await asyncio.to_thread(own_tansu.start)
+            await create_again(topics, topic)
+            await asyncio.wait_for(back.wait(), 60)
+            await asyncio.wait_for(assigned.wait(), 30)
+        for n in range(2, 6):
+            await app.publish(topic, {"n": n})
+        await asyncio.wait_for(handled.wait(6), 30)
+
+    assert sorted(set(handled.numbers)) == list(range(6))
+    said = [record.getMessage() for record in caplog.records if record.name == "tiny_listener.kafka"]
+    assert len([line for line in said if "consuming stopped" in line]) == 1
+    # The revocation's commit found no broker: said so, not "committed".
+    assert [line for line in said if "could not commit offsets" in line]
+    assert f"partitions {topic}[0,1] revoked: 1 running event(s) finished, offsets not committed" in said

@@ -604,24 +604,26 @@ class KafkaSource(BrokerSource):
             due.clear()
             await self._commit(consumer, None)
 
-    async def _commit(self, consumer: AIOKafkaConsumer, partitions: Iterable[TopicPartition] | None) -> None:
-        """Commit the committable offsets of ``partitions`` (default: all) that moved; a
-        failure is logged, and the offsets are committed with the next batch."""
+    async def _commit(self, consumer: AIOKafkaConsumer, partitions: Iterable[TopicPartition] | None) -> bool:
+        """Commit the committable offsets of ``partitions`` (default: all) that moved; return
+        False if that failed: the failure is logged, and the offsets are committed with the
+        next batch."""
         lock = self._commit_lock
         if lock is None:
-            return
+            return False
         errors = require("aiokafka.errors", extra="kafka")
         async with lock:
             offsets = self._tracker.to_commit(partitions)
             if not offsets:
-                return
+                return True
             try:
                 await asyncio.wait_for(consumer.commit(offsets), self.commit_timeout)
             except (errors.KafkaError, OSError, asyncio.TimeoutError) as exc:
                 self.log.logger.warning("could not commit offsets %s (%r); they are committed with the next batch",
                                         _describe(offsets), exc, extra={"broker": self.broker})
-                return
+                return False
             self._tracker.committed(offsets)
+            return True
 
     # ------------------------------------------------------------------ rebalances
 
@@ -643,13 +645,18 @@ class KafkaSource(BrokerSource):
             if partition.running == 0:
                 partition.idle.set()
         running = sum(partition.running for partition in losing)
+        tps = [partition.tp for partition in losing]
+        if running:
+            # The group waits for this consumer meanwhile: said, so that a stalled rebalance
+            # shows why.
+            self.log.logger.info("partitions %s being revoked: waiting up to %.1fs for %d running event(s)",
+                                 _describe(tps), self.revoke_timeout, running, extra={"broker": self.broker})
         idle = [partition.idle.wait() for partition in losing if partition.idle is not None]
         try:
             await asyncio.wait_for(asyncio.gather(*idle), self.revoke_timeout)
         except asyncio.TimeoutError:
             pass  # said below, with how many are still running
-        tps = [partition.tp for partition in losing]
-        await self._commit(consumer, tps)
+        committed = await self._commit(consumer, tps)
         still = sum(partition.running for partition in losing)
         for tp in tps:
             self._forget(tp)
@@ -660,8 +667,11 @@ class KafkaSource(BrokerSource):
                 extra={"broker": self.broker},
             )
         else:
-            self.log.logger.info("partitions %s revoked: %d running event(s) finished, offsets committed",
-                                 _describe(tps), running, extra={"broker": self.broker})
+            # A failed commit was said above: the partitions' new owner handles again what
+            # finished since the last one.
+            self.log.logger.info("partitions %s revoked: %d running event(s) finished, offsets %s",
+                                 _describe(tps), running, "committed" if committed else "not committed",
+                                 extra={"broker": self.broker})
 
     def _forget(self, tp: TopicPartition) -> None:
         partition = self._partitions.pop(tp, None)
