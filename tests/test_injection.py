@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from typing import Annotated, Any
 
 import pytest
@@ -124,6 +125,34 @@ def test_unresolvable_parameter_fails_at_registration_naming_handler_and_paramet
 
         @app.on_event("y")
         async def other(n: int) -> None: ...
+
+
+def test_an_annotation_that_cannot_be_evaluated_fails_at_registration_even_with_a_default() -> None:
+    # A string annotation (``from __future__ import annotations``) naming something the
+    # handler's module does not define: ignoring it would always inject the default.
+    app = App()
+
+    with pytest.raises(InjectionError) as failed:
+
+        @app.on_event("x")
+        async def handler(note: Annotated[Undefined, Data] = None) -> None: ...  # type: ignore[name-defined]  # noqa: F821
+
+    assert str(failed.value) == (
+        "cannot inject parameter 'note' of 'test_an_annotation_that_cannot_be_evaluated_fails_at_registration_even_"
+        "with_a_default.<locals>.handler': its annotation 'Annotated[Undefined, Data]' cannot be evaluated: "
+        "NameError(\"name 'Undefined' is not defined\") (a name the handler's module does not define at its top level)"
+    )
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 10), reason="Python 3.10 evaluates 'X | None'")
+def test_x_or_none_on_python_3_9_fails_at_registration_with_a_hint() -> None:
+    app = App()
+
+    with pytest.raises(InjectionError, match=r"its annotation 'Annotated\[str \| None, Data\]' cannot be evaluated: "
+                       r"TypeError\(.*\) \(Python < 3.10 cannot evaluate 'X \| Y': write Optional\[X\]"):
+
+        @app.on_event("x")
+        async def handler(note: Annotated[str | None, Data] = None) -> None: ...
 
 
 async def test_dependencies_nest_and_are_cached_per_context() -> None:

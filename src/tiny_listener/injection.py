@@ -20,6 +20,7 @@ read_event_data(self)``: a typed handler whose event has no data reads it from t
 from __future__ import annotations
 
 import inspect
+import sys
 import typing
 import weakref
 from dataclasses import dataclass
@@ -195,14 +196,26 @@ def _data_reader(event: Event[Any]) -> Callable[[], Awaitable[Any]] | None:
 
 
 def _resolve_annotation(fn: Callable[..., Any], param: inspect.Parameter) -> Any:
+    """``param``'s annotation, evaluated in ``fn``'s module if it is a string (``from
+    __future__ import annotations``). Raises :class:`InjectionError` if it cannot be: ignoring
+    it would silently inject the parameter's default instead of, say, ``Annotated[str | None,
+    Data]`` (which Python < 3.10 cannot evaluate)."""
     annotation = param.annotation
     if isinstance(annotation, str):
-        # ``from __future__ import annotations`` leaves strings; evaluate in the handler's module.
         namespace = getattr(inspect.unwrap(fn), "__globals__", {})
         try:
             annotation = eval(annotation, dict(namespace))  # noqa: S307 - the handler's own annotation
-        except Exception:
-            return inspect.Parameter.empty
+        except Exception as exc:
+            name = getattr(fn, "__qualname__", fn)
+            hint = ""
+            if isinstance(exc, NameError):
+                hint = " (a name the handler's module does not define at its top level)"
+            elif isinstance(exc, TypeError) and "|" in annotation and sys.version_info < (3, 10):
+                hint = " (Python < 3.10 cannot evaluate 'X | Y': write Optional[X] or Union[X, Y])"
+            raise InjectionError(
+                f"cannot inject parameter {param.name!r} of {name!r}: its annotation {annotation!r} cannot be "
+                f"evaluated: {exc!r}{hint}"
+            ) from None
     return annotation
 
 
