@@ -228,8 +228,10 @@ async def test_publish_through_the_codec_with_key_and_headers(tansu: Tansu, topi
 
 
 def test_settings_are_checked() -> None:
-    with pytest.raises(ValueError, match="kafka://"):
+    with pytest.raises(ValueError, match=re.escape("Kafka URL 'nats://127.0.0.1:4222' has scheme 'nats': expected kafka://")):
         KafkaListener("nats://127.0.0.1:4222")
+    with pytest.raises(ValueError, match=re.escape("Kafka URL '127.0.0.1:9092' has no scheme: expected kafka://")):
+        KafkaListener("127.0.0.1:9092")
     with pytest.raises(ValueError, match="not host:port"):
         KafkaListener("kafka://a:1,b")
     with pytest.raises(ValueError, match="path_from"):

@@ -22,7 +22,7 @@ from .conftest import Streams
     ("url", "complaint"),
     [
         ("http://127.0.0.1:4222", "has scheme 'http'"),
-        ("127.0.0.1:4222", "has scheme ''"),
+        ("127.0.0.1:4222", "has no scheme"),
         ("nats://127.0.0.1:42x2", "malformed NATS URL"),
         ("nats://", "names no host"),
     ],

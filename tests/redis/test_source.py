@@ -22,7 +22,7 @@ pytestmark = pytest.mark.broker
     ("url", "complaint"),
     [
         ("http://127.0.0.1:6379/0", r"Redis URL 'http://127.0.0.1:6379/0' has scheme 'http': expected redis://"),
-        ("127.0.0.1:6379", r"Redis URL '127.0.0.1:6379' has scheme '': expected redis://"),
+        ("127.0.0.1:6379", r"Redis URL '127.0.0.1:6379' has no scheme: expected redis://"),
         ("redis://127.0.0.1:63a9/0", r"malformed Redis URL 'redis://127.0.0.1:63a9/0' \(.*\): expected redis://"),
         ("redis:///0", r"Redis URL 'redis:///0' names no host: expected redis://"),
         ("redis://127.0.0.1:6379/zero", r"Redis URL 'redis://127.0.0.1:6379/zero' names database 'zero', not a "

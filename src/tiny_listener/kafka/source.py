@@ -250,8 +250,7 @@ class KafkaSource(BrokerSource):
         naming it and the expected form if not."""
         shown = safe_url(url)
         parts = urlsplit(url)
-        if parts.scheme not in self.url_schemes:
-            raise ValueError(f"Kafka URL {shown!r} has scheme {parts.scheme!r}: expected {self.url_form}")
+        self._check_scheme(url, parts.scheme)
         hosts = parts.netloc.rpartition("@")[2]
         for address in hosts.split(","):
             host, _, port = address.rpartition(":")

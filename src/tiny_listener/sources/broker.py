@@ -445,6 +445,16 @@ class BrokerSource(DeliverySettings, Source):
 
     # ------------------------------------------------------------------ public
 
+    def _check_scheme(self, url: str, scheme: str) -> None:
+        """Raise ``ValueError`` naming ``url`` and ``url_form`` unless ``scheme`` (``url``'s)
+        is one of ``url_schemes``."""
+        if scheme in self.url_schemes:
+            return
+        # Without "://" urlsplit's scheme depends on the Python version ('' or '127.0.0.1' for
+        # "127.0.0.1:6379"): say what is missing instead.
+        found = f"scheme {scheme!r}" if "://" in url else "no scheme"
+        raise ValueError(f"{self.broker} URL {safe_url(url)!r} has {found}: expected {self.url_form}")
+
     def check_url(self, url: str) -> str:
         """Return ``url`` if its scheme is one of ``url_schemes`` and it names a host (and a
         valid port, if any); raise ``ValueError`` naming the URL and ``url_form`` if not."""
@@ -454,8 +464,7 @@ class BrokerSource(DeliverySettings, Source):
             parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
         except ValueError as exc:
             raise ValueError(f"malformed {self.broker} URL {shown!r} ({exc}): expected {self.url_form}") from None
-        if parts.scheme not in self.url_schemes:
-            raise ValueError(f"{self.broker} URL {shown!r} has scheme {parts.scheme!r}: expected {self.url_form}")
+        self._check_scheme(url, parts.scheme)
         if not parts.hostname:
             raise ValueError(f"{self.broker} URL {shown!r} names no host: expected {self.url_form}")
         return url
