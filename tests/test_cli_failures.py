@@ -5,6 +5,7 @@ user's code raised, once, without the command's own frames."""
 from __future__ import annotations
 
 import socket
+import sys
 from pathlib import Path
 
 import pytest
@@ -141,7 +142,9 @@ def test_a_setting_the_core_refuses_at_import_points_at_the_users_line(tmp_path:
     assert result.returncode == 1
     error, hint = short_error(result.stderr)
     assert error == "Error: routes_app:app: RouteError: unknown path convertor 'nope' in route 'order/{id:nope}'"
-    assert hint.startswith(f"Hint: see {tmp_path / 'routes_app.py'}, line 7;")
+    # The decorator's line; Python before 3.11 reports the decorated def's line for it.
+    line = 7 if sys.version_info >= (3, 11) else 8
+    assert hint.startswith(f"Hint: see {tmp_path / 'routes_app.py'}, line {line};")
 
 
 def test_an_exception_raised_by_the_users_module_keeps_its_traceback_without_the_commands_frames(

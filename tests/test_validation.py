@@ -7,7 +7,13 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import enum
-from typing import Any, Dict, FrozenSet, List, Literal, NewType, NotRequired, Optional, Tuple, TypedDict, Union
+import sys
+from typing import Any, Dict, FrozenSet, List, Literal, NewType, Optional, Tuple, Union
+
+if sys.version_info >= (3, 11):
+    from typing import NotRequired, TypedDict
+else:  # typing's TypedDict knows NotRequired from 3.11 on; pydantic brings typing_extensions
+    from typing_extensions import NotRequired, TypedDict
 
 import msgspec
 import pydantic
@@ -42,7 +48,7 @@ class Color(enum.Enum):
 @dataclasses.dataclass
 class Address:
     city: str
-    zip_code: str | None = None
+    zip_code: Optional[str] = None  # noqa: UP045 - resolved at run time, on Python 3.9 too
 
 
 @dataclasses.dataclass

@@ -16,7 +16,7 @@ from tests.conftest import free_port
 from tiny_listener import Event, Param
 from tiny_listener.http import HTTPListener, Limits, Request, RequestAborted, StreamingResponse
 
-from .client import TIMEOUT, Client, at_eof, connect, read_reply, serving
+from .client import TIMEOUT, Client, Reply, at_eof, connect, read_reply, serving
 
 CHUNK = 64 * 1024
 
@@ -399,6 +399,7 @@ async def test_out_of_file_descriptors_the_server_backs_off_logs_once_and_serves
     )
     assert proc.stderr is not None
     clients: List[Client] = []
+    replies: Dict[asyncio.Task[Reply], Client] = {}
     try:
         while f"http://127.0.0.1:{port}".encode() not in await asyncio.wait_for(proc.stderr.readline(), TIMEOUT):
             pass
@@ -406,7 +407,7 @@ async def test_out_of_file_descriptors_the_server_backs_off_logs_once_and_serves
             clients.append(Client(*await asyncio.open_connection("127.0.0.1", port)))  # queued by the kernel
         for client in clients:
             await client.send(b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n")
-        replies = {asyncio.create_task(read_reply(client.reader)): client for client in clients}
+        replies.update({asyncio.create_task(read_reply(client.reader)): client for client in clients})
         # The server's descriptors run out after a few dozen: those clients are answered at once.
         served, waiting = await asyncio.wait(replies, timeout=1.5)
         assert served and waiting
@@ -420,6 +421,9 @@ async def test_out_of_file_descriptors_the_server_backs_off_logs_once_and_serves
         stderr = (await asyncio.wait_for(proc.stderr.read(), TIMEOUT)).decode()
         assert await asyncio.wait_for(proc.wait(), TIMEOUT) == 0
     finally:
+        for task in replies:  # the replies still awaited when the clients closed
+            task.cancel()
+        await asyncio.gather(*replies, return_exceptions=True)
         if proc.returncode is None:
             proc.kill()
             await proc.wait()

@@ -18,8 +18,15 @@ class Ticker(Source):
 
     def __init__(self, name: str | None = None) -> None:
         super().__init__(name=name)
-        self.feed: asyncio.Queue[int] = asyncio.Queue()
+        self._feed: asyncio.Queue[int] | None = None
         self.steps: List[str] = []
+
+    @property
+    def feed(self) -> asyncio.Queue[int]:
+        # Made in the running loop: Python 3.9's Queue() would make (and leak) a loop of its own.
+        if self._feed is None:
+            self._feed = asyncio.Queue()
+        return self._feed
 
     async def serve(self) -> None:
         self.set_state(SourceState.READY)

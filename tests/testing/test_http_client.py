@@ -131,12 +131,14 @@ class TinyHTTP(Listener):  # type: ignore[type-arg]
             await server.serve_forever()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        request_line = await reader.readuntil(b"\r\n\r\n")
-        path = request_line.split(b" ")[1].decode()
-        body = (await self.trigger_event(path)).encode()
-        writer.write(b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
-        await writer.drain()
-        writer.close()
+        try:
+            request_line = await reader.readuntil(b"\r\n\r\n")
+            path = request_line.split(b" ")[1].decode()
+            body = (await self.trigger_event(path)).encode()
+            writer.write(b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+            await writer.drain()
+        finally:  # also when the client went first (Python < 3.11 would not close it)
+            writer.close()
 
 
 async def test_any_listener_with_host_and_port_can_be_reached() -> None:

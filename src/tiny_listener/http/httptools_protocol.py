@@ -228,7 +228,7 @@ class HttptoolsConnection(BaseServerConnection):
                 queue.popleft()
                 if not self._skipping_body:
                     self._current_body_done = True
-                    return BODY_END  # type: ignore[no-any-return]
+                    return BODY_END  # type: ignore[no-any-return,unused-ignore]
                 self._skipping_body = False
                 continue
             size = entry[1]
