@@ -385,8 +385,12 @@ class Connection(asyncio.BufferedProtocol):
             self._idle_timer.cancel()
         if self._transport is not None and not self._transport.is_closing():
             self._transport.close()  # sends what is buffered, then closes
-        if self.ctx is not None:
-            self.ctx.drop()
+        # Let go of the context too: it and this connection hold each other (its scope), and
+        # the transport holds this connection until it has called connection_lost(), so the
+        # context's history (the frames' paths) would outlive the close by a loop step or more.
+        ctx, self.ctx = self.ctx, None
+        if ctx is not None:
+            ctx.drop()
         self.source._forget(self)
         logger.debug("connection %s closed", self.peer)
 
