@@ -139,7 +139,7 @@ async def test_a_client_that_reads_none_of_its_replies_is_closed_after_idle_time
 async def test_a_handler_that_never_lets_go_does_not_keep_its_connection_open_at_shutdown(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, "tiny_listener.tcp")
+    caplog.set_level(logging.DEBUG, "tiny_listener.tcp")
     app = TCPListener(shutdown_timeout=0.2)
     app.cancel_timeout = 0.2
     started = asyncio.Event()
@@ -173,6 +173,10 @@ async def test_a_handler_that_never_lets_go_does_not_keep_its_connection_open_at
         await asyncio.wait(stubborn_tasks)
     assert app.ctxs == {}
     assert "still handled at the shutdown deadline" in caplog.text
+    # Abandoned at the deadline, then its worker cancelled: closed once, said once.
+    assert [record.getMessage() for record in caplog.records if record.getMessage().endswith(" closed")] == [
+        f"connection {writer.get_extra_info('sockname')[0]}:{writer.get_extra_info('sockname')[1]} closed"
+    ]
 
 
 def traced() -> int:

@@ -83,6 +83,7 @@ class Connection(asyncio.BufferedProtocol):
         self._write_paused = False  # the client's unread replies are over the high-water mark
         self._reading_paused = False
         self._lost = False
+        self._closed = False  # _close() ran: shutdown may abandon the connection before its worker ends
         self._drain_waiters: Deque[asyncio.Future[None]] = collections.deque()
         self._last_activity = self._loop.time()
         self._idle_timer: asyncio.TimerHandle | None = None
@@ -381,6 +382,9 @@ class Connection(asyncio.BufferedProtocol):
         self._idle_timer = self._loop.call_at(deadline if now < deadline else now + timeout, self._check_idle)
 
     def _close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         if self._idle_timer is not None:
             self._idle_timer.cancel()
         if self._transport is not None and not self._transport.is_closing():
