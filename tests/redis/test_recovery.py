@@ -8,7 +8,7 @@ from typing import Any, Dict, List
 
 import pytest
 
-from tests.log_watch import LogWatch
+from tests.log_watch import LogWatch, watching_log
 from tests.redis.conftest import StreamNames, running
 from tiny_listener import Event, Param
 from tiny_listener.redis import RedisPublisher, RedisStreamListener, read_dead_letters, replay_dead_letters
@@ -230,3 +230,43 @@ async def test_pending_message_deleted_from_the_stream_is_acknowledged_not_handl
         await done.wait()
     assert handled == [2]
     assert await pending_of(redis, stream, "worker-a") == []
+
+
+@pytest.mark.parametrize("loss", ["stream deleted", "group destroyed"])
+async def test_a_stream_or_group_deleted_under_a_running_worker_is_made_again(
+    redis_url: str, names: StreamNames, redis: Any, caplog: pytest.LogCaptureFixture, loss: str
+) -> None:
+    """``DEL`` of the stream (Redis ends the worker's blocked read with "UNBLOCKED the stream
+    key no longer exists") or ``XGROUP DESTROY``: said once, the group made again, and what is
+    published next is handled; the source never fails."""
+    from tests.log_watch import watching_log
+
+    caplog.set_level(logging.INFO, "tiny_listener")
+    stream = names()
+    app: RedisStreamListener[Any] = RedisStreamListener(redis_url, streams=[stream], group=GROUP)
+    handled: List[int] = []
+    got = [asyncio.Event(), asyncio.Event()]
+
+    @app.on_event("order:{n:int}")
+    async def order(n: Param) -> None:
+        handled.append(n)
+        got[n].set()
+
+    async with running(app), RedisPublisher(redis_url) as publisher:
+        await publisher.publish(stream, "order:0")
+        await asyncio.wait_for(got[0].wait(), 10)
+        with watching_log("tiny_listener.redis", f"consumer group {GROUP!r} is gone from {stream!r}") as remade:
+            if loss == "stream deleted":
+                await redis.delete(stream)
+            else:
+                await redis.xgroup_destroy(stream, GROUP)
+            await asyncio.wait_for(remade.wait(), 10)
+        await publisher.publish(stream, "order:1")
+        await asyncio.wait_for(got[1].wait(), 10)
+        assert app.source.health()["state"] == "ready"
+    # A group made again starts at the beginning of its stream: what the stream still holds
+    # is handled again (at least once), here order 0 when only the group was destroyed.
+    assert handled == ([0, 1] if loss == "stream deleted" else [0, 0, 1])
+    said = [record.getMessage() for record in caplog.records]
+    assert len([line for line in said if "is gone from" in line]) == 1
+    assert [line for line in said if "failed" in line] == []

@@ -370,7 +370,9 @@ class RedisStreamSource(BrokerSource):
         except self._response_error as exc:
             if not _is_missing_group(exc):
                 raise
-            await self._join_group(client)  # gone while connected (XGROUP DESTROY, a flush)
+            # Gone while connected: XGROUP DESTROY, a flush, or the stream deleted (Redis then
+            # ends a blocked read with "UNBLOCKED the stream key no longer exists").
+            await self._join_group(client)
             return []
 
     async def disconnect(self) -> None:
@@ -503,8 +505,10 @@ class RedisStreamSource(BrokerSource):
             else:
                 created.append(stream)
         if created and self._joined:
-            logger.warning("consumer group %r is gone from %s (Redis restarted without its data?): created it again",
-                           self.group, ", ".join(repr(stream) for stream in created))
+            logger.warning(
+                "consumer group %r is gone from %s (the stream or the group was deleted, or Redis restarted without "
+                "its data): created it again", self.group, ", ".join(repr(stream) for stream in created),
+            )
             for stream in created:
                 self._cursors[stream] = b">"
         self._joined = True
@@ -642,4 +646,5 @@ def _cancel_requested() -> bool:
 
 
 def _is_missing_group(exc: BaseException) -> bool:
-    return str(exc).startswith("NOGROUP")
+    """Whether a Redis error says the group, or its stream, is gone."""
+    return str(exc).startswith(("NOGROUP", "UNBLOCKED the stream key no longer exists"))
