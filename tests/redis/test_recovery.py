@@ -239,8 +239,6 @@ async def test_a_stream_or_group_deleted_under_a_running_worker_is_made_again(
     """``DEL`` of the stream (Redis ends the worker's blocked read with "UNBLOCKED the stream
     key no longer exists") or ``XGROUP DESTROY``: said once, the group made again, and what is
     published next is handled; the source never fails."""
-    from tests.log_watch import watching_log
-
     caplog.set_level(logging.INFO, "tiny_listener")
     stream = names()
     app: RedisStreamListener[Any] = RedisStreamListener(redis_url, streams=[stream], group=GROUP)
