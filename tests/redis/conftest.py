@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import free_port, require_service, service_reachable
 from tests.log_watch import LogWatch, watching_log
-from tiny_listener import Listener
+from tiny_listener import Listener, Param
 
 redis_asyncio = pytest.importorskip("redis.asyncio")
 
@@ -60,6 +60,20 @@ async def redis(redis_url: str) -> AsyncIterator[Any]:
     client = redis_asyncio.from_url(redis_url)
     yield client
     await client.aclose()
+
+
+class Orders:
+    """Registers ``order:{n:int}`` on an app: ``handled`` lists each ``n`` handled, in order;
+    ``got[n]`` is set once order ``n`` was (for n < ``count``)."""
+
+    def __init__(self, app: Listener[Any], count: int = 2) -> None:
+        self.handled: List[int] = []
+        self.got = [asyncio.Event() for _ in range(count)]
+
+        @app.on_event("order:{n:int}")
+        async def order(n: Param) -> None:
+            self.handled.append(n)
+            self.got[n].set()
 
 
 @asynccontextmanager

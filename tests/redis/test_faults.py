@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from typing import Any, List
+from typing import Any
 
 import pytest
 
 from tests.log_watch import watching_log
-from tests.redis.conftest import RedisServer, running
+from tests.redis.conftest import Orders, RedisServer, running
 from tiny_listener import Param
 from tiny_listener.redis import RedisPublisher, RedisStreamListener
 
@@ -37,13 +37,8 @@ async def test_reconnects_and_recreates_its_group_after_redis_restarts(
     app: RedisStreamListener[Any] = RedisStreamListener(
         redis_server.url, streams=["orders"], group="billing", reconnect_backoff=0.05
     )
-    handled: List[int] = []
-    got = [asyncio.Event(), asyncio.Event()]
-
-    @app.on_event("order:{n:int}")
-    async def order(n: Param) -> None:
-        handled.append(n)
-        got[n].set()
+    orders = Orders(app)
+    handled, got = orders.handled, orders.got
 
     with watching_log("tiny_listener.redis", "reconnected to Redis") as reconnected:
         async with running(app):

@@ -9,7 +9,7 @@ from typing import Any, Dict, List
 import pytest
 
 from tests.log_watch import LogWatch, watching_log
-from tests.redis.conftest import StreamNames, running
+from tests.redis.conftest import Orders, StreamNames, running
 from tiny_listener import Event, Param
 from tiny_listener.redis import RedisPublisher, RedisStreamListener, read_dead_letters, replay_dead_letters
 
@@ -242,13 +242,8 @@ async def test_a_stream_or_group_deleted_under_a_running_worker_is_made_again(
     caplog.set_level(logging.INFO, "tiny_listener")
     stream = names()
     app: RedisStreamListener[Any] = RedisStreamListener(redis_url, streams=[stream], group=GROUP)
-    handled: List[int] = []
-    got = [asyncio.Event(), asyncio.Event()]
-
-    @app.on_event("order:{n:int}")
-    async def order(n: Param) -> None:
-        handled.append(n)
-        got[n].set()
+    orders = Orders(app)
+    handled, got = orders.handled, orders.got
 
     async with running(app), RedisPublisher(redis_url) as publisher:
         await publisher.publish(stream, "order:0")
