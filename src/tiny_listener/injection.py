@@ -195,18 +195,17 @@ def _data_reader(event: Event[Any]) -> Callable[[], Awaitable[Any]] | None:
     return getattr(event.ctx, "read_event_data", None)
 
 
-def _resolve_annotation(fn: Callable[..., Any], param: inspect.Parameter) -> Any:
-    """``param``'s annotation, evaluated in ``fn``'s module if it is a string (``from
-    __future__ import annotations``). Raises :class:`InjectionError` if it cannot be: ignoring
-    it would silently inject the parameter's default instead of, say, ``Annotated[str | None,
-    Data]`` (which Python < 3.10 cannot evaluate)."""
+def _resolve_annotation(fn: Callable[..., Any], name: str, param: inspect.Parameter) -> Any:
+    """``param``'s annotation, evaluated in the module of ``fn`` (named ``name`` in errors) if
+    it is a string (``from __future__ import annotations``). Raises :class:`InjectionError` if
+    it cannot be: ignoring it would silently inject the parameter's default instead of, say,
+    ``Annotated[str | None, Data]`` (which Python < 3.10 cannot evaluate)."""
     annotation = param.annotation
     if isinstance(annotation, str):
         namespace = getattr(inspect.unwrap(fn), "__globals__", {})
         try:
             annotation = eval(annotation, dict(namespace))  # noqa: S307 - the handler's own annotation
         except Exception as exc:
-            name = getattr(fn, "__qualname__", fn)
             hint = ""
             if isinstance(exc, NameError):
                 hint = " (a name the handler's module does not define at its top level)"
@@ -335,7 +334,7 @@ def _plan_parameter(plan: _Plan, param: inspect.Parameter, index: int) -> None:
         plan.payload += default.payload
         return
 
-    annotation = _resolve_annotation(fn, param)
+    annotation = _resolve_annotation(fn, plan.name, param)
     markers: Tuple[Any, ...] = ()
     declared = annotation  # the type itself, for validation
     if typing.get_origin(annotation) is typing.Annotated:

@@ -83,7 +83,6 @@ class Connection(asyncio.BufferedProtocol):
         self._write_paused = False  # the client's unread replies are over the high-water mark
         self._reading_paused = False
         self._lost = False
-        self._closed = False  # _close() ran: shutdown may abandon the connection before its worker ends
         self._drain_waiters: Deque[asyncio.Future[None]] = collections.deque()
         self._last_activity = self._loop.time()
         self._idle_timer: asyncio.TimerHandle | None = None
@@ -382,19 +381,18 @@ class Connection(asyncio.BufferedProtocol):
         self._idle_timer = self._loop.call_at(deadline if now < deadline else now + timeout, self._check_idle)
 
     def _close(self) -> None:
-        if self._closed:
+        # The context goes with the close: it and this connection hold each other (its scope),
+        # and the transport holds this connection until it has called connection_lost(), so
+        # the context's history (the frames' paths) would outlive the close by a loop step or
+        # more. No context left: closed already (shutdown abandoned it before its worker ended).
+        ctx, self.ctx = self.ctx, None
+        if ctx is None:
             return
-        self._closed = True
         if self._idle_timer is not None:
             self._idle_timer.cancel()
         if self._transport is not None and not self._transport.is_closing():
             self._transport.close()  # sends what is buffered, then closes
-        # Let go of the context too: it and this connection hold each other (its scope), and
-        # the transport holds this connection until it has called connection_lost(), so the
-        # context's history (the frames' paths) would outlive the close by a loop step or more.
-        ctx, self.ctx = self.ctx, None
-        if ctx is not None:
-            ctx.drop()
+        ctx.drop()
         self.source._forget(self)
         logger.debug("connection %s closed", self.peer)
 
