@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import weakref
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Callable, Dict, Generic, List, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Dict, Generic, List, Protocol, TypeVar
 
-from ._types import EventData, PathParams
+from ._types import EventData, PathParams, Scope
 from .lifecycle import DONE, ENDED, PENDING, RUNNING, TRANSITIONS, EventState, EventStateError
 
 if TYPE_CHECKING:
@@ -67,12 +67,24 @@ class Event(Generic[CTXType]):
         nothing else kept it (an anonymous context after its events ended)."""
         ctx = self._ctx()
         if ctx is None:
-            raise ReferenceError(f"the context of event {self.path!r} was released")
+            return self._context_missing()
         return ctx
+
+    def _context_missing(self) -> CTXType:
+        raise ReferenceError(f"the context of event {self.path!r} was released")
 
     @property
     def listener(self) -> Listener[CTXType]:
         return self.ctx.listener
+
+    def _listener_if_any(self) -> Listener[Any] | None:
+        """The listener that runs the event, if its context is still there to say."""
+        ctx = self._ctx()
+        return None if ctx is None else ctx._listener
+
+    def _logs_failures(self) -> bool:
+        """Whether the listener logs this event's failure (else its source does)."""
+        return self.ctx.log_failures
 
     @property
     def state(self) -> EventState:
@@ -107,8 +119,8 @@ class Event(Generic[CTXType]):
             self._finish(DONE, tell_context=False)
         elif self._state not in ENDED:
             self._finish(DONE)
-            ctx = self._ctx()
-            if ctx is None or self not in ctx._listener._tasks.events:
+            listener = self._listener_if_any()
+            if listener is None or self not in listener._tasks.events:
                 self._release_inputs()  # its task is over too (else its end releases them)
 
     def _release_inputs(self) -> None:
@@ -172,3 +184,76 @@ class Event(Generic[CTXType]):
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}(path={self.path!r}, route={self._route!r}, state={self._state.value})"
+
+
+def _not_made() -> None:
+    """What a :class:`SourceEvent` holds for its context until one is asked for: no context."""
+    return None
+
+
+class ScopeSource(Protocol):
+    """What a :class:`SourceEvent` makes its context's scope from: a broker's message."""
+
+    def scope(self) -> Scope: ...
+
+
+class SourceEvent(Event[Any]):
+    """An event a source runs in a task of its own (a broker delivery flow's worker), whose
+    context is made only when something asks for it: ``event.ctx``, a ``Context`` parameter, a
+    cached dependency, an observer reading the cid. Most handlers of broker messages ask for
+    none, and an anonymous context (a cid, a registration in ``listener.ctxs``, a history) was
+    a fifth of what the flow cost per message. Until it is made, ``listener.ctxs`` does not
+    hold it; once made, it is the anonymous context the event would have had (its scope comes
+    from ``origin.scope()``), released when the event ends. Once the event has ended, a context
+    never made is a released one: ``ctx`` raises ``ReferenceError``.
+
+    The source logs the failures of its events itself (their context's ``log_failures`` is
+    False).
+    """
+
+    __slots__ = ("_listener", "_origin")
+
+    def __init__(
+        self, listener: Listener[Any], route: Route, data: EventData, path: str, params: PathParams, origin: ScopeSource
+    ) -> None:
+        # Event.__init__'s attributes, set here directly (this runs for every message), with
+        # no context yet.
+        self.data = data
+        self.error = None
+        self.path = path
+        self.params = params
+        self._route = route
+        self._ctx = _not_made
+        self._state = PENDING
+        self._auto_done = True
+        self._result = None
+        self._waiters = None
+        self._listener = listener
+        self._origin: ScopeSource | None = origin
+
+    def _context_missing(self) -> Any:
+        origin = self._origin
+        if origin is None or self._state in ENDED:
+            return super()._context_missing()
+        return self._make_context(origin)
+
+    def _make_context(self, origin: ScopeSource) -> Any:
+        """Make the event's context, as the listener's dispatch makes an anonymous one:
+        registered in ``listener.ctxs`` (which holds it while the event runs), the event in
+        its history, released when the event ends."""
+        self._origin = None
+        ctx = self._listener._anonymous_ctx(origin.scope())
+        ctx.log_failures = False
+        ctx._first_event_dispatched(self)
+        self._ctx = weakref.ref(ctx)
+        return ctx
+
+    @property
+    def listener(self) -> Listener[Any]:
+        return self._listener
+
+    def _listener_if_any(self) -> Listener[Any] | None:
+        return self._listener
+
+    def _logs_failures(self) -> bool:
+        return False

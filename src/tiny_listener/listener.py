@@ -43,7 +43,7 @@ from .errors import (
     ListenerNotFound,
     ValidationError,
 )
-from .event import RELEASED, Event
+from .event import RELEASED, Event, ScopeSource, SourceEvent
 from .failures import check_error_type, wait_for
 from .injection import Hook, check_coro_func
 from .lifecycle import CANCELLED, DONE, FAILED, PENDING, RUNNING
@@ -432,31 +432,33 @@ class Listener(Generic[CTXType]):
         return task
 
     def _event_here(
-        self, task: asyncio.Task[Any], path: str, data: EventData | None, scope: Scope | None, log_failures: bool = True
+        self, task: asyncio.Task[Any], path: str, data: EventData, origin: ScopeSource
     ) -> Coroutine[Any, Any, Any]:
-        """Start the event ``path`` in a new anonymous context holding ``scope`` and return the
-        coroutine that runs it in ``task``, the running task, which must await it at once.
+        """Start the event ``path`` carrying ``data`` and return the coroutine that runs it in
+        ``task``, the running task, which must await it at once. The event is a
+        :class:`~tiny_listener.event.SourceEvent`: its anonymous context, holding
+        ``origin.scope()``, is made only if something asks for it, and its failure is not
+        logged here (the source logs it).
 
         For a source that already runs messages in tasks of its own (the broker delivery
         flow's workers): a task per event, only to be awaited by the source's, would cost a
         task, a loop step and a done callback per event. ``task`` stands as the event's task
         (``OwnedTasks.events``) while the event runs, so that shutdown drains and cancels it as
-        any event's. Raises :class:`EventNotFound` at once if no route matches (no context is
-        made then).
+        any event's. Raises :class:`EventNotFound` at once if no route matches.
         """
         route, params = self._route_table.match(path)
-        ctx = self._anonymous_ctx(scope)
-        if not log_failures:
-            ctx.log_failures = False
-        event: Event[Any] = Event(ctx, route, data, path, params)
-        ctx._first_event_dispatched(event)
+        event = SourceEvent(self, route, data, path, params, origin)
+        if self._observers:
+            # Observers may read the context when the event has ended, too late to make one.
+            event._make_context(origin)
         self._tasks.events[event] = task
-        return self._run_event(event, ctx, params, None, False)
+        return self._run_event(event, None, params, None, False)
 
     async def _run_event(
-        self, event: Event[Any], ctx: Context, params: PathParams, timeout: float | None, own_task: bool = True
+        self, event: Event[Any], ctx: Context | None, params: PathParams, timeout: float | None, own_task: bool = True
     ) -> Any:
-        # ``ctx`` is held here so that the context outlives the event even if dropped meanwhile.
+        # ``ctx`` is held here so that the context outlives the event even if dropped meanwhile;
+        # None for a SourceEvent, whose context is made (and held by ``ctxs``) only if asked for.
         # Hook lists are tested before looping: most apps have none, and an empty loop costs
         # more than a test on this path.
         if event._state is PENDING:
@@ -496,11 +498,15 @@ class Listener(Generic[CTXType]):
             outcome = CANCELLED
             raise
         finally:
+            if ctx is None:
+                # A SourceEvent's, if one was made: held until the observers have seen the end.
+                ctx = event._ctx()
             if outcome is DONE and event._auto_done and event._state is RUNNING and event._waiters is None:
                 # Event._finish(DONE), inlined: the end of nearly every event (running to
                 # done is a legal transition, no one waits on the event, ``ctx`` is its context).
                 event._state = DONE
-                ctx._event_ended(event)
+                if ctx is not None:
+                    ctx._event_ended(event)
                 if observers:
                     _notify(observers, "event_ended", event)
                 event.data = RELEASED
@@ -521,10 +527,11 @@ class Listener(Generic[CTXType]):
             if tasks.drained is not None:
                 tasks.check_drained()
 
-    def _skip_ended(self, event: Event[Any], ctx: Context) -> Any:
+    def _skip_ended(self, event: Event[Any], ctx: Context | None) -> Any:
         """End the task of an event marked done before it started (``Event.done()``): its
         handler does not run; the context and the listener stop counting it."""
-        ctx._event_ended(event)
+        if ctx is not None:
+            ctx._event_ended(event)
         del self._tasks.events[event]
         self._tasks.check_drained()
         return event._result
@@ -544,7 +551,7 @@ class Listener(Generic[CTXType]):
         except asyncio.CancelledError:
             raise
         except BaseException as failure:
-            if event.ctx.log_failures:  # else the source that made the context logs it
+            if event._logs_failures():  # else the source that started the event logs it
                 self._log_failure(event, failure)
             # Logged once here; the task still ends with the error for whoever awaits it,
             # and nobody awaiting it must not make asyncio log it a second time.

@@ -13,11 +13,11 @@ from typing import Any, List, Set
 import pytest
 
 from tests.log_watch import watching_log
-from tiny_listener import Data, Event, Listener, Param
+from tiny_listener import Context, Data, Event, Listener, Param, depend
 from tiny_listener.codecs import DecodeError
 from tiny_listener.errors import EventNotFound
 from tiny_listener.sources import BrokerMessage, SourceState
-from tiny_listener.testing import MemoryBroker, Outcome
+from tiny_listener.testing import EventRecorder, MemoryBroker, Outcome
 from tiny_listener.testing.memory import MemoryMessage
 
 
@@ -531,3 +531,82 @@ async def test_a_context_variable_a_handler_sets_is_not_seen_by_the_next_message
     # As with a task per message: every handler starts with the variables unset.
     assert seen == [None] * 6
     assert [d.outcome for d in deliveries] == [Outcome.ACKED] * 6
+
+
+async def test_a_handler_that_asks_for_no_context_makes_none_and_one_that_asks_gets_its_own() -> None:
+    broker = hosted()
+    app = broker.listener
+    seen: List[Any] = []
+
+    @app.on_event("job.{n:int}")
+    async def job(n: Param, event: Event) -> None:
+        seen.append(dict(app.ctxs))  # nothing asked for a context yet: none was made
+        if n == 1:
+            ctx = event.ctx  # made now, the anonymous context the event would have had
+            assert ctx is event.ctx and app.ctxs == {ctx.cid: ctx}
+            assert ctx.events[event.route] == [event] and ctx.scope["message"].message_id == "2"
+            seen.append(ctx.scope["attempt"])
+        else:
+            seen.append(event)
+
+    async with broker:
+        await broker.publish("job.0")
+        await broker.publish("job.1")
+        deliveries = await broker.settled()
+    assert [d.outcome for d in deliveries] == [Outcome.ACKED, Outcome.ACKED]
+    assert seen[0] == {} and seen[2] == {} and seen[3] == 1
+    assert app.ctxs == {}  # the one made was released with its event
+    with pytest.raises(ReferenceError, match=r"'job\.0' was released"):
+        _ = seen[1].ctx  # the event ended without a context: none can be made for it now
+
+
+async def test_a_context_made_on_demand_serves_what_a_context_gives_handlers() -> None:
+    broker = hosted()
+    app = broker.listener
+    seen: List[Any] = []
+
+    async def account(ctx: Context) -> str:
+        seen.append("resolved")
+        return f"account-{ctx.scope['attempt']}"
+
+    @app.on_event("pay.{n:int}")
+    async def pay(n: Param, ctx: Context, first: str = depend(account), second: str = depend(account)) -> None:
+        ctx.scope["paid"] = n
+        seen.append((first, second, ctx.scope["message"].path, await ctx.trigger_event("receipt")))
+
+    @app.on_event("receipt")
+    async def receipt(ctx: Context) -> Any:
+        return ctx.scope["paid"]  # the same context as the event that triggered it
+
+    async with broker:
+        await broker.publish("pay.5")
+        (delivery,) = await broker.settled()
+    assert delivery.outcome is Outcome.ACKED
+    assert seen == ["resolved", ("account-1", "account-1", "pay.5", 5)]  # the dependency cached per context
+    assert app.ctxs == {}
+
+
+async def test_observers_and_error_handlers_see_the_context_of_a_broker_event() -> None:
+    broker = hosted(max_retries=0)
+    app = broker.listener
+    recorder = EventRecorder()
+    app.add_event_observer(recorder)
+    taken: List[str] = []
+
+    @app.on_event("job.{n:int}")
+    async def job(n: Param) -> None:
+        if n == 1:
+            raise ValueError("no")
+
+    @app.on_error(ValueError)
+    async def note(event: Event) -> None:
+        taken.append(event.ctx.cid)
+
+    async with broker:
+        await broker.publish("job.0")
+        await broker.publish("job.1")
+        deliveries = await broker.settled()
+    assert [d.outcome for d in deliveries] == [Outcome.ACKED, Outcome.ACKED]  # on_error took the error
+    cids = [record.cid for record in recorder.events]
+    assert len(set(cids)) == 2 and taken == [cids[1]]
+    assert app.ctxs == {}

@@ -733,7 +733,7 @@ class BrokerSource(DeliverySettings, Source):
         while True:
             try:
                 data = message.event_data(self.codec)
-                event = listener._event_here(worker, message.path, data, message.scope(), False)
+                event = listener._event_here(worker, message.path, data, message)
             except DecodeError as exc:
                 await self._give_up(message, UNDECODABLE, exc)
                 return
