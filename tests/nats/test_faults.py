@@ -174,10 +174,12 @@ async def test_keeps_retrying_until_the_server_is_up(tmp_path: Path) -> None:
             await server.stop(kill=True)
 
 
-async def test_consumer_deleted_on_the_server_is_made_again(
-    streams: Streams, client: Any, lost_connection_log: LogWatch
+@pytest.mark.parametrize("deleted", ["consumer", "stream"])
+async def test_a_consumer_or_stream_deleted_on_the_server_is_made_again_without_a_reconnection(
+    streams: Streams, client: Any, deleted: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     app = streams.app(reconnect_backoff=0.05)
+    app.fetch_timeout = 0.1  # a deleted consumer is found after idle_pulls_between_checks empty pulls
     seen: List[int] = []
     first = asyncio.Event()
     second = asyncio.Event()
@@ -187,16 +189,24 @@ async def test_consumer_deleted_on_the_server_is_made_again(
         seen.append(n)
         (first if n == 1 else second).set()
 
-    async with running(app):
-        await app.publish(f"{streams.prefix}.job.1", {})
-        await asyncio.wait_for(first.wait(), 10)
-        await client.jetstream().delete_consumer(app.stream, app.durable)
-        await asyncio.wait_for(lost_connection_log.wait(), 20)
-        await asyncio.wait_for(app.wait_connected(), 20)
-        await publish_jobs("nats://127.0.0.1:4222", streams.prefix, range(2, 3))
-        await asyncio.wait_for(second.wait(), 20)
+    with watching_log("tiny_listener.nats", "created it again") as made_again:
+        async with running(app):
+            await app.publish(f"{streams.prefix}.job.1", {})
+            await asyncio.wait_for(first.wait(), 10)
+            js = client.jetstream()
+            if deleted == "consumer":
+                await js.delete_consumer(app.stream, app.durable)
+            else:
+                await js.delete_stream(app.stream)
+            await asyncio.wait_for(made_again.wait(), 20)
+            await publish_jobs("nats://127.0.0.1:4222", streams.prefix, range(2, 3))
+            await asyncio.wait_for(second.wait(), 20)
     # The new consumer starts from the beginning of the stream: job 1 may come again.
     assert set(seen) == {1, 2}
+    (line,) = [record.getMessage() for record in caplog.records if "created it again" in record.getMessage()]
+    assert line.startswith(f"consumer {app.durable!r} of stream {app.stream!r} is gone from NATS at nats://")
+    # The server answered all along: no outage is reported.
+    assert [record for record in caplog.records if "unreachable" in record.getMessage()] == []
 
 
 async def test_shutdown_completes_while_the_server_is_away(

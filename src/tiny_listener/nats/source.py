@@ -9,6 +9,7 @@ acknowledgements, dead letters published with their headers).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import TYPE_CHECKING, Any, Coroutine, List, Mapping, Sequence, Set, Tuple, Type
 
@@ -353,14 +354,37 @@ class NATSSource(BrokerSource):
         if nc is None or subscription is None or nc.is_closed:
             raise nats.errors.ConnectionClosedError
         try:
-            messages = await subscription.fetch(max_messages, timeout=self.fetch_timeout)
-        except asyncio.TimeoutError:  # nats.errors.TimeoutError, or a plain one from a batch pull
-            self._idle_pulls += 1
-            if self._idle_pulls % self.idle_pulls_between_checks == 0:
-                await subscription.consumer_info()  # NotFoundError: the flow sets it up again
+            try:
+                messages = await subscription.fetch(max_messages, timeout=self.fetch_timeout)
+            except asyncio.TimeoutError:  # nats.errors.TimeoutError, or a plain one from a batch pull
+                self._idle_pulls += 1
+                if self._idle_pulls % self.idle_pulls_between_checks == 0:
+                    await subscription.consumer_info()
+                return []
+        except nats.js.errors.NotFoundError:
+            # The server answered: the consumer (or its stream) was deleted, or the server
+            # lost its data. Not an outage: set up again on this connection.
+            await self._set_up_again(subscription)
             return []
         self._idle_pulls = 0
         return [NATSMessage(message, self) for message in messages]
+
+    async def _set_up_again(self, gone: JetStreamContext.PullSubscription) -> None:
+        """Make the stream and consumer again after the server said the consumer is gone, and
+        bind to it. Messages in flight are acknowledged to a consumer that no longer exists:
+        the new one, which starts at the beginning of the stream, delivers them again."""
+        js = self._js
+        if js is None:
+            raise NotConnected(f"not connected to {self.log.url}")
+        self._subscription = await self._set_up(js)
+        self._idle_pulls = 0
+        self.log.logger.warning(
+            "consumer %r of stream %r is gone from %s at %s (the stream or the consumer was deleted, or the server "
+            "lost its data): created it again", self.durable, self.stream, self.broker, self.log.url,
+            extra={"broker": self.broker},
+        )
+        with contextlib.suppress(Exception):  # its subscription on the connection only
+            await gone.unsubscribe()
 
     async def disconnect(self) -> None:
         """Flush what is pending (acknowledgements) if the connection is still up, and close it."""
