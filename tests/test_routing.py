@@ -294,3 +294,28 @@ def test_a_match_cache_that_serves_lookups_keeps_caching_when_full() -> None:
         app.match_route(f"x/{n}")  # served from the cache
     assert app.match_route("x/8")[1] == {"a": 8}
     assert list(table._cache) == ["x/8"]  # emptied when full, and still caching
+
+
+TAIL_CASES = [
+    "n:12", "n:007", "n:", "n:\u0661\u0662", "n:\u00b2", "n:12\n", "n:1/2", "n:-3", "n: 4", "n:" + "9" * 5000,
+    "s:bob", "s:", "s:a/b", "s:x\n", "s:\u00fc", "s:a:b", "s:/", "x:1",
+]
+
+
+@pytest.mark.parametrize("event_path", TAIL_CASES)
+def test_a_prefix_and_one_parameter_route_matches_exactly_what_its_regex_matches(event_path: str) -> None:
+    # The route table checks the parameter of these routes without the regex: the same answer.
+    app = build_app("n:{n:int}", "s:{s}")
+    expected = None
+    for route in app.routes.values():
+        params = route.match(event_path)  # the regex, then the convertor
+        if params is not None:
+            expected = (route.name, params)
+            break
+    for _ in range(2):  # searched, then from the match cache
+        try:
+            route, params = app.match_route(event_path)
+            found = (route.name, params)
+        except EventNotFound:
+            found = None
+        assert found == expected

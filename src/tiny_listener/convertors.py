@@ -20,10 +20,13 @@ class Convertor(NamedTuple):
     convert: Callable[[str], Any]
 
 
+STR = Convertor(r"[^/]+", str)
+INT = Convertor(r"[0-9]+", int)
+
 # Regexes use only non-capturing groups: the route's named groups are the parameters.
 CONVERTOR_TYPES: Dict[str, Convertor] = {
-    "str": Convertor(r"[^/]+", str),
-    "int": Convertor(r"[0-9]+", int),
+    "str": STR,
+    "int": INT,
     # 1.2 left the dot unescaped, so "/v/1x5" matched and then float() raised.
     "float": Convertor(r"[0-9]+(?:\.[0-9]+)?", float),
     "path": Convertor(r".*", str),

@@ -19,7 +19,7 @@ import uuid
 from typing import Any, Callable, Dict, Iterator, List, Mapping, MutableMapping, Pattern, Tuple
 
 from ._types import CoroFunc, PathParams
-from .convertors import CONVERTOR_TYPES, Convertor
+from .convertors import CONVERTOR_TYPES, INT, STR, Convertor
 from .destinations import PUBLISH_TO_OPT, Destination
 from .errors import EventNotFound, RouteError
 from .injection import Hook
@@ -130,6 +130,14 @@ class Route:
         self._converting: Tuple[Tuple[str, Callable[[str], Any]], ...] = tuple(
             (name, conv.convert) for name, conv in self.convertors.items() if conv.convert is not str
         )
+        # A literal prefix then one built-in str or int parameter ("order:{id}", "/u/{n:int}"),
+        # the commonest shape of a route with parameters: what follows the prefix is the
+        # parameter, checked with str methods rather than the regex (half the cost).
+        self._tail: Tuple[int, str, bool] | None = None
+        if len(self.shape) == 3 and self.shape[2] == "":
+            ((name, convertor),) = self.convertors.items()
+            if convertor is INT or convertor is STR:
+                self._tail = (len(self.literal_prefix), name, convertor is INT)
 
     def match(self, path: str) -> PathParams | None:
         """Return the converted path parameters if ``path`` matches this route, else ``None``."""
@@ -157,9 +165,25 @@ class Route:
     def _match_template(self, path: str) -> PathParams | None:
         """What the route table keeps for a path this route matches (None if it does not):
         the converted parameters, or their matched text for a route whose convertors must run
-        for every match. The convertors run once here, not once to check and once again."""
+        for every match. The convertors run once here, not once to check and once again.
+
+        ``path`` starts with the route's literal prefix (the route table looks routes up by it).
+        """
         if self._is_static:
             return {} if path == self.path else None
+        tail = self._tail
+        if tail is not None:
+            start, name, digits = tail
+            value = path[start:]
+            if digits:
+                # [0-9]+: isdigit() alone also takes other scripts' digits and superscripts.
+                if not (value.isdigit() and value.isascii()):
+                    return None
+                try:
+                    return {name: int(value)}
+                except ValueError:  # more digits than int() converts (sys.set_int_max_str_digits)
+                    return None
+            return {name: value} if value and "/" not in value else None
         found = self.path_regex.match(path)
         if found is None:
             return None
