@@ -206,7 +206,7 @@ async def test_starts_over_when_rabbitmq_closes_the_channel(
 
 
 async def test_queue_deleted_under_the_listener_is_declared_again(
-    names: Names, channel: Any, lost_connection_log: LogWatch
+    names: Names, channel: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     import aiormq
 
@@ -219,9 +219,15 @@ async def test_queue_deleted_under_the_listener_is_declared_again(
     async def after() -> None:
         handled.set()
 
-    async with running(app):
-        await channel.queue_delete(app.queue)  # RabbitMQ cancels the consumer
-        await asyncio.wait_for(lost_connection_log.wait(), 20)
-        await asyncio.wait_for(app.wait_connected(), 20)
-        await app.publish("after", {})
-        await asyncio.wait_for(handled.wait(), 10)
+    with watching_log("tiny_listener.amqp", "cancelled consuming") as cancelled:
+        async with running(app):
+            await channel.queue_delete(app.queue)  # RabbitMQ cancels the consumer
+            await asyncio.wait_for(cancelled.wait(), 20)
+            await asyncio.wait_for(app.wait_connected(), 20)
+            await app.publish("after", {})
+            await asyncio.wait_for(handled.wait(), 10)
+    (line,) = [record.getMessage() for record in caplog.records if "cancelled consuming" in record.getMessage()]
+    assert line.startswith("RabbitMQ at amqp://") and f"consuming queue {app.queue!r}" in line
+    assert "the queue was deleted" in line
+    # RabbitMQ answered all along: no outage is reported.
+    assert [record for record in caplog.records if "unreachable" in record.getMessage()] == []

@@ -358,6 +358,11 @@ class AMQPSource(BrokerSource):
     def intake(self) -> str:
         return f"queue {self.queue!r}"
 
+    def why_cancelled(self, error: BaseException) -> str | None:
+        if isinstance(error, ConsumerCancelled):
+            return "the queue was deleted, or moved to another node"
+        return None
+
     def default_dead_letter_target(self) -> str:
         return topology.dead_letter_queue_name(self.queue)
 

@@ -11,6 +11,7 @@ what happened      level    line
 connected          INFO     ``connected to NATS at <url>: consuming <intake> (up to N in flight)``
 cannot connect     WARNING  ``NATS at <url> is unreachable: cannot connect (<error>); retrying in 0.10s``
 connection lost    WARNING  ``NATS at <url> is unreachable: consuming stopped (<error>); N message(s) ...``
+intake cancelled   WARNING  ``RabbitMQ at <url> cancelled consuming <intake> (<error>): <why>; N message(s) ...``
 recovered          WARNING  ``reconnected to NATS at <url>: consuming <intake> again``
 disconnected       INFO     ``disconnected from NATS at <url>``
 retry              WARNING  ``NATS message 7: event 'a.b' failed on attempt 1 of 4 (<error>); retrying in 0.50s``
@@ -77,6 +78,13 @@ class BrokerLog:
             "%s at %s is unreachable: consuming stopped (%r); %d message(s) in flight will be redelivered; "
             "reconnecting in %.2fs",
             self.broker, self.url, error or "connection closed", in_flight, delay, extra=self._fields(),
+        )
+
+    def cancelled(self, intake: str, error: BaseException, why: str, in_flight: int, delay: float) -> None:
+        """The broker, reachable, stopped the intake (a queue deleted): not an outage."""
+        self.logger.warning(
+            "%s at %s cancelled consuming %s (%r): %s; %d message(s) were in flight; setting up again in %.2fs",
+            self.broker, self.url, intake, error, why, in_flight, delay, extra=self._fields(),
         )
 
     def disconnected(self) -> None:
