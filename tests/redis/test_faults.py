@@ -52,7 +52,7 @@ async def test_reconnects_and_recreates_its_group_after_redis_restarts(
     assert handled == [0, 1]
     messages = [record.getMessage() for record in caplog.records]
     assert any(message.startswith(f"Redis at {redis_server.url} is unreachable") for message in messages)
-    assert any("consumer group 'billing' is gone" in message for message in messages)
+    assert any("consumer group 'billing' of stream 'orders' is gone from Redis" in message for message in messages)
 
 
 async def test_waits_for_redis_at_startup(redis_server: RedisServer) -> None:

@@ -248,7 +248,8 @@ async def test_a_stream_or_group_deleted_under_a_running_worker_is_made_again(
     async with running(app), RedisPublisher(redis_url) as publisher:
         await publisher.publish(stream, "order:0")
         await asyncio.wait_for(got[0].wait(), 10)
-        with watching_log("tiny_listener.redis", f"consumer group {GROUP!r} is gone from {stream!r}") as remade:
+        made_again = f"consumer group {GROUP!r} of stream {stream!r} is gone from Redis at "
+        with watching_log("tiny_listener.redis", made_again) as remade:
             if loss == "stream deleted":
                 await redis.delete(stream)
             else:

@@ -358,7 +358,7 @@ class AMQPSource(BrokerSource):
     def intake(self) -> str:
         return f"queue {self.queue!r}"
 
-    def why_cancelled(self, error: BaseException) -> str | None:
+    def why_cancelled(self, error: BaseException | None) -> str | None:
         if isinstance(error, ConsumerCancelled):
             return "the queue was deleted, or moved to another node"
         return None

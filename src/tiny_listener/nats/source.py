@@ -378,10 +378,9 @@ class NATSSource(BrokerSource):
             raise NotConnected(f"not connected to {self.log.url}")
         self._subscription = await self._set_up(js)
         self._idle_pulls = 0
-        self.log.logger.warning(
-            "consumer %r of stream %r is gone from %s at %s (the stream or the consumer was deleted, or the server "
-            "lost its data): created it again", self.durable, self.stream, self.broker, self.log.url,
-            extra={"broker": self.broker},
+        self.log.made_again(
+            f"consumer {self.durable!r} of stream {self.stream!r}",
+            "the stream or the consumer was deleted, or the server lost its data",
         )
         with contextlib.suppress(Exception):  # its subscription on the connection only
             await gone.unsubscribe()

@@ -505,9 +505,10 @@ class RedisStreamSource(BrokerSource):
             else:
                 created.append(stream)
         if created and self._joined:
-            logger.warning(
-                "consumer group %r is gone from %s (the stream or the group was deleted, or Redis restarted without "
-                "its data): created it again", self.group, ", ".join(repr(stream) for stream in created),
+            streams = ", ".join(repr(stream) for stream in created)
+            self.log.made_again(
+                f"consumer group {self.group!r} of stream {streams}",
+                "the stream or the group was deleted, or Redis restarted without its data",
             )
             for stream in created:
                 self._cursors[stream] = b">"

@@ -12,6 +12,7 @@ connected          INFO     ``connected to NATS at <url>: consuming <intake> (up
 cannot connect     WARNING  ``NATS at <url> is unreachable: cannot connect (<error>); retrying in 0.10s``
 connection lost    WARNING  ``NATS at <url> is unreachable: consuming stopped (<error>); N message(s) ...``
 intake cancelled   WARNING  ``RabbitMQ at <url> cancelled consuming <intake> (<error>): <why>; N message(s) ...``
+intake made again  WARNING  ``consumer 'x' of stream 'y' is gone from NATS at <url> (<why>): created it again``
 recovered          WARNING  ``reconnected to NATS at <url>: consuming <intake> again``
 disconnected       INFO     ``disconnected from NATS at <url>``
 retry              WARNING  ``NATS message 7: event 'a.b' failed on attempt 1 of 4 (<error>); retrying in 0.50s``
@@ -80,7 +81,13 @@ class BrokerLog:
             self.broker, self.url, error or "connection closed", in_flight, delay, extra=self._fields(),
         )
 
-    def cancelled(self, intake: str, error: BaseException, why: str, in_flight: int, delay: float) -> None:
+    def made_again(self, what: str, why: str) -> None:
+        """The broker, reachable, no longer had ``what`` the intake consumes from (a group, a
+        consumer, a stream deleted): it was created again on the same connection."""
+        self.logger.warning("%s is gone from %s at %s (%s): created it again", what, self.broker, self.url, why,
+                            extra=self._fields())
+
+    def cancelled(self, intake: str, error: BaseException | None, why: str, in_flight: int, delay: float) -> None:
         """The broker, reachable, stopped the intake (a queue deleted): not an outage."""
         self.logger.warning(
             "%s at %s cancelled consuming %s (%r): %s; %d message(s) were in flight; setting up again in %.2fs",

@@ -382,8 +382,8 @@ class BrokerSource(DeliverySettings, Source):
         """Return where ``dead_letter=True`` sends dead letters."""
         raise NotImplementedError(f"{type(self).__name__} must implement default_dead_letter_target()")
 
-    def why_cancelled(self, error: BaseException) -> str | None:
-        """If ``error``, which stopped consuming, says that the broker (still reachable)
+    def why_cancelled(self, error: BaseException | None) -> str | None:
+        """If ``error``, which stopped consuming (None: the connection closed), says that the broker (still reachable)
         cancelled the intake, say why in a few words (logged instead of the outage line);
         None for an outage. None by default."""
         return None
@@ -536,11 +536,11 @@ class BrokerSource(DeliverySettings, Source):
                 reason = exc
             self.set_state(SourceState.RECONNECTING)
             delay = next(delays)
-            why = None if reason is None else self.why_cancelled(reason)
-            if reason is not None and why is not None:
-                self.log.cancelled(self.intake(), reason, why, self._in_flight, delay)
-            else:
+            why = self.why_cancelled(reason)
+            if why is None:
                 self.log.lost(reason, self._in_flight, delay)
+            else:
+                self.log.cancelled(self.intake(), reason, why, self._in_flight, delay)
             self._connection_open = False
             await self.disconnect()
             await asyncio.sleep(delay)
