@@ -16,6 +16,7 @@ import warnings
 from asyncio.events import _get_running_loop
 from typing import (
     Any,
+    Awaitable,
     Callable,
     ClassVar,
     Coroutine,
@@ -23,6 +24,7 @@ from typing import (
     Generic,
     List,
     Mapping,
+    NoReturn,
     Protocol,
     Tuple,
     Type,
@@ -46,7 +48,7 @@ from .errors import (
 from .event import RELEASED, Event, ScopeSource, SourceEvent
 from .failures import check_error_type, wait_for
 from .injection import Hook, check_coro_func
-from .lifecycle import CANCELLED, DONE, FAILED, PENDING, RUNNING
+from .lifecycle import CANCELLED, DONE, FAILED, PENDING, RUNNING, EventState
 from .routing import Route, RouteShadowedWarning, RouteTable
 from .running import PlacedListeners, Runtime, close_loop, running_listeners, thread_event_loop
 from .sources.base import Source, SourceState
@@ -433,32 +435,90 @@ class Listener(Generic[CTXType]):
 
     def _event_here(
         self, task: asyncio.Task[Any], path: str, data: EventData, origin: ScopeSource
-    ) -> Coroutine[Any, Any, Any]:
-        """Start the event ``path`` carrying ``data`` and return the coroutine that runs it in
-        ``task``, the running task, which must await it at once. The event is a
+    ) -> Tuple[SourceEvent, Awaitable[Any]]:
+        """Start the event ``path`` carrying ``data`` in ``task``, the running task; return it
+        and the coroutine of its handler, which ``task`` must await at once, then end the
+        event with :meth:`_event_here_done` (with the handler's result) or
+        :meth:`_event_here_failed` (with what it raised). The event is a
         :class:`~tiny_listener.event.SourceEvent`: its anonymous context, holding
         ``origin.scope()``, is made only if something asks for it, and its failure is not
         logged here (the source logs it).
 
         For a source that already runs messages in tasks of its own (the broker delivery
         flow's workers): a task per event, only to be awaited by the source's, would cost a
-        task, a loop step and a done callback per event. ``task`` stands as the event's task
-        (``OwnedTasks.events``) while the event runs, so that shutdown drains and cancels it as
-        any event's. Raises :class:`EventNotFound` at once if no route matches.
+        task, a loop step and a done callback per event, and a coroutine around the handler's
+        (as :meth:`_run_event` is) a frame and a step of delegation per event. ``task`` stands
+        as the event's task (``OwnedTasks.events``) while the event runs, so that shutdown
+        drains and cancels it as any event's. Raises :class:`EventNotFound` at once if no
+        route matches.
         """
         route, params = self._route_table.match(path)
         event = SourceEvent(self, route, data, path, params, origin)
-        if self._observers:
+        event._state = RUNNING  # Event._start(), inlined: a new event is pending
+        self._tasks.events[event] = task
+        observers = self._observers
+        if observers:
             # Observers may read the context when the event has ended, too late to make one.
             event._make_context(origin)
-        self._tasks.events[event] = task
-        return self._run_event(event, None, params, None, False)
+            _notify(observers, "event_started", event)
+        if self._middleware_before_event or self._middleware_after_event:
+            return event, self._with_middleware(event, params)
+        try:
+            return event, route._invoke(event, params)
+        except BaseException as exc:  # its parameters could not be made (data that does not validate)
+            return event, _raise(exc)
 
-    async def _run_event(
-        self, event: Event[Any], ctx: Context | None, params: PathParams, timeout: float | None, own_task: bool = True
-    ) -> Any:
-        # ``ctx`` is held here so that the context outlives the event even if dropped meanwhile;
-        # None for a SourceEvent, whose context is made (and held by ``ctxs``) only if asked for.
+    async def _with_middleware(self, event: Event[Any], params: PathParams) -> Any:
+        """The handler of ``event`` between the ``before_event`` and ``after_event`` hooks."""
+        for hook in self._middleware_before_event:
+            await hook(event, params)
+        event._result = result = await event._route._invoke(event, params)
+        for hook in self._middleware_after_event:  # they may read the result
+            await hook(event, params)
+        return result
+
+    def _event_here_done(self, event: SourceEvent, result: Any) -> None:
+        """The handler of ``event`` (see :meth:`_event_here`) returned ``result``."""
+        event._result = result
+        if event._auto_done and event._state is RUNNING and event._waiters is None and not self._observers:
+            # _end_event(event, None, DONE), inlined (as in _run_event): the end of nearly
+            # every source event.
+            event._state = DONE
+            ctx = event._ctx()
+            if ctx is not None:
+                ctx._event_ended(event)
+            event.data = RELEASED
+            tasks = self._tasks
+            del tasks.events[event]
+            if tasks.drained is not None:
+                tasks.check_drained()
+        else:
+            self._end_event(event, None, DONE)
+
+    async def _event_here_failed(self, event: SourceEvent, exc: BaseException) -> None:
+        """The handler of ``event`` (see :meth:`_event_here`) raised ``exc``: run the matching
+        ``on_error`` handlers and end the event; re-raise unless one of them took ``exc``,
+        as :meth:`_run_event` does for an event in a task of its own."""
+        outcome = FAILED
+        try:
+            if isinstance(exc, asyncio.CancelledError) or (
+                type(exc) is GeneratorExit and not self._tasks.is_running(event)
+            ):
+                # Cancelled, or the coroutine of the source's task is being closed (abandoned
+                # at shutdown and garbage-collected): not the handler's failure.
+                outcome = CANCELLED
+                raise exc
+            event.error = exc
+            await self._handle_error(event, event.params, exc, False)
+        except asyncio.CancelledError:
+            outcome = CANCELLED
+            raise
+        finally:
+            self._end_event(event, None, outcome)
+
+    async def _run_event(self, event: Event[Any], ctx: Context, params: PathParams, timeout: float | None) -> Any:
+        # The coroutine of an event's own task. ``ctx`` is held here so that the context
+        # outlives the event even if dropped meanwhile.
         # Hook lists are tested before looping: most apps have none, and an empty loop costs
         # more than a test on this path.
         if event._state is PENDING:
@@ -490,7 +550,7 @@ class Listener(Generic[CTXType]):
                     outcome = CANCELLED
                     raise
                 event.error = exc
-                await self._handle_error(event, params, exc, own_task)
+                await self._handle_error(event, params, exc)
                 return None
             outcome = DONE
             return event._result
@@ -498,40 +558,59 @@ class Listener(Generic[CTXType]):
             outcome = CANCELLED
             raise
         finally:
-            if ctx is None:
-                # A SourceEvent's, if one was made: held until the observers have seen the end.
-                ctx = event._ctx()
-            if outcome is DONE and event._auto_done and event._state is RUNNING and event._waiters is None:
-                # Event._finish(DONE), inlined: the end of nearly every event (running to
-                # done is a legal transition, no one waits on the event, ``ctx`` is its context).
+            if (outcome is DONE and event._auto_done and event._state is RUNNING and event._waiters is None
+                    and not observers):
+                # _end_event(), inlined: the end of nearly every event (Event._finish(DONE)
+                # without the checks: running to done is a legal transition, no one waits on
+                # the event, ``ctx`` is its context).
                 event._state = DONE
-                if ctx is not None:
-                    ctx._event_ended(event)
-                if observers:
-                    _notify(observers, "event_ended", event)
+                ctx._event_ended(event)
                 event.data = RELEASED
-            elif outcome is not DONE or event._auto_done:
-                event._finish(outcome)
-                if observers:
-                    _notify(observers, "event_ended", event)
-                # Ended: its context's history keeps the event, not its inputs (_release_inputs).
-                event.data = RELEASED
-            else:  # kept running by prevent_auto_done(): done() releases them, or did already
-                if observers:
-                    _notify(observers, "event_ended", event)
-                if event._state is not RUNNING:
-                    event.data = RELEASED
-            # Forget the event's task (OwnedTasks.events is filled by _dispatch).
-            tasks = self._tasks
-            del tasks.events[event]
-            if tasks.drained is not None:
-                tasks.check_drained()
+                tasks = self._tasks
+                del tasks.events[event]
+                if tasks.drained is not None:
+                    tasks.check_drained()
+            else:
+                self._end_event(event, ctx, outcome)
 
-    def _skip_ended(self, event: Event[Any], ctx: Context | None) -> Any:
+    def _end_event(self, event: Event[Any], ctx: Context | None, outcome: EventState) -> None:
+        """End ``event`` with ``outcome`` once its handler returned or raised: its context
+        stops counting it, the observers see it end, its data is released and the listener
+        forgets its task. ``ctx`` is its context, held by the caller so that it outlives the
+        event; None for a :class:`SourceEvent`, whose context (if one was made) is held here
+        until the observers have seen the end."""
+        if ctx is None:
+            ctx = event._ctx()
+        observers = self._observers
+        if outcome is DONE and event._auto_done and event._state is RUNNING and event._waiters is None:
+            # Event._finish(DONE) without its checks (see _run_event).
+            event._state = DONE
+            if ctx is not None:
+                ctx._event_ended(event)
+            if observers:
+                _notify(observers, "event_ended", event)
+            event.data = RELEASED
+        elif outcome is not DONE or event._auto_done:
+            event._finish(outcome)
+            if observers:
+                _notify(observers, "event_ended", event)
+            # Ended: its context's history keeps the event, not its inputs (_release_inputs).
+            event.data = RELEASED
+        else:  # kept running by prevent_auto_done(): done() releases them, or did already
+            if observers:
+                _notify(observers, "event_ended", event)
+            if event._state is not RUNNING:
+                event.data = RELEASED
+        # Forget the event's task (OwnedTasks.events is filled by _dispatch and _event_here).
+        tasks = self._tasks
+        del tasks.events[event]
+        if tasks.drained is not None:
+            tasks.check_drained()
+
+    def _skip_ended(self, event: Event[Any], ctx: Context) -> Any:
         """End the task of an event marked done before it started (``Event.done()``): its
         handler does not run; the context and the listener stop counting it."""
-        if ctx is not None:
-            ctx._event_ended(event)
+        ctx._event_ended(event)
         del self._tasks.events[event]
         self._tasks.check_drained()
         return event._result
@@ -756,6 +835,11 @@ class Listener(Generic[CTXType]):
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}(routes_count={len(self.routes)})"
+
+
+async def _raise(exc: BaseException) -> NoReturn:
+    """A coroutine raising ``exc``: what a failure to start a handler is awaited as."""
+    raise exc
 
 
 def _notify(observers: Tuple[EventObserver, ...], method: str, event: Event[Any]) -> None:

@@ -167,6 +167,38 @@ async def test_an_error_taken_by_an_on_error_handler_is_a_success() -> None:
     assert (delivery.outcome, delivery.attempts) == (Outcome.ACKED, 1)
 
 
+async def test_before_and_after_event_hooks_run_around_the_handler_of_a_message() -> None:
+    broker = hosted(max_retries=0)
+    app = broker.listener
+    calls: List[Any] = []
+    events: List[Event] = []
+
+    @app.before_event
+    async def before(event: Event, what: Param) -> None:
+        calls.append(("before", what))
+        if what == "refused":
+            raise PermissionError("refused by a hook")
+
+    @app.after_event
+    async def after(event: Event) -> None:
+        calls.append(("after", event.result))
+
+    @app.on_event("orders.{what}")
+    async def handler(what: Param, event: Event) -> str:
+        calls.append(("handler", what))
+        events.append(event)
+        return what.upper()
+
+    async with broker:
+        fine = await (await broker.publish("orders.fine")).settled()
+        refused = await (await broker.publish("orders.refused")).settled()
+        assert not app.ctxs  # nothing asked for a context
+    assert calls == [("before", "fine"), ("handler", "fine"), ("after", "FINE"), ("before", "refused")]
+    assert (fine.outcome, refused.outcome) == (Outcome.ACKED, Outcome.DEAD_LETTERED)
+    assert isinstance(refused.error, PermissionError)
+    assert events[0].is_done and events[0].result == "FINE"
+
+
 async def test_without_a_dead_letter_target_a_message_is_logged_and_dropped(caplog: pytest.LogCaptureFixture) -> None:
     broker = hosted(max_retries=0, dead_letter=False)
 

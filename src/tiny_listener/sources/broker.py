@@ -7,8 +7,9 @@ The flow (this module) owns, for every broker: the in-flight limit, the source's
 shutdown drain, and the log lines (:mod:`._broker_log`). The decisions themselves are values
 computed without I/O in :mod:`tiny_listener.delivery` (:func:`~tiny_listener.delivery.after_failure`).
 
-What it costs per message, beyond the client library's own work: an anonymous context and an
-event, run by one of the source's worker tasks (no task per message: see ``_start``), the
+What it costs per message, beyond the client library's own work: an event (its context made
+only if something asks for it), its handler run by one of the source's worker tasks with no
+task nor coroutine of the flow's own per message (see ``_start`` and ``_deliver_one``), the
 codec's decoding, and the acknowledgement. The in-flight count is a number, and handlers that
 run long are reported in progress by one timer per source, not one per message.
 
@@ -710,13 +711,13 @@ class BrokerSource(DeliverySettings, Source):
                 try:
                     async with self._key_locks.hold(key):
                         its_turn = True
-                        await self._deliver_in_turn(message, worker)
+                        await self._deliver_one(message, worker, True)
                 except asyncio.CancelledError:
                     if not its_turn:  # shutdown gave up while it waited for its turn
                         await self._settle(message, message.release(0.0), "hand back")
                     raise
                 return
-        await self._deliver_in_turn(message, worker)
+        await self._deliver_one(message, worker, True)
 
     async def _hand_back_queued(self) -> None:
         """Hand back the messages still queued (the workers were cancelled at shutdown)."""
@@ -728,80 +729,91 @@ class BrokerSource(DeliverySettings, Source):
         if count:
             self.log.handed_back(count)
 
-    async def _deliver_in_turn(self, message: BrokerMessage, worker: asyncio.Task[None]) -> None:
-        following: BrokerMessage | None = message
-        while following is not None:
-            await self._deliver_one(following, worker)
-            if self._state is not SourceState.READY:
-                return
-            following = self.next_in_turn(following)
-
-    async def _deliver_one(self, message: BrokerMessage, worker: asyncio.Task[None]) -> None:
+    async def _deliver_one(self, message: BrokerMessage, worker: asyncio.Task[None], in_turn: bool = False) -> None:
         """Run the message's event in ``worker`` (the running task) and settle the message:
-        see the module documentation."""
+        see the module documentation. With ``in_turn``, then deliver each message
+        :meth:`next_in_turn` hands over while intake runs, in this same call (a coroutine
+        per message would cost a frame and a step of delegation each)."""
         listener = self.listener
-        while True:
-            try:
-                data = message.event_data(self.codec)
-                event = listener._event_here(worker, message.path, data, message)
-            except DecodeError as exc:
-                await self._give_up(message, UNDECODABLE, exc)
-                return
-            except UndeliverableMessage as exc:
-                await self._give_up(message, exc.reason, exc)
-                return
-            except EventNotFound as exc:
-                await self._give_up(message, NO_ROUTE, exc)
-                return
-            try:
-                interval = self.progress_interval
-                if interval is None:
-                    result = await event
-                else:
-                    # Reported in progress while it runs (see _report_progress): due after 3
-                    # ticks of half an interval, so between 1 and 1.5 intervals from now.
-                    progressing = self._progress_due
-                    progressing[message] = self._progress_tick + 3
-                    if self._progress_timer is None:
-                        self._progress_timer = asyncio.get_running_loop().call_later(
-                            interval / 2, self._report_progress, interval
-                        )
-                    try:
-                        result = await event
-                    finally:
-                        del progressing[message]
-                if listener._route_table.publishes or (message.replies and message.reply_address() is not None):
-                    await self._send_result(message, result)
-            except asyncio.CancelledError:
-                # Shutdown gave up on it: hand it back now rather than when the broker notices.
-                await self._settle(message, message.release(0.0), "hand back")
-                raise
-            except Exception as exc:
-                step = after_failure(message.attempt, self.max_retries, self.retry_backoff, self.max_retry_delay, exc)
-                if isinstance(step, DeadLetter):
-                    await self._give_up(message, step.reason, exc)
-                    return
-                self.log.retrying(message, exc, self.max_retries + 1, step.delay)
-                if self.redelivers_retries:
-                    await self._settle(message, message.retry(step.delay, exc), "retry")
-                    return
+        while True:  # each message
+            while True:  # each attempt at it
                 try:
-                    retrying = await self.wait_before_retry(message, step.delay)
+                    data = message.event_data(self.codec)
+                    event, running = listener._event_here(worker, message.path, data, message)
+                except DecodeError as exc:
+                    await self._give_up(message, UNDECODABLE, exc)
+                    break
+                except UndeliverableMessage as exc:
+                    await self._give_up(message, exc.reason, exc)
+                    break
+                except EventNotFound as exc:
+                    await self._give_up(message, NO_ROUTE, exc)
+                    break
+                try:
+                    try:
+                        interval = self.progress_interval
+                        if interval is None:
+                            result = await running
+                        else:
+                            # Reported in progress while it runs (see _report_progress): due after
+                            # 3 ticks of half an interval, so between 1 and 1.5 intervals from now.
+                            progressing = self._progress_due
+                            progressing[message] = self._progress_tick + 3
+                            if self._progress_timer is None:
+                                self._progress_timer = asyncio.get_running_loop().call_later(
+                                    interval / 2, self._report_progress, interval
+                                )
+                            try:
+                                result = await running
+                            finally:
+                                del progressing[message]
+                    except BaseException as exc:
+                        # Ends the event; raises again unless an on_error handler took the error.
+                        await listener._event_here_failed(event, exc)
+                        result = None
+                    else:
+                        listener._event_here_done(event, result)
+                    if listener._route_table.publishes or (message.replies and message.reply_address() is not None):
+                        await self._send_result(message, result)
                 except asyncio.CancelledError:
+                    # Shutdown gave up on it: hand it back now, not when the broker notices.
                     await self._settle(message, message.release(0.0), "hand back")
                     raise
-                if not retrying:
-                    await self._settle(message, message.release(0.0), "hand back")
-                    return
-                message.attempt = step.attempt
-                continue
-            try:  # _settle(), inlined: this is the per-message path
-                settling = message.ack()
-                if settling is not None:
-                    await settling
-            except self._errors as exc:
-                self.log.not_settled(message, "acknowledge", exc)
-            return
+                except Exception as exc:
+                    step = after_failure(
+                        message.attempt, self.max_retries, self.retry_backoff, self.max_retry_delay, exc
+                    )
+                    if isinstance(step, DeadLetter):
+                        await self._give_up(message, step.reason, exc)
+                        break
+                    self.log.retrying(message, exc, self.max_retries + 1, step.delay)
+                    if self.redelivers_retries:
+                        await self._settle(message, message.retry(step.delay, exc), "retry")
+                        break
+                    try:
+                        retrying = await self.wait_before_retry(message, step.delay)
+                    except asyncio.CancelledError:
+                        await self._settle(message, message.release(0.0), "hand back")
+                        raise
+                    if not retrying:
+                        await self._settle(message, message.release(0.0), "hand back")
+                        break
+                    message.attempt = step.attempt
+                    continue
+                try:  # _settle(), inlined: this is the per-message path
+                    settling = message.ack()
+                    if settling is not None:
+                        await settling
+                except self._errors as exc:
+                    self.log.not_settled(message, "acknowledge", exc)
+                break
+            # Settled (or handed back): the next message in turn, if any, in this same call.
+            if not in_turn or self._state is not SourceState.READY:
+                return
+            following = self.next_in_turn(message)
+            if following is None:
+                return
+            message = following
 
     async def _send_result(self, message: BrokerMessage, result: Any) -> None:
         """Reply to a request with the handler's ``result``, and publish a result that is
