@@ -124,6 +124,22 @@ def test_tracker_batches_and_reports_moved_partitions_only() -> None:
     assert tracker.to_commit(["a"]) == {"a": 3}
 
 
+def test_tracker_commits_records_finishing_in_order_and_out_of_order() -> None:
+    tracker: OffsetTracker[str] = OffsetTracker()
+    a = tracker.assign("a")
+    a.received_all(list(range(6)))
+    tracker.finished(a, 0)  # in offset order, as a partition's records run by default
+    assert tracker.to_commit() == {"a": 1}
+    tracker.finished(a, 2)  # a key's record finishing before an earlier offset
+    tracker.finished(a, 1)  # the lowest again: 2 finished already, so 3 is committable
+    assert a.unfinished == 3
+    assert tracker.to_commit() == {"a": 3}
+    tracker.finished(a, 3)
+    with pytest.raises(OffsetError):
+        tracker.finished(a, 3)
+    assert tracker.to_commit() == {"a": 4}
+
+
 def test_revoked_partitions_are_forgotten() -> None:
     tracker: OffsetTracker[str] = OffsetTracker()
     a = tracker.assign("a")

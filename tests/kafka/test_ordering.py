@@ -4,16 +4,25 @@ from __future__ import annotations
 
 from typing import List, Optional, Tuple
 
+import pytest
+
 from tiny_listener.kafka._ordering import OrderingScheduler
 
 Record = Tuple[str, int, Optional[bytes]]  # partition, offset, key
 
 
-def run_all(scheduler: OrderingScheduler[str, Record], records: List[Record], parallel: int) -> List[List[Record]]:
-    """Feed ``records`` and run them in rounds of up to ``parallel``; return each round."""
+def run_all(
+    scheduler: OrderingScheduler[str, Record], records: List[Record], parallel: int, batched: bool = False
+) -> List[List[Record]]:
+    """Feed ``records`` (one by one, or each partition's as one fetched batch) and run them in
+    rounds of up to ``parallel``; return each round."""
     lanes = {partition: scheduler.assign(partition) for partition in sorted({r[0] for r in records})}
-    for record in records:
-        scheduler.add(lanes[record[0]], record[2], record)
+    if batched:
+        for partition, its_lanes in lanes.items():
+            scheduler.add_all(its_lanes, [r for r in records if r[0] == partition], lambda record: record[2])
+    else:
+        for record in records:
+            scheduler.add(lanes[record[0]], record[2], record)
     rounds = []
     while scheduler.waiting:
         taken = scheduler.take(parallel)
@@ -24,24 +33,41 @@ def run_all(scheduler: OrderingScheduler[str, Record], records: List[Record], pa
     return rounds
 
 
-def test_by_partition_one_at_a_time_in_offset_order() -> None:
+@pytest.mark.parametrize("batched", [False, True], ids=["one-by-one", "batched"])
+def test_by_partition_one_at_a_time_in_offset_order(batched: bool) -> None:
     scheduler: OrderingScheduler[str, Record] = OrderingScheduler()
     records: List[Record] = [(p, o, f"k{o % 3}".encode()) for o in range(5) for p in ("p0", "p1")]
-    rounds = run_all(scheduler, records, parallel=100)
+    rounds = run_all(scheduler, records, parallel=100, batched=batched)
     # Each round runs one record of each partition, the next offset of each.
     assert rounds == [[("p0", o, f"k{o % 3}".encode()), ("p1", o, f"k{o % 3}".encode())] for o in range(5)]
 
 
-def test_by_key_runs_keys_concurrently_and_each_key_in_order() -> None:
+@pytest.mark.parametrize("batched", [False, True], ids=["one-by-one", "batched"])
+def test_by_key_runs_keys_concurrently_and_each_key_in_order(batched: bool) -> None:
     scheduler: OrderingScheduler[str, Record] = OrderingScheduler(by_key=True)
     records: List[Record] = [("p0", o, b"a" if o % 2 else b"b") for o in range(6)] + [("p0", 6, None), ("p0", 7, None)]
-    rounds = run_all(scheduler, records, parallel=100)
+    rounds = run_all(scheduler, records, parallel=100, batched=batched)
     assert rounds[0] == [("p0", 0, b"b"), ("p0", 1, b"a"), ("p0", 6, None)]
     flat = [record for taken in rounds for record in taken]
     for key in (b"a", b"b", None):
         offsets = [o for _, o, k in flat if k == key]
         assert offsets == sorted(offsets)
     assert len(rounds) == 3
+
+
+def test_a_batch_fetched_while_its_partition_runs_waits_behind_it() -> None:
+    scheduler: OrderingScheduler[str, Record] = OrderingScheduler()
+    lanes = scheduler.assign("p0")
+    scheduler.add_all(lanes, [("p0", 0, None), ("p0", 1, None)], lambda record: record[2])
+    assert scheduler.take(10) == [("p0", 0, None)]
+    scheduler.add_all(lanes, [("p0", 2, None), ("p0", 3, None)], lambda record: record[2])
+    scheduler.add_all(lanes, [], lambda record: record[2])
+    assert scheduler.startable == 0 and scheduler.waiting == 3
+    for offset in (1, 2, 3):
+        scheduler.done(lanes, None)
+        assert scheduler.take(10) == [("p0", offset, None)]
+    scheduler.done(lanes, None)
+    assert scheduler.waiting == 0 and lanes.busy_lanes == 0
 
 
 def test_take_respects_the_limit() -> None:

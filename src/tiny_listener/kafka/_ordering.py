@@ -13,7 +13,7 @@ partition and the queue of records that may start now.
 from __future__ import annotations
 
 from collections import deque
-from typing import Deque, Dict, Generic, Hashable, List, Tuple, TypeVar
+from typing import Callable, Deque, Dict, Generic, Hashable, List, Tuple, TypeVar
 
 T = TypeVar("T")
 P = TypeVar("P", bound=Hashable)
@@ -51,6 +51,22 @@ class PartitionLanes(Generic[T]):
             return True
         waiting.append(item)
         return False
+
+    def add_all(self, items: List[T], keys: Callable[[T], bytes | None]) -> List[T]:
+        """:meth:`add` each of ``items`` (in offset order), in the lane of its key
+        (``keys(item)``); return those that may start now, in order."""
+        if not items:
+            return []
+        if self.by_key:
+            return [item for item in items if self.add(keys(item), item)]
+        # One lane for the whole partition: the first may start if the lane is idle, and the
+        # rest wait behind it. One call per fetched batch, not two per record.
+        waiting = self._busy.get(None)
+        if waiting is None:
+            self._busy[None] = deque(items[1:])
+            return items[:1]
+        waiting.extend(items)
+        return []
 
     def done(self, lane: Lane) -> T | None:
         """The running record of ``lane`` is settled; return the lane's next record, which
@@ -119,6 +135,12 @@ class OrderingScheduler(Generic[P, T]):
         self._held += 1
         if lanes.add(key if lanes.by_key else None, item):  # lanes.lane(key), inlined
             self._startable.append((lanes, item))
+
+    def add_all(self, lanes: PartitionLanes[T], items: List[T], keys: Callable[[T], bytes | None]) -> None:
+        """:meth:`add` each of ``items``, records of ``lanes``'s partition in offset order
+        (as a fetch returns them); ``keys(item)`` is an item's key."""
+        self._held += len(items)
+        self._startable.extend((lanes, item) for item in lanes.add_all(items, keys))
 
     def done(self, lanes: PartitionLanes[T], key: bytes | None) -> T | None:
         """The running record with ``key`` of ``lanes``'s partition is settled; the next of

@@ -472,10 +472,14 @@ class KafkaSource(BrokerSource):
                         consumer.seek(tp, records[end].offset)
                     taken = records[first:end]
                     offsets.received_all([record.offset for record in taken])
-                    for record in taken:
-                        path = record.topic if path_from == "topic" else record_path(
-                            record.topic, record.headers, path_from)
-                        scheduler.add(lanes, record.key, KafkaMessage(record, path, partition, self))
+                    if path_from == "topic":
+                        messages = [KafkaMessage(record, record.topic, partition, self) for record in taken]
+                    else:
+                        messages = [
+                            KafkaMessage(record, record_path(record.topic, record.headers, path_from), partition, self)
+                            for record in taken
+                        ]
+                    scheduler.add_all(lanes, messages, _record_key)
                     partition.held += len(taken)
                     if partition.held >= limit and not partition.paused:
                         partition.paused = True
@@ -734,3 +738,9 @@ class _Rebalances:
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
         self.source._assigned(assigned)
+
+
+def _record_key(message: KafkaMessage) -> bytes | None:
+    """The key of a message's record: what orders it with ``by_key``."""
+    key: bytes | None = message.record.key
+    return key
