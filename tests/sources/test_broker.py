@@ -483,6 +483,56 @@ async def test_next_in_turn_is_not_asked_once_intake_stopped() -> None:
     assert [delivery.outcome for delivery in broker.deliveries] == [Outcome.ACKED, None]
 
 
+class BuggyAck(MemoryMessage):
+    """A message whose adapter fails to acknowledge it with an error that is no connection
+    error: a bug in a broker's adapter."""
+
+    async def ack(self) -> None:
+        if self.path == "buggy":
+            raise RuntimeError("bug in the adapter")
+        await super().ack()
+
+
+class BuggyInTurn(HandsOver):
+    """Hands its messages over in turn (as Kafka does); their acknowledgements may fail."""
+
+    async def receive(self, max_messages: int) -> List[MemoryMessage]:
+        return [BuggyAck(message.delivery, message.attempt, self) for message in await super().receive(max_messages)]
+
+    def next_in_turn(self, settled: BrokerMessage) -> BrokerMessage | None:
+        following = super().next_in_turn(settled)
+        assert following is None or isinstance(following, MemoryMessage)
+        return following if following is None else BuggyAck(following.delivery, following.attempt, self)
+
+
+class BuggyQueued(MemoryBroker):
+    """Takes its messages from the queue (the plain path); their acknowledgements may fail."""
+
+    async def receive(self, max_messages: int) -> List[MemoryMessage]:
+        return [BuggyAck(message.delivery, message.attempt, self) for message in await super().receive(max_messages)]
+
+
+@pytest.mark.parametrize("in_turn", [False, True], ids=["queued", "in-turn"])
+async def test_a_bug_in_a_brokers_adapter_is_logged_and_the_worker_goes_on(
+    in_turn: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    app: Listener[Any] = Listener()
+    broker = app.add_source(BuggyInTurn(max_in_flight=1) if in_turn else BuggyQueued(max_in_flight=1))
+    seen: List[str] = []
+
+    @app.on_event("{name}")
+    async def handle(name: Param) -> None:
+        seen.append(name)
+
+    deliveries = [await broker.publish(name) for name in ("a", "buggy", "b", "c")]
+    async with broker:
+        await asyncio.wait_for(deliveries[-1].settled(), 10)  # the one slot was freed: what came after runs
+    assert seen == ["a", "buggy", "b", "c"]
+    assert [delivery.outcome for delivery in deliveries] == [Outcome.ACKED, None, Outcome.ACKED, Outcome.ACKED]
+    [line] = [record for record in caplog.records if "delivery failed" in record.getMessage()]
+    assert line.levelno == logging.ERROR and line.exc_info is not None
+
+
 async def test_messages_whose_handlers_do_not_wait_are_delivered_without_a_task_each() -> None:
     broker = hosted(max_in_flight=50)
     handled: List[int] = []

@@ -146,7 +146,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from contextvars import copy_context
+from contextvars import Context, copy_context
 from typing import Any, Awaitable, ClassVar, Deque, Dict, Hashable, List, Sequence, Tuple, Type
 from urllib.parse import urlsplit
 
@@ -670,17 +670,18 @@ class BrokerSource(DeliverySettings, Source):
                 message = queue.popleft()
                 if queue and self._woken is None:
                     self._wake_worker()  # runs if this worker's handler waits for something
+                if plain:
+                    # Delivers the messages queued meanwhile too, in this same call.
+                    if not await self._deliver_one(message, worker, clean):
+                        self._retire(worker)
+                        return
+                    continue
                 try:
-                    if plain:
-                        await self._deliver_one(message, worker)
-                    else:
-                        await self._deliver(message, worker)
+                    await self._deliver(message, worker)
                 except Exception:  # a bug in a broker's adapter: the worker goes on
-                    self.log.logger.exception("%s message %s: delivery failed", self.broker, message.message_id)
+                    self._delivery_failed(message)
                 finally:
-                    self._in_flight -= 1
-                    if self._slot_freed is not None:
-                        self._slot_freed.set()
+                    self._slot_free()
                 if copy_context() != clean:  # O(1) unless a handler set a context variable
                     self._retire(worker)
                     return
@@ -688,6 +689,15 @@ class BrokerSource(DeliverySettings, Source):
             self._idle.append((worker, waiter))
             tasks.mark_idle(worker)
             await waiter
+
+    def _delivery_failed(self, message: BrokerMessage) -> None:
+        self.log.logger.exception("%s message %s: delivery failed", self.broker, message.message_id)
+
+    def _slot_free(self) -> None:
+        """A message taken from the queue is settled (or handed back): its slot is free."""
+        self._in_flight -= 1
+        if self._slot_freed is not None:
+            self._slot_freed.set()
 
     def _retire(self, worker: asyncio.Task[None]) -> None:
         """End ``worker`` early (its context variables were changed by a handler): the next
@@ -711,13 +721,13 @@ class BrokerSource(DeliverySettings, Source):
                 try:
                     async with self._key_locks.hold(key):
                         its_turn = True
-                        await self._deliver_one(message, worker, True)
+                        await self._deliver_one(message, worker, None)
                 except asyncio.CancelledError:
                     if not its_turn:  # shutdown gave up while it waited for its turn
                         await self._settle(message, message.release(0.0), "hand back")
                     raise
                 return
-        await self._deliver_one(message, worker, True)
+        await self._deliver_one(message, worker, None)
 
     async def _hand_back_queued(self) -> None:
         """Hand back the messages still queued (the workers were cancelled at shutdown)."""
@@ -729,90 +739,116 @@ class BrokerSource(DeliverySettings, Source):
         if count:
             self.log.handed_back(count)
 
-    async def _deliver_one(self, message: BrokerMessage, worker: asyncio.Task[None], in_turn: bool = False) -> None:
-        """Run the message's event in ``worker`` (the running task) and settle the message:
-        see the module documentation. With ``in_turn``, then deliver each message
-        :meth:`next_in_turn` hands over while intake runs, in this same call (a coroutine
-        per message would cost a frame and a step of delegation each)."""
+    async def _deliver_one(
+        self, message: BrokerMessage, worker: asyncio.Task[None], clean: Context | None
+    ) -> bool:
+        """Run the message's event in ``worker`` (the running task) and settle the message
+        (see the module documentation), then the next one, in this same call (a coroutine
+        per message would cost a frame and a step of delegation each):
+
+        - on the plain path (``clean``, the context variables the worker started with), the
+          next queued message, while there are any, doing for each what :meth:`_work` does;
+          returns False if the worker must retire (a handler set a context variable);
+        - else each message :meth:`next_in_turn` hands over while intake runs (which keeps
+          this message's slot); returns True.
+        """
         listener = self.listener
+        queue = self._received
         while True:  # each message
-            while True:  # each attempt at it
-                try:
-                    data = message.event_data(self.codec)
-                    event, running = listener._event_here(worker, message.path, data, message)
-                except DecodeError as exc:
-                    await self._give_up(message, UNDECODABLE, exc)
-                    break
-                except UndeliverableMessage as exc:
-                    await self._give_up(message, exc.reason, exc)
-                    break
-                except EventNotFound as exc:
-                    await self._give_up(message, NO_ROUTE, exc)
-                    break
-                try:
+            try:
+                while True:  # each attempt at it
                     try:
-                        interval = self.progress_interval
-                        if interval is None:
-                            result = await running
-                        else:
-                            # Reported in progress while it runs (see _report_progress): due after
-                            # 3 ticks of half an interval, so between 1 and 1.5 intervals from now.
-                            progressing = self._progress_due
-                            progressing[message] = self._progress_tick + 3
-                            if self._progress_timer is None:
-                                self._progress_timer = asyncio.get_running_loop().call_later(
-                                    interval / 2, self._report_progress, interval
-                                )
-                            try:
+                        data = message.event_data(self.codec)
+                        event, running = listener._event_here(worker, message.path, data, message)
+                    except DecodeError as exc:
+                        await self._give_up(message, UNDECODABLE, exc)
+                        break
+                    except UndeliverableMessage as exc:
+                        await self._give_up(message, exc.reason, exc)
+                        break
+                    except EventNotFound as exc:
+                        await self._give_up(message, NO_ROUTE, exc)
+                        break
+                    try:
+                        try:
+                            interval = self.progress_interval
+                            if interval is None:
                                 result = await running
-                            finally:
-                                del progressing[message]
-                    except BaseException as exc:
-                        # Ends the event; raises again unless an on_error handler took the error.
-                        await listener._event_here_failed(event, exc)
-                        result = None
-                    else:
-                        listener._event_here_done(event, result)
-                    if listener._route_table.publishes or (message.replies and message.reply_address() is not None):
-                        await self._send_result(message, result)
-                except asyncio.CancelledError:
-                    # Shutdown gave up on it: hand it back now, not when the broker notices.
-                    await self._settle(message, message.release(0.0), "hand back")
-                    raise
-                except Exception as exc:
-                    step = after_failure(
-                        message.attempt, self.max_retries, self.retry_backoff, self.max_retry_delay, exc
-                    )
-                    if isinstance(step, DeadLetter):
-                        await self._give_up(message, step.reason, exc)
-                        break
-                    self.log.retrying(message, exc, self.max_retries + 1, step.delay)
-                    if self.redelivers_retries:
-                        await self._settle(message, message.retry(step.delay, exc), "retry")
-                        break
-                    try:
-                        retrying = await self.wait_before_retry(message, step.delay)
+                            else:
+                                # Reported in progress while it runs (see _report_progress): due after
+                                # 3 ticks of half an interval, so between 1 and 1.5 intervals from now.
+                                progressing = self._progress_due
+                                progressing[message] = self._progress_tick + 3
+                                if self._progress_timer is None:
+                                    self._progress_timer = asyncio.get_running_loop().call_later(
+                                        interval / 2, self._report_progress, interval
+                                    )
+                                try:
+                                    result = await running
+                                finally:
+                                    del progressing[message]
+                        except BaseException as exc:
+                            # Ends the event; raises again unless an on_error handler took the error.
+                            await listener._event_here_failed(event, exc)
+                            result = None
+                        else:
+                            listener._event_here_done(event, result)
+                        if listener._route_table.publishes or (message.replies and message.reply_address() is not None):
+                            await self._send_result(message, result)
                     except asyncio.CancelledError:
+                        # Shutdown gave up on it: hand it back now, not when the broker notices.
                         await self._settle(message, message.release(0.0), "hand back")
                         raise
-                    if not retrying:
-                        await self._settle(message, message.release(0.0), "hand back")
-                        break
-                    message.attempt = step.attempt
-                    continue
-                try:  # _settle(), inlined: this is the per-message path
-                    settling = message.ack()
-                    if settling is not None:
-                        await settling
-                except self._errors as exc:
-                    self.log.not_settled(message, "acknowledge", exc)
-                break
-            # Settled (or handed back): the next message in turn, if any, in this same call.
-            if not in_turn or self._state is not SourceState.READY:
-                return
+                    except Exception as exc:
+                        step = after_failure(
+                            message.attempt, self.max_retries, self.retry_backoff, self.max_retry_delay, exc
+                        )
+                        if isinstance(step, DeadLetter):
+                            await self._give_up(message, step.reason, exc)
+                            break
+                        self.log.retrying(message, exc, self.max_retries + 1, step.delay)
+                        if self.redelivers_retries:
+                            await self._settle(message, message.retry(step.delay, exc), "retry")
+                            break
+                        try:
+                            retrying = await self.wait_before_retry(message, step.delay)
+                        except asyncio.CancelledError:
+                            await self._settle(message, message.release(0.0), "hand back")
+                            raise
+                        if not retrying:
+                            await self._settle(message, message.release(0.0), "hand back")
+                            break
+                        message.attempt = step.attempt
+                        continue
+                    try:  # _settle(), inlined: this is the per-message path
+                        settling = message.ack()
+                        if settling is not None:
+                            await settling
+                    except self._errors as exc:
+                        self.log.not_settled(message, "acknowledge", exc)
+                    break
+            except Exception:  # a bug in a broker's adapter: the worker goes on
+                self._delivery_failed(message)
+                if clean is None:
+                    return True  # in turn: what follows stays for intake to take
+            finally:
+                if clean is not None:
+                    self._slot_free()
+            if clean is not None:
+                if copy_context() != clean:  # O(1) unless a handler set a context variable
+                    return False
+                if not queue:
+                    return True
+                message = queue.popleft()
+                if queue and self._woken is None:
+                    self._wake_worker()  # runs if this worker's handler waits for something
+                continue
+            # Settled (or handed back): the next message in turn, if any.
+            if self._state is not SourceState.READY:
+                return True
             following = self.next_in_turn(message)
             if following is None:
-                return
+                return True
             message = following
 
     async def _send_result(self, message: BrokerMessage, result: Any) -> None:
