@@ -582,10 +582,12 @@ async def measure(driver: Any, broker: str, side: str, profile: str | None) -> D
         job = {"broker": broker, "side": side, "spec": spec}
         if profile:
             job["profile"] = os.path.join(profile, f"{broker}-{side}.pstats")
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, str(HERE / "bench_brokers.py"), "--consumer", json.dumps(job),
-            stdout=asyncio.subprocess.PIPE,
-        )
+        command = [sys.executable, str(HERE / "bench_brokers.py"), "--consumer", json.dumps(job)]
+        callgrind = os.environ.get("BENCH_CALLGRIND_DIR")
+        if callgrind:  # instructions, not time: see bench_broker_instructions.py
+            out = os.path.join(callgrind, f"{broker}-{side}-{EVENTS}.out")
+            command[:0] = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", f"--log-file={out}.log"]
+        proc = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE)
         out, _ = await proc.communicate()
         lines = [line for line in out.decode().splitlines() if line.startswith("RESULT ")]
         if proc.returncode or not lines:
