@@ -285,6 +285,37 @@ def test_paths_that_never_come_again_stop_filling_the_match_cache() -> None:
     assert list(table._cache) == ["x/101"]
 
 
+def test_the_pause_in_caching_doubles_while_refilled_caches_serve_nothing() -> None:
+    app = build_app("x/{a:int}")
+    table = app.routes
+    table.cache_size = 8
+    paths = (f"x/{n}" for n in range(10**6))
+
+    def paths_not_kept_after_a_fill(served: bool) -> int:
+        """Fill the cache with new paths (then look each up again if ``served``); return how
+        many new paths are then not kept, until caching starts again."""
+        while len(table._cache) < 8:
+            app.match_route(next(paths))
+        if served:
+            for path in list(table._cache):
+                app.match_route(path)
+        not_kept = 0
+        while True:
+            path = next(paths)
+            assert app.match_route(path)[1] == {"a": int(path[2:])}
+            if path in table._cache:
+                return not_kept
+            not_kept += 1
+
+    # The path that finds the cache full, then 4, 8, 16, 32, 64 (at most) times cache_size.
+    assert [paths_not_kept_after_a_fill(served=False) for _ in range(6)] == [33, 65, 129, 257, 513, 513]
+    assert paths_not_kept_after_a_fill(served=True) == 0  # it served lookups: emptied, caching goes on
+    assert paths_not_kept_after_a_fill(served=False) == 33  # and the next pause is the first again
+    assert paths_not_kept_after_a_fill(served=False) == 65
+    table.clear_cache()
+    assert paths_not_kept_after_a_fill(served=False) == 33
+
+
 def test_a_match_cache_that_serves_lookups_keeps_caching_when_full() -> None:
     app = build_app("x/{a:int}")
     table = app.routes

@@ -235,7 +235,10 @@ class RouteTable(MutableMapping[str, Route]):
 
     Paths that never come again (an id in every path) would only churn the cache: when a full
     cache served fewer lookups than it holds paths, it keeps serving them but the next
-    ``4 * cache_size`` new paths are not kept; then it is emptied and fills anew.
+    ``4 * cache_size`` new paths are not kept; then it is emptied and fills anew. Each time in a
+    row that a refilled cache again served too few lookups, the pause doubles, up to
+    ``64 * cache_size`` new paths (filling a cache that nobody reads cost a fifth of a route
+    match on such paths); a cache that serves enough lookups starts over at ``4 *``.
     """
 
     cache_size = 4096
@@ -258,6 +261,7 @@ class RouteTable(MutableMapping[str, Route]):
         self._cache: Dict[str, Tuple[Route, PathParams] | None] = {}
         self._cache_hits = 0  # since the cache was last emptied
         self._paths_not_kept = 0  # how many more new paths are not cached (see the class)
+        self._idle_fills = 0  # fills in a row that served too few lookups (see the class)
         self._publishes: bool | None = False
         for name, route in (routes or {}).items():
             if not isinstance(route, Route):
@@ -284,11 +288,15 @@ class RouteTable(MutableMapping[str, Route]):
 
     def clear_cache(self) -> None:
         """Forget the event paths matched so far."""
+        self._empty_cache()
+        self._paths_not_kept = 0
+        self._idle_fills = 0
+        self._publishes = None
+
+    def _empty_cache(self) -> None:
         self._cache.clear()
         self._cached_chars = 0
         self._cache_hits = 0
-        self._paths_not_kept = 0
-        self._publishes = None
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._routes)
@@ -375,15 +383,17 @@ class RouteTable(MutableMapping[str, Route]):
         if self._paths_not_kept:
             self._paths_not_kept -= 1
             if not self._paths_not_kept:  # cache anew: the paths that come again may be others now
-                self.clear_cache()
+                self._empty_cache()
             return False
         if len(self._cache) >= self.cache_size or self._cached_chars + size > self.cache_chars:
             if self._cache_hits < len(self._cache):
-                # New paths do not come again: stop adding them for a while, and keep serving
-                # the paths held (those that do come again are among them).
-                self._paths_not_kept = 4 * self.cache_size
+                # New paths do not come again: stop adding them for a while (longer each time
+                # in a row), and keep serving the paths held (those that come again are there).
+                self._paths_not_kept = (4 << min(self._idle_fills, 4)) * self.cache_size
+                self._idle_fills += 1
                 return False
-            self.clear_cache()
+            self._empty_cache()
+            self._idle_fills = 0
         self._cache[path] = found
         self._cached_chars += size
         return True
