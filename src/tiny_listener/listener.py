@@ -468,12 +468,15 @@ class Listener(Generic[CTXType]):
         except BaseException as exc:  # its parameters could not be made (data that does not validate)
             return event, _raise(exc)
 
-    async def _with_middleware(self, event: Event[Any], params: PathParams) -> Any:
-        """The handler of ``event`` between the ``before_event`` and ``after_event`` hooks."""
+    async def _with_middleware(self, event: Event[Any], params: PathParams, timeout: float | None = None) -> Any:
+        """The handler of ``event`` (bounded by ``timeout``) between the ``before_event`` and
+        ``after_event`` hooks; returns its result, also set on the event, which the after
+        hooks may read."""
         for hook in self._middleware_before_event:
             await hook(event, params)
-        event._result = result = await event._route._invoke(event, params)
-        for hook in self._middleware_after_event:  # they may read the result
+        invoking = event._route._invoke(event, params)
+        event._result = result = await (invoking if timeout is None else wait_for(invoking, timeout))
+        for hook in self._middleware_after_event:
             await hook(event, params)
         return result
 
@@ -531,16 +534,12 @@ class Listener(Generic[CTXType]):
         outcome = FAILED
         try:
             try:
-                if self._middleware_before_event:
-                    for hook in self._middleware_before_event:
-                        await hook(event, params)
-                if timeout is None:
+                if self._middleware_before_event or self._middleware_after_event:
+                    await self._with_middleware(event, params, timeout)
+                elif timeout is None:
                     event._result = await event._route._invoke(event, params)
                 else:
                     event._result = await wait_for(event._route._invoke(event, params), timeout)
-                if self._middleware_after_event:
-                    for hook in self._middleware_after_event:
-                        await hook(event, params)
             except asyncio.CancelledError:
                 raise
             except BaseException as exc:  # KeyboardInterrupt, SystemExit... fail the event too

@@ -449,6 +449,7 @@ class KafkaSource(BrokerSource):
         :meth:`receive` to raise."""
         scheduler = self._scheduler
         path_from = self.path_from
+        by_topic = path_from == "topic"
         limit = self.max_buffered
         loop = asyncio.get_running_loop()
         try:
@@ -472,13 +473,11 @@ class KafkaSource(BrokerSource):
                         consumer.seek(tp, records[end].offset)
                     taken = records[first:end]
                     offsets.received_all([record.offset for record in taken])
-                    if path_from == "topic":
-                        messages = [KafkaMessage(record, record.topic, partition, self) for record in taken]
-                    else:
-                        messages = [
-                            KafkaMessage(record, record_path(record.topic, record.headers, path_from), partition, self)
-                            for record in taken
-                        ]
+                    messages = [
+                        KafkaMessage(record, record.topic if by_topic else record_path(
+                            record.topic, record.headers, path_from), partition, self)
+                        for record in taken
+                    ]
                     scheduler.add_all(lanes, messages, _record_key)
                     partition.held += len(taken)
                     if partition.held >= limit and not partition.paused:

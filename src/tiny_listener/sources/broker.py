@@ -384,9 +384,9 @@ class BrokerSource(DeliverySettings, Source):
         raise NotImplementedError(f"{type(self).__name__} must implement default_dead_letter_target()")
 
     def why_cancelled(self, error: BaseException | None) -> str | None:
-        """If ``error``, which stopped consuming (None: the connection closed), says that the broker (still reachable)
-        cancelled the intake, say why in a few words (logged instead of the outage line);
-        None for an outage. None by default."""
+        """If ``error``, which stopped consuming (None: the connection closed), says that the
+        broker (still reachable) cancelled the intake, say why in a few words (logged instead
+        of the outage line); None for an outage. None by default."""
         return None
 
     def connection_lost(self, error: BaseException) -> None:
