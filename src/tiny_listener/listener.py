@@ -45,7 +45,7 @@ from .errors import (
     ListenerNotFound,
     ValidationError,
 )
-from .event import RELEASED, Event, ScopeSource, SourceEvent
+from .event import RELEASED, Event, ScopeSource, SourceEvent, _not_made
 from .failures import check_error_type, wait_for
 from .injection import Hook, check_coro_func
 from .lifecycle import CANCELLED, DONE, FAILED, PENDING, RUNNING, EventState
@@ -487,9 +487,11 @@ class Listener(Generic[CTXType]):
             # _end_event(event, None, DONE), inlined (as in _run_event): the end of nearly
             # every source event.
             event._state = DONE
-            ctx = event._ctx()
-            if ctx is not None:
-                ctx._event_ended(event)
+            made = event._ctx
+            if made is not _not_made:  # something asked for the event's context
+                ctx = made()
+                if ctx is not None:
+                    ctx._event_ended(event)
             event.data = RELEASED
             tasks = self._tasks
             del tasks.events[event]

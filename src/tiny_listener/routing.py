@@ -262,7 +262,9 @@ class RouteTable(MutableMapping[str, Route]):
         self._cache_hits = 0  # since the cache was last emptied
         self._paths_not_kept = 0  # how many more new paths are not cached (see the class)
         self._idle_fills = 0  # fills in a row that served too few lookups (see the class)
-        self._publishes: bool | None = False
+        # An attribute, not a property: the broker flow reads it for every message.
+        self.publishes = False
+        """True if a route declares a destination for its results (``publish_to``)."""
         for name, route in (routes or {}).items():
             if not isinstance(route, Route):
                 raise TypeError(f"routes[{name!r}] must be a tiny_listener.Route, not {type(route).__name__}")
@@ -275,23 +277,34 @@ class RouteTable(MutableMapping[str, Route]):
     def __setitem__(self, name: str, route: Route) -> None:
         replacing = name in self._routes
         self._routes[name] = route
-        self.clear_cache()
+        self._forget_paths()
         if replacing:
             self._tables = None
-        elif self._tables is not None:
-            self._index_route(len(self._routes) - 1, route)
+            self._find_destinations()
+        else:
+            if self._tables is not None:
+                self._index_route(len(self._routes) - 1, route)
+            if route.publish_to is not None:
+                self.publishes = True
 
     def __delitem__(self, name: str) -> None:
         del self._routes[name]
         self._tables = None
-        self.clear_cache()
+        self._forget_paths()
+        self._find_destinations()
 
     def clear_cache(self) -> None:
-        """Forget the event paths matched so far."""
+        """Forget the event paths matched so far (and read each route's ``publish_to`` anew)."""
+        self._forget_paths()
+        self._find_destinations()
+
+    def _forget_paths(self) -> None:
         self._empty_cache()
         self._paths_not_kept = 0
         self._idle_fills = 0
-        self._publishes = None
+
+    def _find_destinations(self) -> None:
+        self.publishes = any(route.publish_to is not None for route in self._routes.values())
 
     def _empty_cache(self) -> None:
         self._cache.clear()
@@ -306,14 +319,6 @@ class RouteTable(MutableMapping[str, Route]):
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({list(self._routes.values())})"
-
-    @property
-    def publishes(self) -> bool:
-        """True if a route declares a destination for its results (``publish_to``)."""
-        publishes = self._publishes
-        if publishes is None:
-            publishes = self._publishes = any(route.publish_to is not None for route in self._routes.values())
-        return publishes
 
     def _index_route(self, order: int, route: Route) -> None:
         assert self._tables is not None

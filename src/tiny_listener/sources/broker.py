@@ -161,7 +161,6 @@ from ..delivery import (
     after_failure,
     data_to_payload,
     dead_letter_target,
-    payload_to_data,
 )
 from ..destinations import result_data
 from ..errors import EventNotFound, ListenerError
@@ -212,7 +211,9 @@ class BrokerMessage:
         :class:`~tiny_listener.delivery.UndeliverableMessage` for a message the broker refuses
         to run (the flow dead-letters both at once).
         """
-        return payload_to_data(self.payload, codec)
+        # payload_to_data(), inlined: this runs for every message.
+        decoded = codec.decode(self.payload)
+        return decoded if isinstance(decoded, dict) else {"payload": decoded}
 
     def ack(self) -> Awaitable[None] | None:
         """The event succeeded: settle the message. Return what the flow awaits for it (an
@@ -329,7 +330,10 @@ class BrokerSource(DeliverySettings, Source):
         self.dead_letter = dead_letter
         self.log = BrokerLog(logging.getLogger(f"tiny_listener.{self.kind}"), self.broker, safe_url(url))
         self._in_flight = 0  # messages received and not settled yet: each holds a slot
+        # Set when a slot frees and no more than _wake_intake_at slots are taken (-1: intake
+        # is not waiting), so that a settled message costs no call while intake runs.
         self._slot_freed: asyncio.Event | None = None
+        self._wake_intake_at = -1
         # The workers and their queue: see _start.
         self._received: Deque[BrokerMessage] = deque()
         self._workers = 0
@@ -401,10 +405,18 @@ class BrokerSource(DeliverySettings, Source):
         at once; for a broker that cannot hand them back at shutdown."""
         for message in messages:
             while self._in_flight >= self.max_in_flight:
-                slot_freed = self._slot_freed = self._slot_freed or asyncio.Event()
-                slot_freed.clear()
-                await slot_freed.wait()
+                await self._slots_taken_at_most(self.max_in_flight - 1)
             self._start(message)
+
+    async def _slots_taken_at_most(self, taken: int) -> None:
+        """Wait until no more than ``taken`` slots are taken (or the connection is lost)."""
+        slot_freed = self._slot_freed = self._slot_freed or asyncio.Event()
+        slot_freed.clear()
+        self._wake_intake_at = taken
+        try:
+            await slot_freed.wait()
+        finally:
+            self._wake_intake_at = -1
 
     async def publish(self, path: str, data: Any = None) -> Any:
         """Publish an event ``path`` with ``data`` encoded by the codec and return once the
@@ -563,7 +575,7 @@ class BrokerSource(DeliverySettings, Source):
         is lost (a connection error) or intake stops (cancelled)."""
         limit = self.max_in_flight
         refill_at = max(1, limit // 2) if self.receive_in_batches else 1
-        slot_freed = self._slot_freed = asyncio.Event()
+        self._slot_freed = asyncio.Event()
         start = self._start
         receiving: asyncio.Future[Sequence[BrokerMessage]] | None = None
         try:
@@ -572,8 +584,7 @@ class BrokerSource(DeliverySettings, Source):
                     raise self._lost
                 free = limit - self._in_flight
                 if free < refill_at:
-                    slot_freed.clear()
-                    await slot_freed.wait()
+                    await self._slots_taken_at_most(limit - refill_at)
                     continue
                 receiving = asyncio.ensure_future(self.receive(free))
                 messages = await asyncio.shield(receiving)
@@ -696,8 +707,8 @@ class BrokerSource(DeliverySettings, Source):
     def _slot_free(self) -> None:
         """A message taken from the queue is settled (or handed back): its slot is free."""
         self._in_flight -= 1
-        if self._slot_freed is not None:
-            self._slot_freed.set()
+        if self._in_flight <= self._wake_intake_at:
+            self._slot_freed.set()  # type: ignore[union-attr]  # set by whoever waits
 
     def _retire(self, worker: asyncio.Task[None]) -> None:
         """End ``worker`` early (its context variables were changed by a handler): the next
