@@ -109,10 +109,13 @@ def test_tracker_batches_and_reports_moved_partitions_only() -> None:
     for offset in range(5):
         a.received(offset)
     b.received(100)
-    tracker.finished(a, 0)
-    tracker.finished(a, 2)
+    assert not tracker.finished(a, 0)
+    assert not tracker.finished(a, 2)
     assert not tracker.due
-    tracker.finished(b, 100)
+    assert tracker.finished(b, 100)  # this one made the batch due
+    assert tracker.due
+    a.received(5)
+    assert not tracker.finished(a, 5)  # still due: said once per batch
     assert tracker.due
     commits = tracker.to_commit()
     assert commits == {"a": 1, "b": 101}

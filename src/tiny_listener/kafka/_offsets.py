@@ -132,9 +132,11 @@ class OffsetTracker(Generic[P]):
         """Stop tracking ``partition``; return its offsets (None if it was not tracked)."""
         return self.partitions.pop(partition, None)
 
-    def finished(self, offsets: PartitionOffsets, offset: int) -> None:
+    def finished(self, offsets: PartitionOffsets, offset: int) -> bool:
         """``offset`` of the partition whose state is ``offsets`` finished (see
-        :meth:`PartitionOffsets.finished`), counted towards the next batch."""
+        :meth:`PartitionOffsets.finished`), counted towards the next batch; return True if
+        it made the batch :attr:`due` (once per batch: the caller wakes its committer then,
+        not for every record finishing before the commit)."""
         unfinished = offsets._unfinished
         if unfinished and unfinished[0] == offset and not offsets._finished:
             # PartitionOffsets.finished(), inlined for records finishing in offset order (a
@@ -143,6 +145,7 @@ class OffsetTracker(Generic[P]):
         else:
             offsets.finished(offset)
         self._finished_since_commit += 1
+        return self._finished_since_commit == self.batch
 
     @property
     def due(self) -> bool:

@@ -384,15 +384,16 @@ class KafkaSource(BrokerSource):
                 raise self._fetch_error
         taken = scheduler.take(max_messages)
         for message in taken:
-            self._started(message.partition)
+            partition = message.partition
+            partition.running += 1  # it is handed to the flow
+            partition.held -= 1
+            if partition.paused:
+                self._resume_if_drained(partition)
         return taken
 
-    def _started(self, partition: _Partition) -> None:
-        """One of ``partition``'s records is handed to the flow; fetching from it resumes once
-        it holds half of ``max_buffered``."""
-        partition.running += 1
-        partition.held -= 1
-        if partition.paused and partition.held <= self.max_buffered // 2 and not partition.released:
+    def _resume_if_drained(self, partition: _Partition) -> None:
+        """Fetching from a paused partition resumes once it holds half of ``max_buffered``."""
+        if partition.held <= self.max_buffered // 2 and not partition.released:
             partition.paused = False
             if self._consumer is not None:
                 self._consumer.resume(partition.tp)
@@ -538,12 +539,12 @@ class KafkaSource(BrokerSource):
             partition.idle.set()
         if partition.released:
             return  # committed (or given up) at revocation; its new owner has it
-        tracker = self._tracker
-        tracker.finished(partition.offsets, message.record.offset)
+        record = message.record
+        due = self._tracker.finished(partition.offsets, record.offset)
         # The next record of the lane: the flow delivers it in the same task (next_in_turn),
         # so the receiver is not woken for it.
-        message.following = self._scheduler.done(partition.lanes, message.record.key)
-        if tracker.due and self._commit_due is not None:
+        message.following = self._scheduler.done(partition.lanes, record.key)
+        if due and self._commit_due is not None:
             self._commit_due.set()
 
     def next_in_turn(self, settled: BrokerMessage) -> KafkaMessage | None:
@@ -552,9 +553,15 @@ class KafkaSource(BrokerSource):
         if not isinstance(settled, KafkaMessage):
             return None
         following, settled.following = settled.following, None
-        if following is None or not self._scheduler.claim(following.partition.lanes, following):
+        if following is None:
             return None
-        self._started(following.partition)
+        partition = following.partition
+        if not self._scheduler.claim(partition.lanes, following):
+            return None
+        partition.running += 1  # it is handed to the flow, as in receive()
+        partition.held -= 1
+        if partition.paused:
+            self._resume_if_drained(partition)
         return following
 
     def _put_back(self, message: KafkaMessage, delay: float) -> None:
