@@ -273,7 +273,44 @@ async def test_a_partition_holds_at_most_max_buffered_records(tansu: Tansu, topi
         assert app.source.health()["buffered"] == 9
         release.set()
         await asyncio.wait_for(done.wait(), 30)
-    assert handled == list(range(100))  # what was fetched beyond the bound came again, in order
+    assert handled == list(range(100))  # each once, in order
+
+
+async def test_a_paused_partition_holds_up_no_other(tansu: Tansu, topics: Topics, producer: Any) -> None:
+    topic = topics.name("paused")
+    await topics.create(topic, partitions=2)
+    # Two records a fetch at most: partition 1's 60 records take 30 fetches or more, all made
+    # while partition 0 is paused, holding its 4 records.
+    app = make_app(tansu, topics, max_buffered=4)
+    release = asyncio.Event()
+    others_done = asyncio.Event()
+    seen: Dict[int, List[int]] = {0: [], 1: []}
+    buffered: List[int] = []
+    done = asyncio.Event()
+
+    @app.on_event(topic)
+    async def take(n: Data, p: Data) -> None:
+        if p == 0:
+            await release.wait()
+        buffered.append(app.source.health()["buffered"])
+        seen[p].append(n)
+        if len(seen[1]) == 60:
+            others_done.set()
+        if len(seen[0]) + len(seen[1]) == 80:
+            done.set()
+
+    for n in range(20):
+        await producer.send(topic, json.dumps({"n": n, "p": 0}).encode(), partition=0)
+    for n in range(60):
+        await producer.send(topic, json.dumps({"n": n, "p": 1}).encode(), partition=1)
+    await producer.flush()
+    async with running(app):
+        await asyncio.wait_for(others_done.wait(), 30)  # partition 1 did not wait for partition 0
+        assert seen[0] == []
+        release.set()
+        await asyncio.wait_for(done.wait(), 30)
+    assert seen == {0: list(range(20)), 1: list(range(60))}  # each once, in order
+    assert max(buffered) <= 2 * 3  # each partition holds 4 at most, one of them running
 
 
 async def test_revoked_partition_waits_revoke_timeout_then_its_new_owner_gets_the_record(

@@ -32,8 +32,8 @@ class KafkaListener(BrokerListener[CTXType, KafkaSource]):
       over them and moves them when one joins or leaves.
     - Records of one partition run one at a time in offset order; ``order="key"`` runs records
       of different keys concurrently, each key's in order. At most ``max_in_flight`` events run
-      at once; a partition holding ``max_buffered`` records waiting for their turn is not
-      fetched from until half of them started.
+      at once; a partition holding more than half of ``max_buffered`` fetched records is not
+      fetched from until half of them started, and a fetch brings at most the other half.
     - Offsets are committed up to the lowest unfinished record of each partition, every
       ``commit_interval`` seconds or ``commit_batch`` records, when partitions are revoked (after
       their running events finish, up to ``revoke_timeout``) and at shutdown. Delivery is at

@@ -57,6 +57,11 @@ class PartitionRevoked(NotConnected):
     """The record's partition was revoked from this consumer: its new owner handles it."""
 
 
+_PAUSED_FETCH_TIMEOUT = 0.02
+"""Seconds a fetch that leaves out a paused partition waits for records at most: once the
+partition may be fetched again, it waits for that fetch to end."""
+
+
 class _Partition:
     """What this consumer keeps of one assigned partition: its offsets, its lanes, how many of
     its records the flow is handling, and (once revoked) an event set when that is none.
@@ -76,7 +81,7 @@ class _Partition:
         self.held = 0
         """Its records fetched and not started yet."""
         self.paused = False
-        """True while fetching from it is paused: it holds ``max_buffered`` records."""
+        """True while it is not fetched: it holds more than half of ``max_buffered`` records."""
         self.idle: asyncio.Event | None = None
         self.released = False
 
@@ -219,6 +224,10 @@ class KafkaSource(BrokerSource):
         self.commit_batch = commit_batch
         self.revoke_timeout = revoke_timeout
         self.max_buffered = max_buffered
+        # A partition is fetched while it holds at most _resume_at records, and a fetch brings
+        # at most max_buffered - _resume_at: no partition ever holds more than max_buffered.
+        self._resume_at = max_buffered // 2
+        self._room: asyncio.Event | None = None  # set when a paused partition may be fetched again
         self.auto_offset_reset = auto_offset_reset
         self.acks = acks
         self.client_id = client_id or f"tiny-listener-{group}"
@@ -339,10 +348,9 @@ class KafkaSource(BrokerSource):
             "enable_auto_commit": False,  # offsets are committed here, up to finished work only
             "auto_offset_reset": self.auto_offset_reset,
             # How long the broker holds a fetch request that finds no new record (aiokafka's
-            # default: 500 ms). A partition resumed after it was paused (it held
-            # max_buffered records) is fetched only once the fetch under way returns: with
-            # 500 ms, each resume could stall a busy consumer that long (bench_kafka.py: 17,000
-            # events/s, 62,000 with 50 ms). An idle consumer asks 20 times a second instead of 2.
+            # default: 500 ms): a partition that was full and is asked for again waits that
+            # long behind a fetch under way that finds nothing. An idle consumer asks 20 times
+            # a second instead of 2.
             "fetch_max_wait_ms": 50,
         }
         if self.subscription.pattern is not None:
@@ -387,16 +395,17 @@ class KafkaSource(BrokerSource):
             partition = message.partition
             partition.running += 1  # it is handed to the flow
             partition.held -= 1
-            if partition.paused:
-                self._resume_if_drained(partition)
+            if partition.paused and partition.held <= self._resume_at:
+                self._resume(partition)
         return taken
 
-    def _resume_if_drained(self, partition: _Partition) -> None:
-        """Fetching from a paused partition resumes once it holds half of ``max_buffered``."""
-        if partition.held <= self.max_buffered // 2 and not partition.released:
+    def _resume(self, partition: _Partition) -> None:
+        """A paused partition is fetched again once it holds half of ``max_buffered``
+        (``_resume_at``)."""
+        if not partition.released:
             partition.paused = False
-            if self._consumer is not None:
-                self._consumer.resume(partition.tp)
+            if self._room is not None:
+                self._room.set()
 
     async def stop_receiving(self) -> None:
         """Intake stops at shutdown: stop fetching (and watching for an outage: the last
@@ -444,23 +453,39 @@ class KafkaSource(BrokerSource):
     # ------------------------------------------------------------------ fetching
 
     async def _fetch_loop(self, consumer: AIOKafkaConsumer) -> None:
-        """Fetch records into the ordering scheduler; a partition holding ``max_buffered``
-        records is paused (the others are still fetched) until half of them started, and
-        what it brought beyond them is fetched again then. A failure is kept for
-        :meth:`receive` to raise."""
+        """Fetch records into the ordering scheduler. A partition holding more than half of
+        ``max_buffered`` records is paused: it is left out of the fetches (the others are
+        still fetched) until it holds half of them again. Its records fetched meanwhile wait
+        in aiokafka's buffer: pausing it in aiokafka (``consumer.pause``) would throw them
+        away, to be fetched again after a round trip. A failure is kept for :meth:`receive`
+        to raise."""
         scheduler = self._scheduler
         path_from = self.path_from
         by_topic = path_from == "topic"
-        limit = self.max_buffered
+        room = self._room = asyncio.Event()
+        resume_at = self._resume_at
+        most = self.max_buffered - resume_at  # records one fetch brings: none holds more than max_buffered
+        partitions = self._partitions
         loop = asyncio.get_running_loop()
         try:
             while True:
-                batch = await consumer.getmany(timeout_ms=int(self.fetch_timeout * 1000), max_records=limit)
+                wanted = [tp for tp, partition in partitions.items() if not partition.paused]
+                if len(wanted) == len(partitions):
+                    wanted = []  # every assigned partition (also one assigned meanwhile)
+                    timeout = self.fetch_timeout
+                elif wanted:
+                    # A paused partition that may be fetched again waits for this fetch: not long.
+                    timeout = min(self.fetch_timeout, _PAUSED_FETCH_TIMEOUT)
+                else:  # every partition is paused: wait for one to take records again
+                    room.clear()
+                    await room.wait()
+                    continue
+                batch = await consumer.getmany(*wanted, timeout_ms=int(timeout * 1000), max_records=most)
                 if not batch:
                     continue
                 self._answered = loop.time()
                 for tp, records in batch.items():
-                    partition = self._partitions.get(tp)
+                    partition = partitions.get(tp)
                     if partition is None or partition.lanes.revoked:  # revoked since it was fetched
                         continue
                     offsets, lanes = partition.offsets, partition.lanes
@@ -469,10 +494,7 @@ class KafkaSource(BrokerSource):
                     first, last_received = 0, offsets.last_received
                     while first < len(records) and records[first].offset <= last_received:
                         first += 1
-                    end = first + max(0, limit - partition.held)
-                    if end < len(records):  # full: fetch the rest again once the partition resumes
-                        consumer.seek(tp, records[end].offset)
-                    taken = records[first:end]
+                    taken = records[first:] if first else records
                     offsets.received_all([record.offset for record in taken])
                     messages = [
                         KafkaMessage(record, record.topic if by_topic else record_path(
@@ -481,9 +503,8 @@ class KafkaSource(BrokerSource):
                     ]
                     scheduler.add_all(lanes, messages, _record_key)
                     partition.held += len(taken)
-                    if partition.held >= limit and not partition.paused:
+                    if partition.held > resume_at:
                         partition.paused = True
-                        consumer.pause(tp)
                 if scheduler.startable and self._waiter is not None:
                     _wake(self._waiter)
         except asyncio.CancelledError:
@@ -560,8 +581,8 @@ class KafkaSource(BrokerSource):
             return None
         partition.running += 1  # it is handed to the flow, as in receive()
         partition.held -= 1
-        if partition.paused:
-            self._resume_if_drained(partition)
+        if partition.paused and partition.held <= self._resume_at:
+            self._resume(partition)
         return following
 
     def _put_back(self, message: KafkaMessage, delay: float) -> None:
@@ -639,6 +660,8 @@ class KafkaSource(BrokerSource):
     def _assigned(self, assigned: Iterable[TopicPartition]) -> None:
         for tp in assigned:
             self._partitions[tp] = _Partition(tp, self._tracker.assign(tp), self._scheduler.assign(tp))
+        if self._room is not None:  # the fetch loop may wait while every other partition is paused
+            self._room.set()
         self.log.logger.info("group %r assigned %s to this consumer", self.group, _describe(self._partitions) or
                              "no partition", extra={"broker": self.broker})
 
