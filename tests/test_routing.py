@@ -141,6 +141,27 @@ def test_order_is_kept_among_routes_with_different_prefix_lengths() -> None:
     assert app.match_route("abcd")[0].name == "h1"
 
 
+def test_prefixes_of_one_length_are_found_whether_one_or_several() -> None:
+    # A length with one literal prefix is looked up by that prefix alone; a second prefix of
+    # that length, or removing it again, changes how it is looked up.
+    app = build_app("aa:{x}")
+    assert app.match_route("aa:1") == (app.routes["h0"], {"x": "1"})
+    with pytest.raises(EventNotFound):
+        app.match_route("bb:1")
+
+    async def second() -> None: ...
+
+    app.add_on_event_hook(second, "bb:{x}")
+    assert app.match_route("aa:2")[0].name == "h0"
+    assert app.match_route("bb:2") == (app.routes["second"], {"x": "2"})
+    with pytest.raises(EventNotFound):
+        app.match_route("cc:2")
+    app.remove_on_event_hook("h0")
+    assert app.match_route("bb:3")[0].name == "second"
+    with pytest.raises(EventNotFound):
+        app.match_route("aa:3")
+
+
 def test_no_match_raises_event_not_found() -> None:
     app = build_app("GET:/user/{name}")
     with pytest.raises(EventNotFound, match="no route matches event path 'GET:/nope'"):

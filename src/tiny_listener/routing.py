@@ -222,6 +222,17 @@ _NOT_CACHED: Any = object()
 # (registration order, route) pairs that share one literal prefix, in registration order.
 _Candidates = List[Tuple[int, Route]]
 
+# The routes whose literal prefixes have one length: (length, {prefix: candidates}, and if
+# there is only one such prefix, that prefix and its candidates, else None and []).
+_Bucket = Tuple[int, Dict[str, _Candidates], "str | None", _Candidates]
+
+
+def _bucket(length: int, table: Dict[str, _Candidates]) -> _Bucket:
+    if len(table) == 1:
+        ((prefix, candidates),) = table.items()
+        return length, table, prefix, candidates
+    return length, table, None, []
+
 
 class RouteTable(MutableMapping[str, Route]):
     """The routes of a listener, keyed by handler name, in registration order.
@@ -253,10 +264,10 @@ class RouteTable(MutableMapping[str, Route]):
         self._routes: Dict[str, Route] = {}
         # {prefix length: {prefix: candidates}}; None when stale (after a removal).
         self._tables: Dict[int, Dict[str, _Candidates]] | None = {}
-        # The same tables as (length, table) pairs, longest prefixes first: they are the most
-        # specific, so the first match found there usually has the lowest order and lets the
-        # shorter buckets stop at once.
-        self._index: Tuple[Tuple[int, Dict[str, _Candidates]], ...] = ()
+        # The same tables, longest prefixes first: they are the most specific, so the first
+        # match found there usually has the lowest order and lets the shorter buckets stop at
+        # once. See _Bucket.
+        self._index: Tuple[_Bucket, ...] = ()
         # event path -> (route, converted params, or raw ones if converted per match), or None.
         self._cache: Dict[str, Tuple[Route, PathParams] | None] = {}
         self._cache_hits = 0  # since the cache was last emptied
@@ -326,10 +337,15 @@ class RouteTable(MutableMapping[str, Route]):
         table = self._tables.get(len(prefix))
         if table is None:
             table = self._tables[len(prefix)] = {}
-            self._index = tuple(sorted(self._tables.items(), reverse=True))
-        table.setdefault(prefix, []).append((order, route))
+        candidates = table.get(prefix)
+        if candidates is None:
+            candidates = table[prefix] = []
+            if len(table) <= 2:  # a new length, or one that no longer has only one prefix
+                self._index = tuple(sorted((_bucket(length, table) for length, table in self._tables.items()),
+                                           key=lambda bucket: bucket[0], reverse=True))
+        candidates.append((order, route))
 
-    def _current_index(self) -> Tuple[Tuple[int, Dict[str, _Candidates]], ...]:
+    def _current_index(self) -> Tuple[_Bucket, ...]:
         if self._tables is None:
             self._tables = {}
             self._index = ()
@@ -346,7 +362,7 @@ class RouteTable(MutableMapping[str, Route]):
         # Only routes whose literal prefix starts the new route's can cover it.
         index = self._current_index()
         prefix = route.literal_prefix
-        for length, table in index:
+        for length, table, _, _ in index:
             if length > len(prefix):
                 continue
             for _, earlier in table.get(prefix[:length], ()):
@@ -368,11 +384,15 @@ class RouteTable(MutableMapping[str, Route]):
             params = dict(template)  # the cached one stays as it is
         else:
             found = self._search(path)
+            if self._paths_not_kept > 1:  # _keep() while new paths are not kept, inlined
+                self._paths_not_kept -= 1
+                kept = False
+            else:
+                kept = self._keep(path, found)
             if found is None:
-                self._keep(path, found)
                 raise EventNotFound(f"no route matches event path {path!r}")
             route, params = found  # a new dict: _search made it
-            if self._keep(path, found):
+            if kept:
                 params = dict(params)
         if route._convert_per_match:
             for name, convert in route._converting:
@@ -410,12 +430,18 @@ class RouteTable(MutableMapping[str, Route]):
         size = len(path)
         best_order = sys.maxsize
         best: Tuple[Route, PathParams] | None = None
-        for length, table in index:
+        for length, table, only, its_candidates in index:
             if length > size:
                 continue
-            candidates = table.get(path[:length])
-            if candidates is None:
-                continue
+            if only is not None:  # one prefix of this length: no slice of the path to look up
+                if not path.startswith(only):
+                    continue
+                candidates = its_candidates
+            else:
+                found = table.get(path[:length])
+                if found is None:
+                    continue
+                candidates = found
             for order, route in candidates:
                 if order >= best_order:
                     break
