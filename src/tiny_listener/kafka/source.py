@@ -118,10 +118,25 @@ class KafkaMessage(BrokerMessage):
         return {"message": self.record, "attempt": self.attempt}
 
     def ack(self) -> None:
-        self.source._settled(self)  # settled in memory: its offset is committed with a batch
+        """Settled in memory: its offset is finished, committed with a batch, and the next
+        record of its lane may start (the flow delivers it in the same task: see
+        :meth:`KafkaSource.next_in_turn`). The source's bookkeeping is updated here, not
+        through a method of the source: this runs for every record."""
+        partition = self.partition
+        partition.running -= 1  # partition.ran(), inlined
+        if partition.running == 0 and partition.idle is not None:
+            partition.idle.set()
+        if partition.released:
+            return  # committed (or given up) at revocation; its new owner has it
+        source = self.source
+        record = self.record
+        due = source._tracker.finished(partition.offsets, record.offset)
+        self.following = source._scheduler.done(partition.lanes, record.key)
+        if due and source._commit_due is not None:
+            source._commit_due.set()
 
     async def drop(self) -> None:
-        self.source._settled(self)
+        self.ack()
 
     async def release(self, delay: float = 0.0) -> None:
         self.source._put_back(self, delay)
@@ -550,23 +565,6 @@ class KafkaSource(BrokerSource):
         return True
 
     # ------------------------------------------------------------------ settling
-
-    def _settled(self, message: KafkaMessage) -> None:
-        """The record's event succeeded, or it was dead-lettered or dropped: its offset is
-        finished and the next record of its lane may start."""
-        partition = message.partition
-        partition.running -= 1  # partition.ran(), inlined: this runs for every record
-        if partition.running == 0 and partition.idle is not None:
-            partition.idle.set()
-        if partition.released:
-            return  # committed (or given up) at revocation; its new owner has it
-        record = message.record
-        due = self._tracker.finished(partition.offsets, record.offset)
-        # The next record of the lane: the flow delivers it in the same task (next_in_turn),
-        # so the receiver is not woken for it.
-        message.following = self._scheduler.done(partition.lanes, record.key)
-        if due and self._commit_due is not None:
-            self._commit_due.set()
 
     def next_in_turn(self, settled: BrokerMessage) -> KafkaMessage | None:
         """The record of ``settled``'s lane whose turn came when it was settled, if no receive
