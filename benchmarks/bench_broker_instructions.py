@@ -13,6 +13,11 @@ more than an addition), so it is a second figure, not a replacement.
     python benchmarks/bench_broker_instructions.py                    # every broker
     python benchmarks/bench_broker_instructions.py --broker redis --small 2000 --large 6000
 
+Kafka (``--broker kafka``): ``bench_kafka.py`` runs its contestants in its own process, beside
+the producer that fills the topic, so the whole process runs under valgrind, once per side
+(``BENCH_KAFKA_ONLY``) and once filling the topic only; the count of that last run is taken
+out of each side's before dividing. The broker (Tansu) runs outside valgrind.
+
 Needs ``valgrind``. A consumer runs about 50 times slower under it: a few minutes per broker.
 """
 
@@ -31,7 +36,7 @@ from typing import Dict
 from _harness import eprint, report
 
 HERE = Path(__file__).resolve().parent
-BROKERS = ("redis", "nats", "rabbitmq", "mqtt")
+BROKERS = ("redis", "nats", "rabbitmq", "mqtt", "kafka")
 SIDES = ("tiny_listener", "bare")
 
 
@@ -54,6 +59,20 @@ def count(broker: str, events: int, directory: Path) -> Dict[str, int]:
     return {side: instructions(directory / f"{broker}-{side}-{events}.out") for side in SIDES}
 
 
+def count_kafka(events: int, directory: Path) -> Dict[str, int]:
+    """Run ``bench_kafka.py`` for each side and for filling the topic only, with ``events``
+    records, under valgrind; return each count, the filling's taken out of the sides'."""
+    counts: Dict[str, int] = {}
+    for side in (*SIDES, "fill_only"):
+        out = directory / f"kafka-{side}-{events}.out"
+        env = dict(os.environ, BENCH_KAFKA_EVENTS=str(events), BENCH_KAFKA_ONLY=side, BENCH_ROUNDS="1")
+        subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", f"--log-file={out}.log",
+                        sys.executable, str(HERE / "bench_kafka.py")],
+                       env=env, check=True, stdout=subprocess.DEVNULL, timeout=3600)
+        counts[side] = instructions(out)
+    return {side: counts[side] - counts["fill_only"] for side in SIDES}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--broker", action="append", choices=BROKERS, help="a broker to measure (repeat it)")
@@ -68,8 +87,10 @@ def main() -> None:
     results: Dict[str, float] = {"events_small": args.small, "events_large": args.large}
     with tempfile.TemporaryDirectory(prefix="tl-callgrind-") as scratch:
         for broker in args.broker or list(BROKERS):
-            small = count(broker, args.small, Path(scratch))
-            large = count(broker, args.large, Path(scratch))
+            if broker == "kafka":
+                small, large = count_kafka(args.small, Path(scratch)), count_kafka(args.large, Path(scratch))
+            else:
+                small, large = count(broker, args.small, Path(scratch)), count(broker, args.large, Path(scratch))
             per_event = {side: (large[side] - small[side]) / (args.large - args.small) for side in SIDES}
             eprint(f"{broker}: " + ", ".join(f"{side}={value:,.0f}" for side, value in per_event.items())
                    + " instructions per event")

