@@ -407,12 +407,15 @@ class KafkaSource(BrokerSource):
                 raise self._fetch_error
         taken = scheduler.take(max_messages)
         for message in taken:
-            partition = message.partition
-            partition.running += 1  # it is handed to the flow
-            partition.held -= 1
-            if partition.paused and partition.held <= self._resume_at:
-                self._resume(partition)
+            self._started(message.partition)
         return taken
+
+    def _started(self, partition: _Partition) -> None:
+        """One of ``partition``'s records is handed to the flow."""
+        partition.running += 1
+        partition.held -= 1
+        if partition.paused and partition.held <= self._resume_at:
+            self._resume(partition)
 
     def _resume(self, partition: _Partition) -> None:
         """A paused partition is fetched again once it holds half of ``max_buffered``
@@ -577,7 +580,7 @@ class KafkaSource(BrokerSource):
         partition = following.partition
         if not self._scheduler.claim(partition.lanes, following):
             return None
-        partition.running += 1  # it is handed to the flow, as in receive()
+        partition.running += 1  # _started(partition), inlined: this runs for every record
         partition.held -= 1
         if partition.paused and partition.held <= self._resume_at:
             self._resume(partition)

@@ -83,12 +83,7 @@ def decode_data(path: str, payload: bytes, codec: Codec) -> EventData:
     try:
         return payload_to_data(payload, codec)
     except DecodeError as exc:
-        raise undecodable_data(path, exc) from None
-
-
-def undecodable_data(path: str, error: DecodeError) -> UndeliverableMessage:
-    """What to raise when the ``data`` field of event ``path`` cannot be decoded."""
-    return UndeliverableMessage(UNDECODABLE, f"data of event {path!r} cannot be decoded: {error}")
+        raise UndeliverableMessage(UNDECODABLE, f"data of event {path!r} cannot be decoded: {exc}") from None
 
 
 def dead_letter_fields(

@@ -53,8 +53,8 @@ from ._message import (
     REDELIVERED_TOO_OFTEN,
     Fields,
     dead_letter_fields,
+    decode_data,
     decode_event,
-    undecodable_data,
 )
 
 logger = logging.getLogger("tiny_listener.redis")
@@ -113,13 +113,8 @@ class RedisStreamMessage(BrokerMessage):
         :class:`~tiny_listener.delivery.UndeliverableMessage` for an entry that is no event
         (``undecodable``) or that consumers kept taking and never acknowledging
         (``redelivered-too-often``: more than ``max_retries + 1`` deliveries)."""
-        data: EventData
         if self.usual:
-            try:  # decode_data(), inlined: this runs for every message
-                decoded = codec.decode(self.payload)
-            except DecodeError as exc:
-                raise undecodable_data(self.path, exc) from None
-            data = decoded if isinstance(decoded, dict) else {"payload": decoded}
+            data = decode_data(self.path, self.payload, codec)
         else:
             _, data = decode_event(self.fields, codec)
         previous = self.attempt - 1

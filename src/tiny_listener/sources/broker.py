@@ -269,10 +269,6 @@ def safe_url(url: str) -> str:
     return f"{scheme}{sep}{credentials.split(':', 1)[0]}:***@{host}"
 
 
-# The default BrokerMessage.event_data: the flow does what it does without calling it.
-_DECODE_PAYLOAD = BrokerMessage.event_data
-
-
 class BrokerSource(DeliverySettings, Source):
     """A source consuming from a message broker through the one delivery flow; see the module
     documentation for what a broker implements and what the flow does. The settings are the
@@ -773,12 +769,7 @@ class BrokerSource(DeliverySettings, Source):
             try:
                 while True:  # each attempt at it
                     try:
-                        if type(message).event_data is _DECODE_PAYLOAD:
-                            # BrokerMessage.event_data, inlined: what most brokers' messages do.
-                            decoded = codec.decode(message.payload)
-                            data = decoded if isinstance(decoded, dict) else {"payload": decoded}
-                        else:
-                            data = message.event_data(codec)
+                        data = message.event_data(codec)
                         event, running = listener._event_here(worker, message.path, data, message)
                     except DecodeError as exc:
                         await self._give_up(message, UNDECODABLE, exc)
