@@ -216,3 +216,72 @@ async def test_inputs_of_an_event_kept_running_are_released_when_both_it_and_its
     assert kept[0].data == {"payload": b"12345"}  # still running: still there
     kept[0].done()
     assert dict(kept[0].data) == {}
+
+
+class CountedContext(Context):
+    made = 0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        CountedContext.made += 1
+
+
+async def test_trigger_event_makes_a_context_only_when_asked_for() -> None:
+    app = App()
+    app.set_context_cls(CountedContext)
+    CountedContext.made = 0
+
+    @app.on_event("plain:{n}")
+    async def plain(n: Param) -> str:
+        return n
+
+    @app.on_event("asks:{n}")
+    async def asks(n: Param, ctx: CountedContext) -> str:
+        assert app.ctxs[ctx.cid] is ctx and ctx.events[app.get_route("asks")][0].path == f"asks:{n}"
+        return ctx.cid
+
+    assert [await app.trigger_event(f"plain:{n}") for n in range(10)] == [str(n) for n in range(10)]
+    assert CountedContext.made == 0
+    cids = [await app.trigger_event(f"asks:{n}", scope={"n": n}) for n in range(10)]
+    assert CountedContext.made == 10 and len(set(cids)) == 10
+    assert app.ctxs == {}
+
+
+async def test_reading_ctxs_shows_the_context_of_every_running_event() -> None:
+    app = App()
+    release = asyncio.Event()
+
+    @app.on_event("wait:{n}")
+    async def wait(n: Param) -> None:
+        await release.wait()
+
+    tasks = [app.trigger_event(f"wait:{n}", scope={"n": n}) for n in range(3)]
+    await asyncio.sleep(0)  # the handlers start (nothing has asked for a context)
+    seen = sorted((ctx.scope["n"], [e.path for e in ctx.events[app.get_route("wait")]]) for ctx in app.ctxs.values())
+    assert seen == [(0, ["wait:0"]), (1, ["wait:1"]), (2, ["wait:2"])]
+    assert all(ctx.is_alive for ctx in app.ctxs.values())
+    release.set()
+    await asyncio.gather(*tasks)
+    assert app.ctxs == {}
+
+
+async def test_a_failure_is_logged_with_the_cid_of_a_context_made_for_it(caplog: pytest.LogCaptureFixture) -> None:
+    app = App()
+
+    @app.on_event("fail")
+    async def fail() -> None:
+        raise ValueError("boom")
+
+    @app.on_event("quiet")
+    async def quiet(ctx: Context) -> None:
+        ctx.log_failures = False
+        raise ValueError("hush")
+
+    with pytest.raises(ValueError, match="boom"):
+        await app.trigger_event("fail")
+    with pytest.raises(ValueError, match="hush"):
+        await app.trigger_event("quiet")
+    failures = [record for record in caplog.records if record.levelname == "ERROR"]
+    assert len(failures) == 1 and "boom" in failures[0].getMessage()
+    assert failures[0].cid and failures[0].cid in failures[0].getMessage()  # type: ignore[attr-defined]
+    assert app.ctxs == {}

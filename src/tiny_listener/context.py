@@ -92,12 +92,12 @@ class Context:
     @property
     def is_alive(self) -> bool:
         """True while ``listener.ctxs`` holds this context."""
-        return self._listener.ctxs.get(self.cid) is self
+        return self._listener._ctxs.get(self.cid) is self
 
     def drop(self) -> bool:
         """Remove this context from ``listener.ctxs``; return False if it was not there."""
         if self.is_alive:
-            del self._listener.ctxs[self.cid]
+            del self._listener._ctxs[self.cid]
             return True
         return False
 
@@ -180,7 +180,7 @@ class Context:
         if self._released:
             # A released anonymous context runs events again: it is registered while it does.
             self._released = False
-            self._listener.ctxs.setdefault(self.cid, self)
+            self._listener._ctxs.setdefault(self.cid, self)
 
     def _first_event_dispatched(self, event: Event[Any]) -> None:
         """:meth:`_event_dispatched` for the first event of a context just made (an anonymous
@@ -196,7 +196,7 @@ class Context:
         if self._in_flight == 0 and self._anonymous:
             self._released = True
             # Anonymous cids are unique to this listener: whatever holds the key is this context.
-            self._listener.ctxs.pop(self.cid, None)
+            self._listener._ctxs.pop(self.cid, None)
 
     def _wake_waiters(self, route: Route) -> None:
         for waiter in self._event_waiters or ():

@@ -244,7 +244,7 @@ class SourceEvent(Event[Any]):
         its history, released when the event ends."""
         self._origin = None
         ctx = self._listener._anonymous_ctx(origin.scope())
-        ctx.log_failures = False
+        ctx.log_failures = self._logs_failures()
         ctx._first_event_dispatched(self)
         self._ctx = weakref.ref(ctx)
         return ctx
@@ -258,3 +258,48 @@ class SourceEvent(Event[Any]):
 
     def _logs_failures(self) -> bool:
         return False
+
+
+class _GivenScope:
+    """The origin of a :class:`DispatchedEvent` given a scope: the scope itself."""
+
+    __slots__ = ("_scope",)
+
+    def __init__(self, scope: Scope) -> None:
+        self._scope = scope
+
+    def scope(self) -> Scope:
+        return self._scope
+
+
+class _NoScope:
+    """The origin of a :class:`DispatchedEvent` given no scope: a new, empty one."""
+
+    __slots__ = ()
+
+    def scope(self) -> Scope:
+        return {}
+
+
+NO_SCOPE: ScopeSource = _NoScope()
+
+
+def scope_origin(scope: Scope | None) -> ScopeSource:
+    """What a :class:`DispatchedEvent` makes its context's scope from."""
+    return NO_SCOPE if scope is None else _GivenScope(scope)
+
+
+class DispatchedEvent(SourceEvent):
+    """An event of ``listener.trigger_event(path)`` without a cid: its anonymous context is
+    made only when something asks for it, as a :class:`SourceEvent`'s, but the listener logs
+    its failure (it runs in a task of its own, which whoever triggered it may never await).
+    Most handlers ask for no context, and making one (a cid, a registration in
+    ``listener.ctxs``, a history, a weak reference) was more than half of what dispatch
+    added to a bare ``asyncio`` task. Reading ``listener.ctxs`` makes the contexts of those
+    still running (see ``Listener.ctxs``)."""
+
+    __slots__ = ()
+
+    def _logs_failures(self) -> bool:
+        made = self._ctx()
+        return True if made is None else bool(made.log_failures)

@@ -45,10 +45,10 @@ from .errors import (
     ListenerNotFound,
     ValidationError,
 )
-from .event import RELEASED, Event, ScopeSource, SourceEvent, _not_made
+from .event import RELEASED, DispatchedEvent, Event, ScopeSource, SourceEvent, _not_made, scope_origin
 from .failures import check_error_type, wait_for
 from .injection import Hook, check_coro_func
-from .lifecycle import CANCELLED, DONE, FAILED, PENDING, RUNNING, EventState
+from .lifecycle import CANCELLED, DONE, ENDED, FAILED, PENDING, RUNNING, EventState
 from .routing import Route, RouteShadowedWarning, RouteTable
 from .running import PlacedListeners, Runtime, close_loop, running_listeners, thread_event_loop
 from .sources.base import Source, SourceState
@@ -100,7 +100,7 @@ class Listener(Generic[CTXType]):
             self.max_event_history = max_event_history
         if shutdown_timeout is not None:
             self.shutdown_timeout = shutdown_timeout
-        self.ctxs: Dict[str, CTXType] = {}
+        self._ctxs: Dict[str, CTXType] = {}
         # Histories are trimmed back to max_event_history once a quarter longer: O(1) per event.
         self._history_trim_at = self.max_event_history + (self.max_event_history >> 2)
         # Made an instance attribute (class default, or as set later): read for every event.
@@ -321,6 +321,24 @@ class Listener(Generic[CTXType]):
 
     # ------------------------------------------------------------------ contexts
 
+    @property
+    def ctxs(self) -> Dict[str, CTXType]:
+        """The contexts, by cid: those made with a cid until ``drop()``, anonymous ones while
+        an event of theirs runs.
+
+        ``trigger_event(path)`` without a cid makes its event's anonymous context only when
+        something asks for it; reading ``ctxs`` makes those of the events still running, so
+        that every running event's context is here, as it was when each was made at once.
+        """
+        for event in self._tasks.events:
+            if type(event) is DispatchedEvent and event._origin is not None and event._state not in ENDED:
+                event._make_context(event._origin)
+        return self._ctxs
+
+    @ctxs.setter
+    def ctxs(self, ctxs: Dict[str, CTXType]) -> None:
+        self._ctxs = ctxs
+
     def new_ctx(
         self, cid: str | None = None, scope: Dict[str, Any] | None = None, *, context_cls: Type[Context] | None = None
     ) -> CTXType:
@@ -333,12 +351,12 @@ class Listener(Generic[CTXType]):
         anonymous = cid is None
         if cid is None:
             cid = self._cid_prefix + str(next(self._cid_counter))
-        elif cid in self.ctxs:
+        elif cid in self._ctxs:
             raise ContextAlreadyExists(f"context {cid!r} already exists")
         kls = self._context_cls if context_cls is None else context_cls
         ctx: CTXType = kls(self, cid=cid, scope=scope)  # type: ignore[assignment]
         ctx._anonymous = anonymous
-        self.ctxs[cid] = ctx
+        self._ctxs[cid] = ctx
         return ctx
 
     def _anonymous_ctx(self, scope: Scope | None) -> CTXType:
@@ -347,13 +365,13 @@ class Listener(Generic[CTXType]):
         cid = self._cid_prefix + str(next(self._cid_counter))
         ctx: CTXType = self._context_cls(self, cid, scope)  # type: ignore[assignment]
         ctx._anonymous = True
-        self.ctxs[cid] = ctx
+        self._ctxs[cid] = ctx
         return ctx
 
     def get_ctx(self, cid: str) -> CTXType:
         """Return the context ``cid``; raise :class:`ContextNotFound` if there is none."""
         try:
-            return self.ctxs[cid]
+            return self._ctxs[cid]
         except KeyError:
             raise ContextNotFound(f"context {cid!r} not found") from None
 
@@ -370,7 +388,8 @@ class Listener(Generic[CTXType]):
         """Start the handler of the first route matching ``path`` and return its task.
 
         The event runs in context ``cid`` (created if missing, with ``scope``) or in a new
-        anonymous context with ``scope``, made only once a route matched.
+        anonymous context with ``scope``, made only when something asks for it (``event.ctx``,
+        a ``Context`` parameter, reading :attr:`ctxs`...).
         Awaiting the task gives the handler's result, or raises its error (which is also
         logged once, unless an ``on_error`` handler took it). ``timeout`` bounds the handler.
         Raises :class:`EventNotFound` at once if no route matches. Called while no loop runs
@@ -380,7 +399,7 @@ class Listener(Generic[CTXType]):
         """
         route, params = self._route_table.match(path)
         if cid is not None:
-            found = self.ctxs.get(cid)
+            found = self._ctxs.get(cid)
             ctx = found if found is not None else self.new_ctx(cid, scope)
             return self._dispatch(ctx, route, params, path, data, timeout)
         # _dispatch() inlined: this is the per-event path of most listeners.
@@ -388,10 +407,11 @@ class Listener(Generic[CTXType]):
         if loop is None:
             # Triggered before the loop runs (at import, before run()), as 1.2 allowed.
             loop = self._runtime.loop_before_start(self.setup_event_loop)
-        anonymous = self._anonymous_ctx(scope)
-        event: Event[Any] = Event(anonymous, route, data, path, params)
-        anonymous._first_event_dispatched(event)
-        task = asyncio.Task(self._run_event(event, anonymous, params, timeout), loop=loop)
+        event = DispatchedEvent(self, route, data or {}, path, params, scope_origin(scope))
+        if self._observers:
+            # Observers may read the context when the event has ended, too late to make one.
+            event._make_context(event._origin)  # type: ignore[arg-type]
+        task = asyncio.Task(self._run_event(event, None, params, timeout), loop=loop)
         self._tasks.events[event] = task
         return task
 
@@ -409,7 +429,7 @@ class Listener(Generic[CTXType]):
         except EventNotFound:
             if ctx._anonymous and not ctx._in_flight and not ctx._released:
                 ctx._released = True
-                self.ctxs.pop(ctx.cid, None)
+                self._ctxs.pop(ctx.cid, None)
             raise
         return self._dispatch(ctx, route, params, path, data, timeout)
 
@@ -521,9 +541,12 @@ class Listener(Generic[CTXType]):
         finally:
             self._end_event(event, None, outcome)
 
-    async def _run_event(self, event: Event[Any], ctx: Context, params: PathParams, timeout: float | None) -> Any:
+    async def _run_event(
+        self, event: Event[Any], ctx: Context | None, params: PathParams, timeout: float | None
+    ) -> Any:
         # The coroutine of an event's own task. ``ctx`` is held here so that the context
-        # outlives the event even if dropped meanwhile.
+        # outlives the event even if dropped meanwhile; None for a DispatchedEvent, whose
+        # context is made when asked for (and then held by ``listener.ctxs``).
         # Hook lists are tested before looping: most apps have none, and an empty loop costs
         # more than a test on this path.
         if event._state is PENDING:
@@ -565,7 +588,12 @@ class Listener(Generic[CTXType]):
                 # without the checks: running to done is a legal transition, no one waits on
                 # the event, ``ctx`` is its context).
                 event._state = DONE
-                ctx._event_ended(event)
+                if ctx is not None:
+                    ctx._event_ended(event)
+                elif event._ctx is not _not_made:  # a DispatchedEvent whose context was asked for
+                    made = event._ctx()
+                    if made is not None:
+                        made._event_ended(event)
                 event.data = RELEASED
                 tasks = self._tasks
                 del tasks.events[event]
@@ -608,10 +636,14 @@ class Listener(Generic[CTXType]):
         if tasks.drained is not None:
             tasks.check_drained()
 
-    def _skip_ended(self, event: Event[Any], ctx: Context) -> Any:
+    def _skip_ended(self, event: Event[Any], ctx: Context | None) -> Any:
         """End the task of an event marked done before it started (``Event.done()``): its
-        handler does not run; the context and the listener stop counting it."""
-        ctx._event_ended(event)
+        handler does not run; the context (if one was made) and the listener stop counting
+        it."""
+        if ctx is None:
+            ctx = event._ctx()
+        if ctx is not None:
+            ctx._event_ended(event)
         del self._tasks.events[event]
         self._tasks.check_drained()
         return event._result
