@@ -126,9 +126,9 @@ async def test_unknown_route_and_undecodable_messages_are_dead_lettered_at_once(
     outcomes = sorted((letter.reason, letter.error.split(":")[0]) for letter in letters)
     assert outcomes == [
         ("no-route", "no route matches event path 'unknown"),
-        ("undecodable", "data of event 'known"),
         ("undecodable", "message has no 'path' field"),
         ("undecodable", "message path is not UTF-8"),
+        ("undecodable", "payload is not valid JSON"),  # the codec's DecodeError, as on every broker
     ]
     assert all(letter.attempts == 0 for letter in letters)
     assert handled == [(3, {"payload": [1, 2]})]

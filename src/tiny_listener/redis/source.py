@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 
 from .._types import EventData, Scope
 from ..codecs import Codec, DecodeError
-from ..delivery import HANDLER_FAILED, NO_ROUTE, UndeliverableMessage, error_text
+from ..delivery import HANDLER_FAILED, NO_ROUTE, UndeliverableMessage, error_text, payload_to_data
 from ..errors import EventNotFound
 from ..optional import require
 from ..sources.base import SourceState
@@ -53,7 +53,6 @@ from ._message import (
     REDELIVERED_TOO_OFTEN,
     Fields,
     dead_letter_fields,
-    decode_data,
     decode_event,
 )
 
@@ -110,11 +109,13 @@ class RedisStreamMessage(BrokerMessage):
 
     def event_data(self, codec: Codec) -> EventData:
         """The decoded ``data`` field (``{}`` without one). Raises
+        :class:`~tiny_listener.codecs.DecodeError` for data the codec cannot decode and
         :class:`~tiny_listener.delivery.UndeliverableMessage` for an entry that is no event
-        (``undecodable``) or that consumers kept taking and never acknowledging
-        (``redelivered-too-often``: more than ``max_retries + 1`` deliveries)."""
+        (``undecodable``: no path, or one that is not UTF-8) or that consumers kept taking and
+        never acknowledging (``redelivered-too-often``: more than ``max_retries + 1``
+        deliveries)."""
         if self.usual:
-            data = decode_data(self.path, self.payload, codec)
+            data = payload_to_data(self.payload, codec)  # DecodeError: the flow dead-letters it
         else:
             _, data = decode_event(self.fields, codec)
         previous = self.attempt - 1

@@ -405,7 +405,7 @@ class BrokerSource(DeliverySettings, Source):
         for message in messages:
             while self._in_flight >= self.max_in_flight:
                 await self._slots_taken_at_most(self.max_in_flight - 1)
-            self._start(message)
+            self._start((message,))
 
     async def _slots_taken_at_most(self, taken: int) -> None:
         """Wait until no more than ``taken`` slots are taken (or the connection is lost)."""
@@ -588,8 +588,8 @@ class BrokerSource(DeliverySettings, Source):
                 receiving = asyncio.ensure_future(self.receive(free))
                 messages = await asyncio.shield(receiving)
                 receiving = None
-                for message in messages:
-                    start(message)
+                if messages:
+                    start(messages)
         except asyncio.CancelledError:
             await self._stop_intake(receiving)
             raise
@@ -630,9 +630,10 @@ class BrokerSource(DeliverySettings, Source):
     # work (OwnedTasks.mark_busy): shutdown waits for the messages it holds and the ones
     # queued, then cancels the workers; close() hands back whatever is still queued.
 
-    def _start(self, message: BrokerMessage) -> None:
-        self._in_flight += 1
-        self._received.append(message)
+    def _start(self, messages: Sequence[BrokerMessage]) -> None:
+        """Queue ``messages`` for the workers, each taking a slot; send one worker to them."""
+        self._in_flight += len(messages)
+        self._received.extend(messages)
         if self._woken is None:
             self._wake_worker()
 
@@ -707,6 +708,7 @@ class BrokerSource(DeliverySettings, Source):
         """A message taken from the queue is settled (or handed back): its slot is free."""
         self._in_flight -= 1
         if self._in_flight <= self._wake_intake_at:
+            self._wake_intake_at = -1  # once: the messages settled before intake runs again need not
             self._slot_freed.set()  # type: ignore[union-attr]  # set by whoever waits
 
     def _retire(self, worker: asyncio.Task[None]) -> None:
