@@ -3,6 +3,7 @@ from __future__ import annotations
 import gc
 import tracemalloc
 import uuid
+import warnings
 from typing import Callable
 
 import pytest
@@ -16,11 +17,22 @@ from tiny_listener import (
     RouteShadowedWarning,
     compile_path,
     register_convertor,
+    routing,
 )
 
 
 async def handler() -> None:
     pass
+
+
+@pytest.fixture(autouse=True, params=["linear search", "prefix index"])
+def search(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs with each of the route table's two ways of looking up a path not
+    cached: the generated linear search (tables of up to LINEAR_SEARCH_AT_MOST routes) and the
+    prefix index (larger ones)."""
+    if request.param == "prefix index":
+        monkeypatch.setattr(routing, "LINEAR_SEARCH_AT_MOST", -1)
+    return str(request.param)
 
 
 def make_route(path: str) -> Route:
@@ -371,3 +383,24 @@ def test_a_prefix_and_one_parameter_route_matches_exactly_what_its_regex_matches
         except EventNotFound:
             found = None
         assert found == expected
+
+
+def test_linear_search_and_prefix_index_find_the_same_route() -> None:
+    # Routes of every shape, several sharing prefixes or prefix lengths, one that matches
+    # everything; registered so that later ones are often shadowed for some paths only.
+    paths = [
+        "a:{x}", "a:{x:int}", "a:{x}:{y}", "ab:{x:int}", "b:{p:path}", "static", "a:1", "{any}",
+        "c:{v:float}", "c:{u:uuid}", "cd:{x}/{y:int}", "d", "b:x/{y}",
+    ]
+    events = [
+        "a:1", "a:x", "a:1:2", "a:", "ab:12", "ab:x", "b:x/y", "b:", "static", "statics", "d", "c:1.5",
+        "c:0b4c9d3c-1c9e-4a34-9f5e-0b1c2d3e4f50", "cd:a/1", "cd:a/b", "zzz", "", "a:\u0661", "b:x/q",
+    ]
+    for start in range(len(paths)):
+        order = paths[start:] + paths[:start]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RouteShadowedWarning)
+            table = build_app(*order).routes
+        linear = routing._linear_search(list(table.values()))
+        for event in events:
+            assert linear(event) == table._search(event), (order, event)

@@ -227,6 +227,42 @@ _Candidates = List[Tuple[int, Route]]
 _Bucket = Tuple[int, Dict[str, _Candidates], "str | None", _Candidates]
 
 
+_Search = Callable[[str], "Tuple[Route, PathParams] | None"]
+
+# Up to this many routes, a table looks paths up with a function generated for its routes
+# (see _linear_search); past it, with the prefix index, which stays flat with thousands.
+LINEAR_SEARCH_AT_MOST = 16
+
+
+def _linear_search(routes: List[Route]) -> _Search:
+    """Generate ``search(path)``: the first of ``routes`` (in registration order) whose
+    literal prefix starts ``path`` and that matches it, with its template (see
+    ``Route._match_template``), or None. What ``RouteTable._search`` finds, without its loops
+    over buckets and candidates, tuple unpacking and order bookkeeping: on a path not cached
+    (one that carries an id) that was a sixth of a route match."""
+    env: Dict[str, Any] = {}
+    lines = ["def search(path):"]
+    for order, route in enumerate(routes):
+        env[f"_r{order}"] = route
+        if route._is_static:
+            lines += [f"    if path == {route.path!r}:", f"        return _r{order}, {{}}"]
+            continue
+        env[f"_m{order}"] = route._match_template
+        indent = "    "
+        if route.literal_prefix:
+            lines.append(f"    if path.startswith({route.literal_prefix!r}):")
+            indent = "        "
+        lines += [
+            f"{indent}_t = _m{order}(path)",
+            f"{indent}if _t is not None:",
+            f"{indent}    return _r{order}, _t",
+        ]
+    lines.append("    return None")
+    exec(compile("\n".join(lines), "<tiny_listener route search>", "exec"), env)  # noqa: S102
+    search: _Search = env["search"]
+    return search
+
+
 def _bucket(length: int, table: Dict[str, _Candidates]) -> _Bucket:
     if len(table) == 1:
         ((prefix, candidates),) = table.items()
@@ -237,8 +273,12 @@ def _bucket(length: int, table: Dict[str, _Candidates]) -> _Bucket:
 class RouteTable(MutableMapping[str, Route]):
     """The routes of a listener, keyed by handler name, in registration order.
 
-    It behaves as the ``dict`` that 1.2 exposed as ``listener.routes``. Adding a route updates
-    the prefix index in place; removing or replacing one rebuilds it on the next lookup. Event
+    It behaves as the ``dict`` that 1.2 exposed as ``listener.routes``. A path is looked up
+    among at most ``LINEAR_SEARCH_AT_MOST`` routes by a function generated for them (each
+    route's literal prefix tested in registration order), generated anew when a route is
+    added, replaced or removed; among more, in an index of literal prefixes by length, which
+    stays flat with thousands of routes. Adding a route updates that index in place; removing
+    or replacing one rebuilds it on the next lookup. Event
     paths seen lately are remembered with their route, so a path seen again skips the search
     (its parameters are still converted anew for every event): at most ``cache_size`` of them,
     none longer than ``cache_path_limit`` characters, ``cache_chars`` characters in all; the
@@ -272,6 +312,8 @@ class RouteTable(MutableMapping[str, Route]):
         self._cache: Dict[str, Tuple[Route, PathParams] | None] = {}
         self._cache_hits = 0  # since the cache was last emptied
         self._paths_not_kept = 0  # how many more new paths are not cached (see the class)
+        # How a path not cached is looked up: _linear_search's function, or _search.
+        self._find: _Search = _linear_search([])
         self._idle_fills = 0  # fills in a row that served too few lookups (see the class)
         # An attribute, not a property: the broker flow reads it for every message.
         self.publishes = False
@@ -289,6 +331,7 @@ class RouteTable(MutableMapping[str, Route]):
         replacing = name in self._routes
         self._routes[name] = route
         self._forget_paths()
+        self._choose_search()
         if replacing:
             self._tables = None
             self._find_destinations()
@@ -302,6 +345,7 @@ class RouteTable(MutableMapping[str, Route]):
         del self._routes[name]
         self._tables = None
         self._forget_paths()
+        self._choose_search()
         self._find_destinations()
 
     def clear_cache(self) -> None:
@@ -313,6 +357,10 @@ class RouteTable(MutableMapping[str, Route]):
         self._empty_cache()
         self._paths_not_kept = 0
         self._idle_fills = 0
+
+    def _choose_search(self) -> None:
+        routes = self._routes
+        self._find = _linear_search(list(routes.values())) if len(routes) <= LINEAR_SEARCH_AT_MOST else self._search
 
     def _find_destinations(self) -> None:
         self.publishes = any(route.publish_to is not None for route in self._routes.values())
@@ -383,7 +431,7 @@ class RouteTable(MutableMapping[str, Route]):
             route, template = found
             params = dict(template)  # the cached one stays as it is
         else:
-            found = self._search(path)
+            found = self._find(path)
             if self._paths_not_kept > 1:  # _keep() while new paths are not kept, inlined
                 self._paths_not_kept -= 1
                 kept = False
