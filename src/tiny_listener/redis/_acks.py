@@ -4,7 +4,7 @@ handling while the previous XACK was on the wire, instead of one round trip per 
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Awaitable, Callable, Coroutine, Dict, List, Tuple
+from typing import Any, Awaitable, Callable, Coroutine, Dict, List
 
 SendAcks = Callable[[Dict[str, List[bytes]]], Awaitable[None]]
 """Acknowledge the given message ids, by stream; retries on its own until it succeeds, raises
@@ -34,42 +34,47 @@ class AckBatcher:
         self._spawn = spawn
         self._not_sent = not_sent
         self.max_pending = max_pending
-        self._pending: List[Tuple[str, bytes]] = []
+        # The ids to send next, by stream, as XACK takes them: nothing to regroup per batch.
+        self._pending: Dict[str, List[bytes]] = {}
+        self._count = 0  # of the ids in _pending
         self._flusher: asyncio.Task[Any] | None = None
 
     @property
     def pending(self) -> int:
         """How many acknowledgements wait to be sent (the batch under way not included)."""
-        return len(self._pending)
+        return self._count
 
     def queue(self, stream: str, message_id: bytes) -> Awaitable[Any] | None:
         """Queue the acknowledgement of ``message_id`` of ``stream``; return what to await
         before going on (the batch under way) when ``max_pending`` wait, else None (see the
         class). Not a coroutine: most calls have nothing to wait for."""
-        self._pending.append((stream, message_id))
+        ids = self._pending.get(stream)
+        if ids is None:
+            self._pending[stream] = [message_id]
+        else:
+            ids.append(message_id)
+        self._count += 1
         flusher = self._flusher
         if flusher is None:
             self._flusher = self._spawn(self._flush())
-        elif len(self._pending) >= self.max_pending:
+        elif self._count >= self.max_pending:
             return asyncio.shield(flusher)
         return None
 
     async def _flush(self) -> None:
-        batch: List[Tuple[str, bytes]] = []
+        sending = 0
         try:
             while self._pending:
-                batch, self._pending = self._pending, []
-                ids: Dict[str, List[bytes]] = {}
-                for stream, message_id in batch:
-                    ids.setdefault(stream, []).append(message_id)
-                await self._send(ids)
-                batch = []
+                batch, sending = self._pending, self._count
+                self._pending, self._count = {}, 0
+                await self._send(batch)
+                sending = 0
         except Exception as exc:  # the source is closed: said once for the batch, not raised
-            self._not_sent(len(batch) + len(self._pending), exc)
-            self._pending = []
+            self._not_sent(sending + self._count, exc)
+            self._pending, self._count = {}, 0
         except asyncio.CancelledError as exc:  # the shutdown deadline passed
-            self._not_sent(len(batch) + len(self._pending), exc)
-            self._pending = []
+            self._not_sent(sending + self._count, exc)
+            self._pending, self._count = {}, 0
             raise
         finally:
             self._flusher = None

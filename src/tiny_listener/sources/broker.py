@@ -846,7 +846,11 @@ class BrokerSource(DeliverySettings, Source):
                     return True  # in turn: what follows stays for intake to take
             finally:
                 if clean is not None:
-                    self._slot_free()
+                    # _slot_free(), inlined: this is the per-message path.
+                    self._in_flight -= 1
+                    if self._in_flight <= self._wake_intake_at:
+                        self._wake_intake_at = -1
+                        self._slot_freed.set()  # type: ignore[union-attr]  # set by whoever waits
             if clean is not None:
                 if copy_context() != clean:  # O(1) unless a handler set a context variable
                     return False
