@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import gc
+import sys
 import tracemalloc
 import uuid
 import warnings
@@ -404,3 +405,11 @@ def test_linear_search_and_prefix_index_find_the_same_route() -> None:
         linear = routing._linear_search(list(table.values()))
         for event in events:
             assert linear(event) == table._search(event), (order, event)
+
+
+@pytest.mark.skipif(not hasattr(sys, "get_int_max_str_digits"), reason="int() has no digit limit before 3.11")
+def test_an_int_too_long_for_int_does_not_match_the_int_route() -> None:
+    app = build_app("n:{x:int}", "n:{x}")
+    digits = "1" * (sys.get_int_max_str_digits() + 1)
+    assert app.match_route(f"n:{digits}") == (app.routes["h1"], {"x": digits})
+    assert app.match_route("n:12") == (app.routes["h0"], {"x": 12})

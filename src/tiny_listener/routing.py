@@ -162,28 +162,46 @@ class Route:
                 return None
         return raw
 
+    def _template_lines(self, returning: str) -> List[str] | None:
+        """Python lines that return ``returning`` followed by the route's template (see
+        :meth:`_match_template`) for a ``path`` it matches and fall through for one it does
+        not, if the route is static or a tail route; None for a route the regex matches.
+        ``_match_template`` is compiled from them, and the route table's linear search
+        inlines them: one definition of both."""
+        if self._is_static:
+            return [f"if path == {self.path!r}:", f"    return {returning}{{}}"]
+        if self._tail is None:
+            return None
+        start, name, digits = self._tail
+        if digits:
+            return [
+                f"_v = path[{start}:]",
+                # [0-9]+: isdigit() alone also takes other scripts' digits and superscripts.
+                "if _v.isdigit() and _v.isascii():",
+                "    try:",
+                f"        return {returning}{{{name!r}: int(_v)}}",
+                "    except ValueError:  # more digits than int() converts (sys.set_int_max_str_digits)",
+                "        pass",
+            ]
+        return [f"_v = path[{start}:]", "if _v and '/' not in _v:", f"    return {returning}{{{name!r}: _v}}"]
+
     def _match_template(self, path: str) -> PathParams | None:
         """What the route table keeps for a path this route matches (None if it does not):
         the converted parameters, or their matched text for a route whose convertors must run
         for every match. The convertors run once here, not once to check and once again.
 
         ``path`` starts with the route's literal prefix (the route table looks routes up by it).
+        The first call puts in its place, for this route, code compiled from
+        :meth:`_template_lines` or :meth:`_match_regex` (compiling when routes are made would
+        slow down registering thousands of them).
         """
-        if self._is_static:
-            return {} if path == self.path else None
-        tail = self._tail
-        if tail is not None:
-            start, name, digits = tail
-            value = path[start:]
-            if digits:
-                # [0-9]+: isdigit() alone also takes other scripts' digits and superscripts.
-                if not (value.isdigit() and value.isascii()):
-                    return None
-                try:
-                    return {name: int(value)}
-                except ValueError:  # more digits than int() converts (sys.set_int_max_str_digits)
-                    return None
-            return {name: value} if value and "/" not in value else None
+        lines = self._template_lines("")
+        chosen = self._match_regex if lines is None else _compiled("match_template", [*lines, "return None"], {})
+        self._match_template = chosen  # type: ignore[method-assign]
+        return chosen(path)
+
+    def _match_regex(self, path: str) -> PathParams | None:
+        """:meth:`_match_template` of a route that is neither static nor a tail route."""
         found = self.path_regex.match(path)
         if found is None:
             return None
@@ -241,26 +259,29 @@ def _linear_search(routes: List[Route]) -> _Search:
     over buckets and candidates, tuple unpacking and order bookkeeping: on a path not cached
     (one that carries an id) that was a sixth of a route match."""
     env: Dict[str, Any] = {}
-    lines = ["def search(path):"]
+    lines: List[str] = []
     for order, route in enumerate(routes):
         env[f"_r{order}"] = route
-        if route._is_static:
-            lines += [f"    if path == {route.path!r}:", f"        return _r{order}, {{}}"]
+        inlined = route._template_lines(f"_r{order}, ")
+        if route._is_static:  # its lines test the whole path
+            lines += inlined or []
             continue
-        env[f"_m{order}"] = route._match_template
-        indent = "    "
+        if inlined is None:
+            env[f"_m{order}"] = route._match_regex
+            inlined = [f"_t = _m{order}(path)", "if _t is not None:", f"    return _r{order}, _t"]
         if route.literal_prefix:
-            lines.append(f"    if path.startswith({route.literal_prefix!r}):")
-            indent = "        "
-        lines += [
-            f"{indent}_t = _m{order}(path)",
-            f"{indent}if _t is not None:",
-            f"{indent}    return _r{order}, _t",
-        ]
-    lines.append("    return None")
-    exec(compile("\n".join(lines), "<tiny_listener route search>", "exec"), env)  # noqa: S102
-    search: _Search = env["search"]
+            lines += [f"if path.startswith({route.literal_prefix!r}):", *(f"    {line}" for line in inlined)]
+        else:
+            lines += inlined
+    search: _Search = _compiled("search", [*lines, "return None"], env)
     return search
+
+
+def _compiled(name: str, body: List[str], env: Dict[str, Any]) -> Any:
+    """The function ``name(path)`` with ``body``, compiled in ``env``."""
+    source = f"def {name}(path):\n" + "".join(f"    {line}\n" for line in body)
+    exec(compile(source, f"<tiny_listener route {name}>", "exec"), env)  # noqa: S102
+    return env[name]
 
 
 def _bucket(length: int, table: Dict[str, _Candidates]) -> _Bucket:
