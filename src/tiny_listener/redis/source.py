@@ -131,7 +131,7 @@ class RedisStreamMessage(BrokerMessage):
         source = self.source
         full = source._acks.queue(self.stream, self.id)
         if full is None:
-            source._held.pop((self.stream, self.id), None)
+            source._held[self.stream].pop(self.id, None)
             return None
         return self._ack_flushed(full)
 
@@ -139,7 +139,7 @@ class RedisStreamMessage(BrokerMessage):
         try:
             await flush
         finally:
-            self.source._held.pop((self.stream, self.id), None)
+            self.source._held[self.stream].pop(self.id, None)
 
     async def dead_letter(self, target: str, reason: str, error: BaseException) -> None:
         """Add the dead letter to ``target`` and acknowledge the message, in one transaction."""
@@ -147,7 +147,7 @@ class RedisStreamMessage(BrokerMessage):
             await self.source._dead_letter(self, target, reason, error)
             self.dead_lettered = True
         finally:
-            self.source._held.pop((self.stream, self.id), None)
+            self.source._held[self.stream].pop(self.id, None)
 
     async def drop(self) -> None:
         if not self.dead_lettered:  # dead-lettered: acknowledged with it already
@@ -157,7 +157,7 @@ class RedisStreamMessage(BrokerMessage):
         try:
             await self.source._make_claimable(self, delay)
         finally:
-            self.source._held.pop((self.stream, self.id), None)
+            self.source._held[self.stream].pop(self.id, None)
 
 
 class RedisStreamSource(BrokerSource):
@@ -238,8 +238,9 @@ class RedisStreamSource(BrokerSource):
             lambda count, error: self.log.batch_not_settled(count, "acknowledge", error),
             max_pending=max(self.max_in_flight, 100),
         )
-        # (stream, message id) -> loop time it was last delivered to or refreshed by this consumer.
-        self._held: Dict[_Key, float] = {}
+        # stream -> {message id -> loop time it was last delivered to or refreshed by this
+        # consumer}: by stream, so that no (stream, id) tuple is made per message.
+        self._held: Dict[str, Dict[bytes, float]] = {stream: {} for stream in names}
         self._names = {stream.encode(): stream for stream in names}
         self._cursors: Dict[str, Union[bytes, str]] = {}
         self._claim_cursors: Dict[str, Union[bytes, str]] = {}
@@ -348,7 +349,7 @@ class RedisStreamSource(BrokerSource):
             self._cursors = {stream: b"0" for stream in self.streams}
             self._claim_cursors = {stream: b"0-0" for stream in self.streams}
             self._joined = False
-            self._held.clear()
+            self._held = {stream: {} for stream in self.streams}
         await _to_the_end(self._join_group(self._client))
         self._next_claim = loop.time() + self.claim_idle / 4
         if self._refresher is None or self._refresher.done():
@@ -435,10 +436,10 @@ class RedisStreamSource(BrokerSource):
         ``budget``; each counts its earlier deliveries as attempts."""
         found: List[Tuple[str, bytes, Fields]] = []
         deliveries: Dict[_Key, int] = {}
-        held = self._held
         for stream in self.streams:
             if budget <= 0:
                 break
+            held = self._held[stream]
             cursor = self._claim_cursors[stream]
             claimed: List[Tuple[str, bytes, Fields]] = []
             deleted = []
@@ -452,7 +453,7 @@ class RedisStreamSource(BrokerSource):
                         continue
                     if not fields:
                         deleted.append(message_id)
-                    elif (stream, message_id) not in held:  # else claimed back while handled here
+                    elif message_id not in held:  # else claimed back while handled here
                         claimed.append((stream, message_id, fields))
                         budget -= 1
                 if cursor in (b"0-0", "0-0"):
@@ -480,15 +481,15 @@ class RedisStreamSource(BrokerSource):
               ) -> List[RedisStreamMessage]:
         """Make the messages of what was read, once every command of the read went through:
         from here on each is settled (or handed back) by the flow, which forgets it."""
-        held = self._held
+        held_by_stream = self._held
         now = asyncio.get_running_loop().time()
         messages = []
         for stream, message_id, fields in found:
-            key = (stream, message_id)
-            if key in held:  # read again while still handled here
+            held = held_by_stream[stream]
+            if message_id in held:  # read again while still handled here
                 continue
-            held[key] = now
-            attempt = 1 if deliveries is None else max(deliveries.get(key, 1), 1)
+            held[message_id] = now
+            attempt = 1 if deliveries is None else max(deliveries.get((stream, message_id), 1), 1)
             messages.append(RedisStreamMessage(self, stream, message_id, fields, attempt))
         return messages
 
@@ -555,7 +556,7 @@ class RedisStreamSource(BrokerSource):
     async def _make_claimable(self, message: RedisStreamMessage, delay: float) -> None:
         """Hand ``message`` back: it stays pending here, with an idle time that lets other
         consumers claim it after ``delay`` seconds (``XCLAIM ... IDLE``, to this consumer)."""
-        touched = self._held.get((message.stream, message.id))
+        touched = self._held[message.stream].get(message.id)
         client = self._client
         # Only a message refreshed lately is surely still this consumer's: one that was not may
         # have been claimed by another, and is claimable anyway.
@@ -610,17 +611,19 @@ class RedisStreamSource(BrokerSource):
         now = asyncio.get_running_loop().time()
         stale_before = now - self.claim_idle / 2
         stale: Dict[str, List[bytes]] = {}
-        for (stream, message_id), refreshed in self._held.items():
-            if refreshed <= stale_before:
-                stale.setdefault(stream, []).append(message_id)
+        for stream, held in self._held.items():
+            for message_id, refreshed in held.items():
+                if refreshed <= stale_before:
+                    stale.setdefault(stream, []).append(message_id)
         for stream, message_ids in stale.items():
             # Idle for a quarter of claim_idle at least: a message another consumer has just
             # claimed (this one having been too slow to refresh it) is not taken back.
             await client.xclaim(stream, self.group, self.consumer, int(self.claim_idle * 250), message_ids,
                                 justid=True)
+            held = self._held[stream]
             for message_id in message_ids:
-                if (stream, message_id) in self._held:
-                    self._held[(stream, message_id)] = now
+                if message_id in held:
+                    held[message_id] = now
 
 
 RedisStreamConfig = RedisStreamSource
