@@ -64,7 +64,6 @@ READ_BLOCK_MS = 250
 """How long one XREADGROUP waits for new messages: at shutdown, the read under way is let end
 rather than cancelled, so this bounds how long stopping the intake takes."""
 
-_Key = Tuple[str, bytes]  # (stream, message id)
 
 
 class RedisStreamMessage(BrokerMessage):
@@ -416,58 +415,62 @@ class RedisStreamSource(BrokerSource):
             chosen = {streams[(first + n) % count]: cursors[streams[(first + n) % count]] for n in range(max_messages)}
             per_stream = 1
         reply = await client.xreadgroup(self.group, self.consumer, chosen, count=per_stream, block=block_ms)
-        found: List[Tuple[str, bytes, Fields]] = []
+        messages: List[RedisStreamMessage] = []
+        deleted: List[Tuple[str, List[bytes]]] = []
         for raw_stream, entries in reply or ():
             stream = self._names[raw_stream]
             if cursors[stream] != b">":  # reading its own pending messages first, then new ones
                 cursors[stream] = entries[-1][0] if entries else b">"
-            deleted = []
-            for message_id, fields in entries:
-                if fields:
-                    found.append((stream, message_id, fields))
-                else:  # deleted from the stream while pending: nothing left to handle
-                    deleted.append(message_id)
-            if deleted:
-                await client.xack(stream, self.group, *deleted)
-        return self._hold(found, None)
+            gone = self._hold(stream, entries, None, messages)
+            if gone:
+                deleted.append((stream, gone))
+        try:
+            for stream, message_ids in deleted:
+                await client.xack(stream, self.group, *message_ids)
+        except BaseException:
+            self._let_go(messages)
+            raise
+        return messages
 
     async def _claim_abandoned(self, client: Any, budget: int) -> List[RedisStreamMessage]:
         """Claim messages idle for ``claim_idle`` (their consumer died or stopped), up to
         ``budget``; each counts its earlier deliveries as attempts."""
-        found: List[Tuple[str, bytes, Fields]] = []
-        deliveries: Dict[_Key, int] = {}
-        for stream in self.streams:
-            if budget <= 0:
-                break
-            held = self._held[stream]
-            cursor = self._claim_cursors[stream]
-            claimed: List[Tuple[str, bytes, Fields]] = []
-            deleted = []
-            while budget > 0:
-                reply = await client.xautoclaim(stream, self.group, self.consumer,
-                                                min_idle_time=int(self.claim_idle * 1000), start_id=cursor,
-                                                count=budget)
-                cursor = reply[0]
-                for message_id, fields in reply[1]:
-                    if message_id is None:  # Redis 7 drops deleted entries itself (Redis 6.2: nil)
-                        continue
-                    if not fields:
-                        deleted.append(message_id)
-                    elif message_id not in held:  # else claimed back while handled here
-                        claimed.append((stream, message_id, fields))
-                        budget -= 1
-                if cursor in (b"0-0", "0-0"):
+        messages: List[RedisStreamMessage] = []
+        try:
+            for stream in self.streams:
+                if budget <= 0:
                     break
-            self._claim_cursors[stream] = cursor
-            if deleted:
-                await client.xack(stream, self.group, *deleted)
-            if claimed:
-                counts = await self._delivery_counts(client, stream, [entry[1] for entry in claimed])
-                deliveries.update(((stream, message_id), count) for message_id, count in counts.items())
-                found.extend(claimed)
-                logger.info("claimed %d message(s) of %r left pending by a stopped or dead consumer", len(claimed),
-                            stream)
-        return self._hold(found, deliveries)
+                held = self._held[stream]
+                cursor = self._claim_cursors[stream]
+                claimed: List[Tuple[bytes, Fields]] = []
+                deleted = []
+                while budget > 0:
+                    reply = await client.xautoclaim(stream, self.group, self.consumer,
+                                                    min_idle_time=int(self.claim_idle * 1000), start_id=cursor,
+                                                    count=budget)
+                    cursor = reply[0]
+                    for message_id, fields in reply[1]:
+                        if message_id is None:  # Redis 7 drops deleted entries itself (Redis 6.2: nil)
+                            continue
+                        if not fields:
+                            deleted.append(message_id)
+                        elif message_id not in held:  # else claimed back while handled here
+                            claimed.append((message_id, fields))
+                            budget -= 1
+                    if cursor in (b"0-0", "0-0"):
+                        break
+                self._claim_cursors[stream] = cursor
+                if deleted:
+                    await client.xack(stream, self.group, *deleted)
+                if claimed:
+                    counts = await self._delivery_counts(client, stream, [entry[0] for entry in claimed])
+                    self._hold(stream, claimed, counts, messages)
+                    logger.info("claimed %d message(s) of %r left pending by a stopped or dead consumer",
+                                len(claimed), stream)
+        except BaseException:
+            self._let_go(messages)
+            raise
+        return messages
 
     async def _delivery_counts(self, client: Any, stream: str, message_ids: List[bytes]) -> Dict[bytes, int]:
         """Return how many times each message was delivered (this claim included)."""
@@ -477,21 +480,30 @@ class RedisStreamSource(BrokerSource):
         )
         return {entry["message_id"]: int(entry["times_delivered"]) for entry in pending}
 
-    def _hold(self, found: List[Tuple[str, bytes, Fields]], deliveries: Dict[_Key, int] | None
-              ) -> List[RedisStreamMessage]:
-        """Make the messages of what was read, once every command of the read went through:
-        from here on each is settled (or handed back) by the flow, which forgets it."""
-        held_by_stream = self._held
+    def _hold(self, stream: str, entries: Sequence[Tuple[bytes, Fields]], deliveries: Dict[bytes, int] | None,
+              messages: List[RedisStreamMessage]) -> List[bytes]:
+        """Add a message for each of ``entries`` of ``stream`` to ``messages`` (the delivery
+        counts are ``deliveries``, else 1), but for those read again while still handled here;
+        return the ids of those deleted from the stream while pending (nothing left to handle:
+        to acknowledge). Each message made is held: once the flow has it, the flow settles (or
+        hands back) and forgets it; until then, the reader lets it go if a command of the read
+        fails (:meth:`_let_go`)."""
+        held = self._held[stream]
         now = asyncio.get_running_loop().time()
-        messages = []
-        for stream, message_id, fields in found:
-            held = held_by_stream[stream]
-            if message_id in held:  # read again while still handled here
-                continue
-            held[message_id] = now
-            attempt = 1 if deliveries is None else max(deliveries.get((stream, message_id), 1), 1)
-            messages.append(RedisStreamMessage(self, stream, message_id, fields, attempt))
-        return messages
+        deleted = []
+        for message_id, fields in entries:
+            if not fields:
+                deleted.append(message_id)
+            elif message_id not in held:
+                held[message_id] = now
+                attempt = 1 if deliveries is None else max(deliveries.get(message_id, 1), 1)
+                messages.append(RedisStreamMessage(self, stream, message_id, fields, attempt))
+        return deleted
+
+    def _let_go(self, messages: List[RedisStreamMessage]) -> None:
+        """Forget ``messages``, held by :meth:`_hold` but never handed to the flow."""
+        for message in messages:
+            self._held[message.stream].pop(message.id, None)
 
     async def _join_group(self, client: Any) -> None:
         """Create the group on every stream (and the stream) unless it exists. A new group
