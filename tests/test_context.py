@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import threading
 from typing import Any
 
 import pytest
@@ -284,4 +285,33 @@ async def test_a_failure_is_logged_with_the_cid_of_a_context_made_for_it(caplog:
     failures = [record for record in caplog.records if record.levelname == "ERROR"]
     assert len(failures) == 1 and "boom" in failures[0].getMessage()
     assert failures[0].cid and failures[0].cid in failures[0].getMessage()  # type: ignore[attr-defined]
+    assert app.ctxs == {}
+
+
+def test_ctxs_read_from_another_thread_makes_no_context() -> None:
+    app = App()
+    handler_waits, read_elsewhere = threading.Event(), threading.Event()
+    seen: dict[str, Any] = {}
+
+    @app.on_event("wait")
+    async def wait() -> None:
+        handler_waits.set()
+        await asyncio.to_thread(read_elsewhere.wait, 10)
+        seen["on the listener's loop"] = len(app.ctxs)  # made here
+        app.stop()
+
+    @app.startup
+    async def begin() -> None:
+        app.trigger_event("wait")
+
+    runner = threading.Thread(target=app.run)
+    runner.start()
+    try:
+        assert handler_waits.wait(10)
+        seen["from another thread"] = dict(app.ctxs)
+    finally:
+        read_elsewhere.set()
+        runner.join(10)
+    assert not runner.is_alive()
+    assert seen == {"from another thread": {}, "on the listener's loop": 1}
     assert app.ctxs == {}

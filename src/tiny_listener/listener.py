@@ -329,10 +329,15 @@ class Listener(Generic[CTXType]):
         ``trigger_event(path)`` without a cid makes its event's anonymous context only when
         something asks for it; reading ``ctxs`` makes those of the events still running, so
         that every running event's context is here, as it was when each was made at once.
+        Read from a thread other than the running listener's, it holds only the contexts
+        made so far (making one there would race with the event's end).
         """
-        for event in self._tasks.events:
-            if type(event) is DispatchedEvent and event._origin is not None and event._state not in ENDED:
-                event._make_context(event._origin)
+        events = self._tasks.events
+        if events and (self._runtime.loop is None or _get_running_loop() is self._runtime.loop):
+            # A snapshot: a context class's __init__ could start events.
+            for event in tuple(events):
+                if type(event) is DispatchedEvent and event._origin is not None and event._state not in ENDED:
+                    event._make_context(event._origin)
         return self._ctxs
 
     @ctxs.setter
