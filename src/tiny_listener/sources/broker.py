@@ -708,7 +708,7 @@ class BrokerSource(DeliverySettings, Source):
         """A message taken from the queue is settled (or handed back): its slot is free."""
         self._in_flight -= 1
         if self._in_flight <= self._wake_intake_at:
-            self._wake_intake_at = -1  # once: the messages settled before intake runs again need not
+            self._wake_intake_at = -1  # set once: those settled before the intake runs need not set it again
             self._slot_freed.set()  # type: ignore[union-attr]  # set by whoever waits
 
     def _retire(self, worker: asyncio.Task[None]) -> None:
