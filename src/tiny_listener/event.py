@@ -260,8 +260,9 @@ class SourceEvent(Event[Any]):
         return False
 
 
-class _GivenScope:
-    """The origin of a :class:`DispatchedEvent` given a scope: the scope itself."""
+class GivenScope:
+    """The origin of a :class:`DispatchedEvent` given a scope (``NO_SCOPE`` without one):
+    the scope itself."""
 
     __slots__ = ("_scope",)
 
@@ -282,11 +283,6 @@ class _NoScope:
 
 
 NO_SCOPE: ScopeSource = _NoScope()
-
-
-def scope_origin(scope: Scope | None) -> ScopeSource:
-    """What a :class:`DispatchedEvent` makes its context's scope from."""
-    return NO_SCOPE if scope is None else _GivenScope(scope)
 
 
 class DispatchedEvent(SourceEvent):

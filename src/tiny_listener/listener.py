@@ -45,7 +45,7 @@ from .errors import (
     ListenerNotFound,
     ValidationError,
 )
-from .event import RELEASED, DispatchedEvent, Event, ScopeSource, SourceEvent, _not_made, scope_origin
+from .event import NO_SCOPE, RELEASED, DispatchedEvent, Event, GivenScope, ScopeSource, SourceEvent, _not_made
 from .failures import check_error_type, wait_for
 from .injection import Hook, check_coro_func
 from .lifecycle import CANCELLED, DONE, ENDED, FAILED, PENDING, RUNNING, EventState
@@ -412,10 +412,11 @@ class Listener(Generic[CTXType]):
         if loop is None:
             # Triggered before the loop runs (at import, before run()), as 1.2 allowed.
             loop = self._runtime.loop_before_start(self.setup_event_loop)
-        event = DispatchedEvent(self, route, data or {}, path, params, scope_origin(scope))
+        origin = NO_SCOPE if scope is None else GivenScope(scope)
+        event = DispatchedEvent(self, route, data or {}, path, params, origin)
         if self._observers:
             # Observers may read the context when the event has ended, too late to make one.
-            event._make_context(event._origin)  # type: ignore[arg-type]
+            event._make_context(origin)
         task = asyncio.Task(self._run_event(event, None, params, timeout), loop=loop)
         self._tasks.events[event] = task
         return task
