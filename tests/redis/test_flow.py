@@ -134,6 +134,8 @@ async def test_several_streams_and_a_custom_codec(redis_url: str, names: StreamN
         await two.wait()
     assert sorted(got) == [(first, 1, b"\x00\x01"), (second, 2, b"text")]
     assert await redis.xlen(f"{second}:rejected") == 1
+    # Each stream's messages were acknowledged on that stream (batches hold both streams' ids).
+    assert [(await redis.xpending(stream, GROUP))["pending"] for stream in (first, second)] == [0, 0]
 
 
 def test_settings_are_checked_when_the_listener_is_made() -> None:

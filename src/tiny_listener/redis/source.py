@@ -126,19 +126,9 @@ class RedisStreamMessage(BrokerMessage):
         return data
 
     def ack(self) -> Awaitable[None] | None:
-        # Queued for the next XACK batch: nothing to await, unless the queue is full.
-        source = self.source
-        full = source._acks.queue(self.stream, self.id)
-        if full is None:
-            source._held[self.stream].pop(self.id, None)
-            return None
-        return self._ack_flushed(full)
-
-    async def _ack_flushed(self, flush: Awaitable[Any]) -> None:
-        try:
-            await flush
-        finally:
-            self.source._held[self.stream].pop(self.id, None)
+        # Queued for the next XACK batch, which stops holding it once sent: nothing to await,
+        # unless the queue is full.
+        return self.source._acks.queue(self)
 
     async def dead_letter(self, target: str, reason: str, error: BaseException) -> None:
         """Add the dead letter to ``target`` and acknowledge the message, in one transaction."""
@@ -231,7 +221,7 @@ class RedisStreamSource(BrokerSource):
         self._client: Any = None
         self._connection_errors: Tuple[Type[BaseException], ...] = (OSError,)
         self._response_error: Type[Exception] = Exception
-        self._acks = AckBatcher(
+        self._acks: AckBatcher[RedisStreamMessage] = AckBatcher(
             self._send_acks,
             self._spawn_drained,
             lambda count, error: self.log.batch_not_settled(count, "acknowledge", error),
@@ -428,7 +418,7 @@ class RedisStreamSource(BrokerSource):
             for stream, message_ids in deleted:
                 await client.xack(stream, self.group, *message_ids)
         except BaseException:
-            self._let_go(messages)
+            self._forget(messages)
             raise
         return messages
 
@@ -468,7 +458,7 @@ class RedisStreamSource(BrokerSource):
                     logger.info("claimed %d message(s) of %r left pending by a stopped or dead consumer",
                                 len(claimed), stream)
         except BaseException:
-            self._let_go(messages)
+            self._forget(messages)
             raise
         return messages
 
@@ -487,7 +477,7 @@ class RedisStreamSource(BrokerSource):
         return the ids of those deleted from the stream while pending (nothing left to handle:
         to acknowledge). Each message made is held: once the flow has it, the flow settles (or
         hands back) and forgets it; until then, the reader lets it go if a command of the read
-        fails (:meth:`_let_go`)."""
+        fails (:meth:`_forget`)."""
         held = self._held[stream]
         now = asyncio.get_running_loop().time()
         deleted = []
@@ -500,10 +490,17 @@ class RedisStreamSource(BrokerSource):
                 messages.append(RedisStreamMessage(self, stream, message_id, fields, attempt))
         return deleted
 
-    def _let_go(self, messages: List[RedisStreamMessage]) -> None:
-        """Forget ``messages``, held by :meth:`_hold` but never handed to the flow."""
+    def _forget(self, messages: List[RedisStreamMessage]) -> None:
+        """Stop holding ``messages`` (see :meth:`_hold`): acknowledged, or never handed to the
+        flow."""
+        held_by_stream = self._held
+        if len(held_by_stream) == 1:  # one stream: no lookup per message
+            [held] = held_by_stream.values()
+            for message in messages:
+                held.pop(message.id, None)
+            return
         for message in messages:
-            self._held[message.stream].pop(message.id, None)
+            held_by_stream[message.stream].pop(message.id, None)
 
     async def _join_group(self, client: Any) -> None:
         """Create the group on every stream (and the stream) unless it exists. A new group
@@ -533,7 +530,17 @@ class RedisStreamSource(BrokerSource):
     def _spawn_drained(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[Any]:
         return self.listener.spawn(coro, name=f"{self.name} acknowledgements", drain=True)
 
-    async def _send_acks(self, ids: Dict[str, List[bytes]]) -> None:
+    async def _send_acks(self, messages: List[RedisStreamMessage]) -> None:
+        """Acknowledge ``messages`` (a batch of :class:`AckBatcher`): one XACK per stream, in a
+        pipeline for several; the messages are no longer held once it got through (or the
+        source closed)."""
+        if len(self.streams) == 1:
+            ids = {self.streams[0]: [message.id for message in messages]}
+        else:
+            ids = {}
+            for message in messages:
+                ids.setdefault(message.stream, []).append(message.id)
+
         async def send(client: Any) -> None:
             if len(ids) == 1:
                 [(stream, message_ids)] = ids.items()
@@ -544,7 +551,10 @@ class RedisStreamSource(BrokerSource):
                     pipe.xack(stream, self.group, *message_ids)
                 await pipe.execute()
 
-        await self._until_sent(f"acknowledge {sum(map(len, ids.values()))} message(s)", send)
+        try:
+            await self._until_sent(f"acknowledge {len(messages)} message(s)", send)
+        finally:
+            self._forget(messages)
 
     async def _dead_letter(self, message: RedisStreamMessage, target: str, reason: str, error: BaseException) -> None:
         if reason == HANDLER_FAILED:
