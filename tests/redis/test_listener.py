@@ -133,3 +133,32 @@ async def test_unknown_route_and_undecodable_messages_are_dead_lettered_at_once(
     assert all(letter.attempts == 0 for letter in letters)
     assert handled == [(3, {"payload": [1, 2]})]
     assert await pending_count(redis, stream) == 0
+
+
+async def test_entries_written_by_other_tools_are_read_by_field_name(
+    redis_url: str, names: StreamNames, redis: Any
+) -> None:
+    # RedisPublisher writes "path" then "data"; redis-cli or another client may write them in
+    # another order, with fields of their own, or without data.
+    stream = names()
+    app: RedisStreamListener[Any] = RedisStreamListener(redis_url, streams=[stream], group=GROUP)
+    handled: List[Any] = []
+    all_handled = asyncio.Event()
+
+    @app.on_event("item:{n:int}")
+    async def item(n: Param, event: Event) -> None:
+        handled.append((n, event.data, event.ctx.scope["fields"]))
+        if len(handled) == 3:
+            all_handled.set()
+
+    await redis.xadd(stream, {"data": '{"a": 1}', "path": "item:1"})
+    await redis.xadd(stream, {"path": "item:2", "trace": "t-2", "data": '{"a": 2}'})
+    await redis.xadd(stream, {"path": "item:3"})
+    async with running(app):
+        await all_handled.wait()
+    assert sorted(handled) == [
+        (1, {"a": 1}, {b"data": b'{"a": 1}', b"path": b"item:1"}),
+        (2, {"a": 2}, {b"path": b"item:2", b"trace": b"t-2", b"data": b'{"a": 2}'}),
+        (3, {}, {b"path": b"item:3"}),
+    ]
+    assert await pending_count(redis, stream) == 0

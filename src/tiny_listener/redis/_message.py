@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, Mapping, Tuple, Union
+from typing import Any, Dict, List, Mapping, Tuple, Union
 
 from .._types import EventData
 from ..codecs import Codec, DecodeError
@@ -46,6 +46,8 @@ REDELIVERED_TOO_OFTEN = "redelivered-too-often"
 """Dead-letter reason: consumers kept stopping or dying while handling the message."""
 
 Fields = Dict[bytes, bytes]
+EntryFields = List[bytes]
+"""A stream entry's fields as Redis sends them: name, value, name, value..."""
 FieldValue = Union[bytes, str, int, float]
 
 
@@ -55,6 +57,12 @@ def encode_event(path: str, data: Any, codec: Codec) -> Fields:
     if data is None:
         return {PATH_FIELD: path.encode()}
     return {PATH_FIELD: path.encode(), DATA_FIELD: data_to_payload(data, codec)}
+
+
+def fields_of(entry: EntryFields) -> Fields:
+    """The fields of a stream entry as sent (name, value, ...), by name; of a name given
+    twice, the last value (as redis-py's own parsing keeps)."""
+    return dict(zip(entry[::2], entry[1::2]))
 
 
 def decode_event(fields: Mapping[bytes, bytes], codec: Codec) -> Tuple[str, EventData]:

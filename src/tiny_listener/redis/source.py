@@ -51,9 +51,11 @@ from ._message import (
     DATA_FIELD,
     PATH_FIELD,
     REDELIVERED_TOO_OFTEN,
+    EntryFields,
     Fields,
     dead_letter_fields,
     decode_event,
+    fields_of,
 )
 
 logger = logging.getLogger("tiny_listener.redis")
@@ -71,15 +73,19 @@ class RedisStreamMessage(BrokerMessage):
     message id. ``attempt`` counts the earlier deliveries of a message claimed from another
     consumer."""
 
-    __slots__ = ("dead_lettered", "fields", "id", "source", "stream", "usual")
+    __slots__ = ("dead_lettered", "entry", "id", "source", "stream", "usual")
 
-    def __init__(self, source: RedisStreamSource, stream: str, message_id: bytes, fields: Fields,
+    def __init__(self, source: RedisStreamSource, stream: str, message_id: bytes, entry: EntryFields,
                  attempt: int) -> None:
-        raw_path = fields.get(PATH_FIELD)
         # BrokerMessage's attributes, set here directly: this runs for every message. A path
         # that is not UTF-8 is shown as best it can be; event_data() refuses it (and one that
         # is missing), so the path is decoded once, here.
-        payload = fields.get(DATA_FIELD)
+        if len(entry) == 4 and entry[0] == PATH_FIELD and entry[2] == DATA_FIELD:  # as RedisPublisher writes
+            raw_path: bytes | None = entry[1]
+            payload: bytes | None = entry[3]
+        else:
+            fields = fields_of(entry)
+            raw_path, payload = fields.get(PATH_FIELD), fields.get(DATA_FIELD)
         self.payload = payload if payload is not None else b""
         # ``usual``: a UTF-8 path and a data field; event_data() decodes the payload, nothing else.
         if raw_path is None:
@@ -93,11 +99,16 @@ class RedisStreamMessage(BrokerMessage):
                 self.path = raw_path.decode(errors="replace")
                 self.usual = False
         self.attempt = attempt
-        self.fields = fields
+        self.entry = entry
         self.id = message_id
         self.stream = stream
         self.source = source
         self.dead_lettered = False
+
+    @property
+    def fields(self) -> Fields:
+        """The entry's fields, by name (made when asked for: most messages never are)."""
+        return fields_of(self.entry)
 
     @property
     def message_id(self) -> str:  # type: ignore[override]  # read-only: made when a line is logged
@@ -219,6 +230,7 @@ class RedisStreamSource(BrokerSource):
         self.claim_idle = claim_idle
         self.order_by = order_by
         self._client: Any = None
+        self._reader: Any = None  # see connect()
         self._connection_errors: Tuple[Type[BaseException], ...] = (OSError,)
         self._response_error: Type[Exception] = Exception
         self._acks: AckBatcher[RedisStreamMessage] = AckBatcher(
@@ -334,6 +346,11 @@ class RedisStreamSource(BrokerSource):
             redis_asyncio = require("redis.asyncio", extra="redis")
             # RESP2: the replies are parsed here as lists (RESP3 would make XREADGROUP's a map).
             self._client = redis_asyncio.from_url(self.url, socket_keepalive=True, protocol=2)
+            # The reader: the same connections, but XREADGROUP's reply as Redis sent it (each
+            # entry's fields a flat list), not turned into a tuple and a dict per message by
+            # redis-py; kept apart so that app.redis.xreadgroup() answers as redis-py's does.
+            self._reader = redis_asyncio.Redis(connection_pool=self._client.connection_pool)
+            self._reader.set_response_callback("XREADGROUP", _as_sent)
             # A new run: a consumer restarted under its name first reads its own pending messages.
             self._cursors = {stream: b"0" for stream in self.streams}
             self._claim_cursors = {stream: b"0-0" for stream in self.streams}
@@ -357,7 +374,7 @@ class RedisStreamSource(BrokerSource):
             if wait_ms <= 0:
                 self._next_claim = loop.time() + self.claim_idle / 4
                 return await self._claim_abandoned(client, max_messages)
-            return await self._read(client, max_messages, min(wait_ms, READ_BLOCK_MS))
+            return await self._read(self._reader, max_messages, min(wait_ms, READ_BLOCK_MS))
         except self._response_error as exc:
             if not _is_missing_group(exc):
                 raise
@@ -373,7 +390,7 @@ class RedisStreamSource(BrokerSource):
 
     async def close(self) -> None:
         """Close the client, once in-flight messages were settled (or given up)."""
-        client, self._client = self._client, None
+        client, self._client, self._reader = self._client, None, None
         try:
             if client is not None:
                 await _to_the_end(client.aclose())
@@ -394,7 +411,7 @@ class RedisStreamSource(BrokerSource):
 
     # ------------------------------------------------------------------ reading and claiming
 
-    async def _read(self, client: Any, max_messages: int, block_ms: int) -> List[RedisStreamMessage]:
+    async def _read(self, reader: Any, max_messages: int, block_ms: int) -> List[RedisStreamMessage]:
         streams, cursors = self.streams, self._cursors
         count = len(streams)
         if max_messages >= count:
@@ -404,7 +421,8 @@ class RedisStreamSource(BrokerSource):
             first, self._turn = self._turn % count, self._turn + max_messages
             chosen = {streams[(first + n) % count]: cursors[streams[(first + n) % count]] for n in range(max_messages)}
             per_stream = 1
-        reply = await client.xreadgroup(self.group, self.consumer, chosen, count=per_stream, block=block_ms)
+        # As Redis sent it (see connect()): [[stream, [[id, [name, value, ...]], ...]], ...].
+        reply = await reader.xreadgroup(self.group, self.consumer, chosen, count=per_stream, block=block_ms)
         messages: List[RedisStreamMessage] = []
         deleted: List[Tuple[str, List[bytes]]] = []
         for raw_stream, entries in reply or ():
@@ -416,7 +434,7 @@ class RedisStreamSource(BrokerSource):
                 deleted.append((stream, gone))
         try:
             for stream, message_ids in deleted:
-                await client.xack(stream, self.group, *message_ids)
+                await reader.xack(stream, self.group, *message_ids)
         except BaseException:
             self._forget(messages)
             raise
@@ -432,7 +450,7 @@ class RedisStreamSource(BrokerSource):
                     break
                 held = self._held[stream]
                 cursor = self._claim_cursors[stream]
-                claimed: List[Tuple[bytes, Fields]] = []
+                claimed: List[Tuple[bytes, EntryFields]] = []
                 deleted = []
                 while budget > 0:
                     reply = await client.xautoclaim(stream, self.group, self.consumer,
@@ -445,7 +463,8 @@ class RedisStreamSource(BrokerSource):
                         if not fields:
                             deleted.append(message_id)
                         elif message_id not in held:  # else claimed back while handled here
-                            claimed.append((message_id, fields))
+                            # As XREADGROUP's entries come (see _read): rare enough to redo here.
+                            claimed.append((message_id, [part for pair in fields.items() for part in pair]))
                             budget -= 1
                     if cursor in (b"0-0", "0-0"):
                         break
@@ -470,14 +489,14 @@ class RedisStreamSource(BrokerSource):
         )
         return {entry["message_id"]: int(entry["times_delivered"]) for entry in pending}
 
-    def _hold(self, stream: str, entries: Sequence[Tuple[bytes, Fields]], deliveries: Dict[bytes, int] | None,
+    def _hold(self, stream: str, entries: Sequence[Sequence[Any]], deliveries: Dict[bytes, int] | None,
               messages: List[RedisStreamMessage]) -> List[bytes]:
-        """Add a message for each of ``entries`` of ``stream`` to ``messages`` (the delivery
-        counts are ``deliveries``, else 1), but for those read again while still handled here;
-        return the ids of those deleted from the stream while pending (nothing left to handle:
-        to acknowledge). Each message made is held: once the flow has it, the flow settles (or
-        hands back) and forgets it; until then, the reader lets it go if a command of the read
-        fails (:meth:`_forget`)."""
+        """Add a message for each of ``entries`` of ``stream`` (``(id, fields as sent)``, see
+        :meth:`_read`) to ``messages`` (the delivery counts are ``deliveries``, else 1), but for
+        those read again while still held here; return the ids of those deleted from the stream
+        while pending (nothing left to handle: to acknowledge). Each message made is held until
+        its acknowledgement is sent, or the flow hands it back or dead-letters it, or a command
+        of the read fails (:meth:`_forget`)."""
         held = self._held[stream]
         now = asyncio.get_running_loop().time()
         deleted = []
@@ -663,6 +682,11 @@ async def _to_the_end(awaitable: Awaitable[T]) -> T:
         task.add_done_callback(retrieve_exception)
         await asyncio.wait([task])
         raise
+
+
+def _as_sent(response: Any, **options: Any) -> Any:
+    """A redis-py response callback that keeps the reply as Redis sent it."""
+    return response
 
 
 def _cancel_requested() -> bool:
