@@ -113,17 +113,37 @@ def test_revocation_forgets_waiting_records_and_ignores_late_completions() -> No
     assert scheduler.revoke("p0") == []
 
 
-def test_the_next_record_of_a_lane_can_be_claimed_by_whoever_settled_the_last() -> None:
+def test_the_next_record_of_a_lane_is_taken_by_whoever_settled_the_last_or_made_startable() -> None:
     scheduler: OrderingScheduler[str, Record] = OrderingScheduler()
     lanes = scheduler.assign("p0")
-    for offset in range(3):
+    for offset in range(4):
         scheduler.add(lanes, None, ("p0", offset, None))
     assert scheduler.take(10) == [("p0", 0, None)]
-    following = scheduler.done(lanes, None)
+    # Taken to run at once: not startable, no longer waiting, and its lane stays busy.
+    assert scheduler.take_next(lanes, None) == ("p0", 1, None)
+    assert scheduler.startable == 0 and scheduler.waiting == 2
+    # The next one is taken, but does not run after all (shutdown): it may start, in its turn.
+    following = scheduler.take_next(lanes, None)
+    assert following == ("p0", 2, None)
+    scheduler.make_startable(lanes, following)
+    assert scheduler.startable == 1 and scheduler.waiting == 2
+    assert scheduler.take(10) == [("p0", 2, None)]
+    assert scheduler.take(10) == []  # ("p0", 3) waits behind it
+    assert scheduler.done(lanes, None) == ("p0", 3, None)
+    assert scheduler.take(10) == [("p0", 3, None)]
+    assert scheduler.take_next(lanes, None) is None  # the lane is idle
+    assert scheduler.waiting == 0
+
+
+def test_a_record_taken_from_a_revoked_partition_is_not_made_startable() -> None:
+    scheduler: OrderingScheduler[str, Record] = OrderingScheduler()
+    lanes = scheduler.assign("p0")
+    for offset in range(2):
+        scheduler.add(lanes, None, ("p0", offset, None))
+    scheduler.take(10)
+    following = scheduler.take_next(lanes, None)
     assert following == ("p0", 1, None)
-    assert scheduler.claim(lanes, following)
-    assert scheduler.startable == 0 and scheduler.waiting == 1
-    assert scheduler.done(lanes, None) == ("p0", 2, None)
-    assert scheduler.take(10) == [("p0", 2, None)]  # taken by a receive first...
-    assert not scheduler.claim(lanes, ("p0", 2, None))  # ...so it cannot be claimed
-    assert scheduler.done(lanes, None) is None  # the lane is idle
+    scheduler.revoke("p0")
+    scheduler.make_startable(lanes, following)
+    assert scheduler.startable == 0 and scheduler.take(10) == []
+    assert scheduler.take_next(lanes, None) is None

@@ -146,22 +146,30 @@ class OrderingScheduler(Generic[P, T]):
         """The running record with ``key`` of ``lanes``'s partition is settled; the next of
         its lane becomes startable and is returned (None if the lane is idle now). Records of
         revoked partitions are ignored."""
+        following = self.take_next(lanes, key)
+        if following is not None:
+            self.make_startable(lanes, following)
+        return following
+
+    def take_next(self, lanes: PartitionLanes[T], key: bytes | None) -> T | None:
+        """The running record with ``key`` of ``lanes``'s partition is settled; take the next
+        of its lane, to run at once (as :meth:`take` would: its lane stays busy), and return it,
+        or None if the lane is idle now (or the partition revoked). Whoever took it runs it, or
+        hands it to :meth:`make_startable`."""
         if lanes.revoked:
             return None
         following = lanes.done(key if lanes.by_key else None)  # lanes.lane(key), inlined
         if following is not None:
-            self._startable.append((lanes, following))
+            self._held -= 1
         return following
 
-    def claim(self, lanes: PartitionLanes[T], item: T) -> bool:
-        """Take ``item``, which :meth:`done` just made startable, out of the startable records
-        (as :meth:`take` would); return False if it is no longer the last one made startable."""
-        startable = self._startable
-        if not startable or startable[-1][1] is not item or startable[-1][0] is not lanes:
-            return False
-        startable.pop()
-        self._held -= 1
-        return True
+    def make_startable(self, lanes: PartitionLanes[T], item: T) -> None:
+        """``item``, the head of its lane taken by :meth:`take_next`, does not run now after
+        all: it may start, for :meth:`take` (ignored for a revoked partition)."""
+        if lanes.revoked:
+            return
+        self._held += 1
+        self._startable.append((lanes, item))
 
     def put_back(self, lanes: PartitionLanes[T], key: bytes | None, item: T) -> None:
         """``item`` was taken but handed back unhandled: it is startable again, first of its

@@ -96,7 +96,7 @@ class KafkaMessage(BrokerMessage):
     """A Kafka record: its event path comes from its topic (or header, see ``path_from``), its
     payload is its value, ``topic[partition]@offset`` names it in logs."""
 
-    __slots__ = ("following", "partition", "record", "source")
+    __slots__ = ("partition", "record", "source")
 
     def __init__(self, record: ConsumerRecord, path: str, partition: _Partition, source: KafkaSource) -> None:
         # BrokerMessage's attributes, set here directly: this runs for every record.
@@ -106,8 +106,6 @@ class KafkaMessage(BrokerMessage):
         self.record = record
         self.partition = partition
         self.source = source
-        self.following: KafkaMessage | None = None
-        """The record of the same lane whose turn came when this one was settled."""
 
     @property
     def message_id(self) -> str:  # type: ignore[override]  # read-only: made when a line is logged
@@ -119,7 +117,7 @@ class KafkaMessage(BrokerMessage):
 
     def ack(self) -> None:
         """Settled in memory: its offset is finished, committed with a batch, and the next
-        record of its lane may start (the flow delivers it in the same task: see
+        record of its lane is taken to run at once (the flow delivers it in the same task: see
         :meth:`KafkaSource.next_in_turn`). The source's bookkeeping is updated here, not
         through a method of the source: this runs for every record."""
         partition = self.partition
@@ -131,7 +129,11 @@ class KafkaMessage(BrokerMessage):
         source = self.source
         record = self.record
         due = source._tracker.finished(partition.offsets, record.offset)
-        self.following = source._scheduler.done(partition.lanes, record.key)
+        following = source._scheduler.take_next(partition.lanes, record.key)
+        if following is not None:
+            if source._in_turn is not None:  # the flow did not take the last one
+                source._not_taken()
+            source._in_turn = following
         if due and source._commit_due is not None:
             source._commit_due.set()
 
@@ -256,6 +258,10 @@ class KafkaSource(BrokerSource):
         self._tracker: OffsetTracker[TopicPartition] = OffsetTracker(commit_batch)
         self._scheduler: OrderingScheduler[TopicPartition, KafkaMessage] = OrderingScheduler(by_key=order == "key")
         self._waiter: asyncio.Future[None] | None = None
+        # The record whose turn came when the last one was acknowledged, taken for the flow to
+        # deliver next in the same task (next_in_turn); if it does not (at shutdown, after an
+        # adapter error), the next ack or receive makes it startable (_not_taken).
+        self._in_turn: KafkaMessage | None = None
         self._commit_due: asyncio.Event | None = None
         self._commit_lock: asyncio.Lock | None = None
         self._fetch_error: BaseException | None = None
@@ -390,6 +396,8 @@ class KafkaSource(BrokerSource):
         """Return up to ``max_messages`` records whose turn it is, waiting up to
         ``fetch_timeout`` for one; raise the fetch loop's error if it failed."""
         scheduler = self._scheduler
+        if self._in_turn is not None:
+            self._not_taken()
         if self._consumer is None:
             raise NotConnected(f"not connected to Kafka at {self.log.url}")
         if not scheduler.startable:
@@ -570,21 +578,31 @@ class KafkaSource(BrokerSource):
     # ------------------------------------------------------------------ settling
 
     def next_in_turn(self, settled: BrokerMessage) -> KafkaMessage | None:
-        """The record of ``settled``'s lane whose turn came when it was settled, if no receive
-        took it yet: the flow delivers it in the same task."""
-        if not isinstance(settled, KafkaMessage):
-            return None
-        following, settled.following = settled.following, None
+        """The record whose turn came when ``settled`` was acknowledged (see
+        :meth:`KafkaMessage.ack`), if any: the flow delivers it in the same task. The flow
+        calls this right after settling, with nothing run in between, so it is ``settled``'s
+        lane's next record (or, after the flow left one, a record that may start anyway)."""
+        following = self._in_turn
         if following is None:
             return None
+        self._in_turn = None
         partition = following.partition
-        if not self._scheduler.claim(partition.lanes, following):
+        if partition.lanes.revoked:  # left by the flow, then revoked: its new owner has it
             return None
         partition.running += 1  # _started(partition), inlined: this runs for every record
         partition.held -= 1
         if partition.paused and partition.held <= self._resume_at:
             self._resume(partition)
         return following
+
+    def _not_taken(self) -> None:
+        """The flow did not deliver the record taken for it (see :attr:`_in_turn`): it may
+        start, for a receive (unless its partition was revoked meanwhile)."""
+        following, self._in_turn = self._in_turn, None
+        assert following is not None
+        self._scheduler.make_startable(following.partition.lanes, following)
+        if self._waiter is not None:
+            _wake(self._waiter)
 
     def _put_back(self, message: KafkaMessage, delay: float) -> None:
         """The record was handed back unhandled: it runs again after ``delay`` seconds, before
