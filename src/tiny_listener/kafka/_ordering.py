@@ -158,10 +158,16 @@ class OrderingScheduler(Generic[P, T]):
         hands it to :meth:`make_startable`."""
         if lanes.revoked:
             return None
-        following = lanes.done(key if lanes.by_key else None)  # lanes.lane(key), inlined
-        if following is not None:
-            self._held -= 1
-        return following
+        # lanes.done(lanes.lane(key)), inlined: this runs for every record.
+        lane = key if lanes.by_key else None
+        waiting = lanes._busy.get(lane)
+        if waiting is None:
+            raise KeyError(f"lane {lane!r} has no record running")
+        if not waiting:
+            del lanes._busy[lane]
+            return None
+        self._held -= 1
+        return waiting.popleft()
 
     def make_startable(self, lanes: PartitionLanes[T], item: T) -> None:
         """``item``, the head of its lane taken by :meth:`take_next`, does not run now after
