@@ -13,7 +13,7 @@ partition and the queue of records that may start now.
 from __future__ import annotations
 
 from collections import deque
-from typing import Callable, Deque, Dict, Generic, Hashable, List, Tuple, TypeVar
+from typing import Any, Callable, Deque, Dict, Generic, Hashable, List, Tuple, TypeVar
 
 T = TypeVar("T")
 P = TypeVar("P", bound=Hashable)
@@ -29,10 +29,12 @@ class PartitionLanes(Generic[T]):
     for that record; meanwhile the lane's later records wait here.
     """
 
-    __slots__ = ("_busy", "by_key", "revoked")
+    __slots__ = ("_busy", "by_key", "owner", "revoked")
 
     def __init__(self, by_key: bool = False) -> None:
         self.by_key = by_key
+        self.owner: Any = None
+        """What the user of the scheduler keeps of the partition (see :meth:`OrderingScheduler.take_entries`)."""
         # lane -> the records waiting behind the one running (an empty deque: one is running).
         self._busy: Dict[Lane, Deque[T]] = {}
         self.revoked = False
@@ -191,12 +193,16 @@ class OrderingScheduler(Generic[P, T]):
     def take(self, limit: int) -> List[T]:
         """Return up to ``limit`` startable records, oldest first; their lanes stay busy until
         :meth:`done`."""
+        return [item for _, item in self.take_entries(limit)]
+
+    def take_entries(self, limit: int) -> List[Tuple[PartitionLanes[T], T]]:
+        """:meth:`take`, each record with the lanes of its partition."""
         startable = self._startable
         if limit >= len(startable):
-            taken = [item for _, item in startable]
+            taken = list(startable)
             startable.clear()
         else:
-            taken = [startable.popleft()[1] for _ in range(limit)]
+            taken = [startable.popleft() for _ in range(limit)]
         self._held -= len(taken)
         return taken
 

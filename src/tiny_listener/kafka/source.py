@@ -73,7 +73,7 @@ class _Partition:
 
     __slots__ = ("held", "idle", "lanes", "offsets", "paused", "released", "running", "tp")
 
-    def __init__(self, tp: TopicPartition, offsets: PartitionOffsets, lanes: PartitionLanes[KafkaMessage]) -> None:
+    def __init__(self, tp: TopicPartition, offsets: PartitionOffsets, lanes: PartitionLanes[Any]) -> None:
         self.tp = tp
         self.offsets = offsets
         self.lanes = lanes
@@ -98,9 +98,10 @@ class KafkaMessage(BrokerMessage):
 
     __slots__ = ("partition", "record", "source")
 
-    def __init__(self, record: ConsumerRecord, path: str, partition: _Partition, source: KafkaSource) -> None:
+    def __init__(self, record: ConsumerRecord, partition: _Partition, source: KafkaSource) -> None:
         # BrokerMessage's attributes, set here directly: this runs for every record.
-        self.path = path
+        self.path = record.topic if source._path_is_topic else record_path(
+            record.topic, record.headers, source.path_from)
         self.payload = record.value if record.value is not None else b""
         self.attempt = 1
         self.record = record
@@ -133,7 +134,10 @@ class KafkaMessage(BrokerMessage):
         if following is not None:
             if source._in_turn is not None:  # the flow did not take the last one
                 source._not_taken()
-            source._in_turn = following
+            # A record fetched, or a message handed back earlier (see KafkaSource.receive).
+            source._in_turn = (
+                following if type(following) is KafkaMessage else KafkaMessage(following, partition, source)
+            )
         if due and source._commit_due is not None:
             source._commit_due.set()
 
@@ -256,7 +260,10 @@ class KafkaSource(BrokerSource):
         self._producer: AIOKafkaProducer | None = None
         self._partitions: Dict[TopicPartition, _Partition] = {}
         self._tracker: OffsetTracker[TopicPartition] = OffsetTracker(commit_batch)
-        self._scheduler: OrderingScheduler[TopicPartition, KafkaMessage] = OrderingScheduler(by_key=order == "key")
+        # What waits its turn: a record as fetched (its message is made when it starts: see
+        # receive()), or a message handed back.
+        self._scheduler: OrderingScheduler[TopicPartition, Any] = OrderingScheduler(by_key=order == "key")
+        self._path_is_topic = path_from == "topic"  # set again when fetching starts
         self._waiter: asyncio.Future[None] | None = None
         # The record whose turn came when the last one was acknowledged, taken for the flow to
         # deliver next in the same task (next_in_turn); if it does not (at shutdown, after an
@@ -413,10 +420,16 @@ class KafkaSource(BrokerSource):
                     self._waiter = None
             if self._fetch_error is not None:
                 raise self._fetch_error
-        taken = scheduler.take(max_messages)
-        for message in taken:
-            self._started(message.partition)
-        return taken
+        messages = []
+        for owner, item in scheduler.take_entries(max_messages):
+            # The scheduler holds records as fetched, and messages handed back: a message is
+            # made when its record starts, not for every record waiting its turn (two objects
+            # per buffered record made each fetch trigger a garbage collection).
+            partition = owner.owner
+            message = item if type(item) is KafkaMessage else KafkaMessage(item, partition, self)
+            messages.append(message)
+            self._started(partition)
+        return messages
 
     def _started(self, partition: _Partition) -> None:
         """One of ``partition``'s records is handed to the flow."""
@@ -486,8 +499,7 @@ class KafkaSource(BrokerSource):
         away, to be fetched again after a round trip. A failure is kept for :meth:`receive`
         to raise."""
         scheduler = self._scheduler
-        path_from = self.path_from
-        by_topic = path_from == "topic"
+        self._path_is_topic = self.path_from == "topic"
         room = self._room = asyncio.Event()
         resume_at = self._resume_at
         most = self.max_buffered - resume_at  # records one fetch brings: none holds more than max_buffered
@@ -522,12 +534,7 @@ class KafkaSource(BrokerSource):
                         first += 1
                     taken = records[first:] if first else records
                     offsets.received_all([record.offset for record in taken])
-                    messages = [
-                        KafkaMessage(record, record.topic if by_topic else record_path(
-                            record.topic, record.headers, path_from), partition, self)
-                        for record in taken
-                    ]
-                    scheduler.add_all(lanes, messages, _record_key)
+                    scheduler.add_all(lanes, taken, _record_key)
                     partition.held += len(taken)
                     if partition.held > resume_at:
                         partition.paused = True
@@ -678,7 +685,8 @@ class KafkaSource(BrokerSource):
 
     def _assigned(self, assigned: Iterable[TopicPartition]) -> None:
         for tp in assigned:
-            self._partitions[tp] = _Partition(tp, self._tracker.assign(tp), self._scheduler.assign(tp))
+            lanes = self._scheduler.assign(tp)
+            lanes.owner = self._partitions[tp] = _Partition(tp, self._tracker.assign(tp), lanes)
         if self._room is not None:  # the fetch loop may wait while every other partition is paused
             self._room.set()
         self.log.logger.info("group %r assigned %s to this consumer", self.group, _describe(self._partitions) or
@@ -788,7 +796,7 @@ class _Rebalances:
         self.source._assigned(assigned)
 
 
-def _record_key(message: KafkaMessage) -> bytes | None:
-    """The key of a message's record: what orders it with ``by_key``."""
-    key: bytes | None = message.record.key
+def _record_key(record: ConsumerRecord) -> bytes | None:
+    """The key of a record: what orders it with ``by_key``."""
+    key: bytes | None = record.key
     return key
