@@ -11,6 +11,11 @@ from tiny_listener.kafka._ordering import OrderingScheduler
 Record = Tuple[str, int, Optional[bytes]]  # partition, offset, key
 
 
+def take(scheduler: OrderingScheduler[str, Record], limit: int) -> List[Record]:
+    """The records ``take_entries`` gives, without their lanes."""
+    return [record for _, record in scheduler.take_entries(limit)]
+
+
 def run_all(
     scheduler: OrderingScheduler[str, Record], records: List[Record], parallel: int, batched: bool = False
 ) -> List[List[Record]]:
@@ -25,7 +30,7 @@ def run_all(
             scheduler.add(lanes[record[0]], record[2], record)
     rounds = []
     while scheduler.waiting:
-        taken = scheduler.take(parallel)
+        taken = take(scheduler, parallel)
         assert taken, "records wait but none may start"
         rounds.append(taken)
         for record in taken:
@@ -59,13 +64,13 @@ def test_a_batch_fetched_while_its_partition_runs_waits_behind_it() -> None:
     scheduler: OrderingScheduler[str, Record] = OrderingScheduler()
     lanes = scheduler.assign("p0")
     scheduler.add_all(lanes, [("p0", 0, None), ("p0", 1, None)], lambda record: record[2])
-    assert scheduler.take(10) == [("p0", 0, None)]
+    assert take(scheduler, 10) == [("p0", 0, None)]
     scheduler.add_all(lanes, [("p0", 2, None), ("p0", 3, None)], lambda record: record[2])
     scheduler.add_all(lanes, [], lambda record: record[2])
     assert scheduler.startable == 0 and scheduler.waiting == 3
     for offset in (1, 2, 3):
         scheduler.done(lanes, None)
-        assert scheduler.take(10) == [("p0", offset, None)]
+        assert take(scheduler, 10) == [("p0", offset, None)]
     scheduler.done(lanes, None)
     assert scheduler.waiting == 0 and lanes.busy_lanes == 0
 
@@ -76,7 +81,7 @@ def test_take_respects_the_limit() -> None:
     for i, lane in enumerate(lanes):
         scheduler.add(lane, None, (f"p{i}", 0, None))
     assert scheduler.startable == 4
-    assert len(scheduler.take(3)) == 3
+    assert len(take(scheduler, 3)) == 3
     assert scheduler.startable == 1
     assert scheduler.waiting == 1
 
@@ -86,12 +91,12 @@ def test_a_record_handed_back_runs_again_before_the_rest_of_its_lane() -> None:
     lanes = scheduler.assign("p0")
     for offset in range(3):
         scheduler.add(lanes, None, ("p0", offset, None))
-    first = scheduler.take(10)
+    first = take(scheduler, 10)
     assert first == [("p0", 0, None)]
     scheduler.put_back(lanes, None, first[0])
-    assert scheduler.take(10) == [("p0", 0, None)]  # not offset 1: the lane is still held
+    assert take(scheduler, 10) == [("p0", 0, None)]  # not offset 1: the lane is still held
     scheduler.done(lanes, None)
-    assert scheduler.take(10) == [("p0", 1, None)]
+    assert take(scheduler, 10) == [("p0", 1, None)]
 
 
 def test_revocation_forgets_waiting_records_and_ignores_late_completions() -> None:
@@ -101,14 +106,14 @@ def test_revocation_forgets_waiting_records_and_ignores_late_completions() -> No
         scheduler.add(p0, b"k", ("p0", offset, b"k"))
     scheduler.add(p0, b"j", ("p0", 3, b"j"))
     scheduler.add(p1, b"k", ("p1", 0, b"k"))
-    running = scheduler.take(1)
+    running = take(scheduler, 1)
     assert running == [("p0", 0, b"k")]
     dropped = scheduler.revoke("p0")
     assert sorted(dropped) == [("p0", 1, b"k"), ("p0", 2, b"k"), ("p0", 3, b"j")]
     assert p0.revoked
     scheduler.done(p0, b"k")  # the running record finishes after the revocation: ignored
     scheduler.put_back(p0, b"k", running[0])  # so is one handed back
-    assert scheduler.take(10) == [("p1", 0, b"k")]
+    assert take(scheduler, 10) == [("p1", 0, b"k")]
     assert scheduler.waiting == 0
     assert scheduler.revoke("p0") == []
 
@@ -118,7 +123,7 @@ def test_the_next_record_of_a_lane_is_taken_by_whoever_settled_the_last_or_made_
     lanes = scheduler.assign("p0")
     for offset in range(4):
         scheduler.add(lanes, None, ("p0", offset, None))
-    assert scheduler.take(10) == [("p0", 0, None)]
+    assert take(scheduler, 10) == [("p0", 0, None)]
     # Taken to run at once: not startable, no longer waiting, and its lane stays busy.
     assert scheduler.take_next(lanes, None) == ("p0", 1, None)
     assert scheduler.startable == 0 and scheduler.waiting == 2
@@ -127,10 +132,10 @@ def test_the_next_record_of_a_lane_is_taken_by_whoever_settled_the_last_or_made_
     assert following == ("p0", 2, None)
     scheduler.make_startable(lanes, following)
     assert scheduler.startable == 1 and scheduler.waiting == 2
-    assert scheduler.take(10) == [("p0", 2, None)]
-    assert scheduler.take(10) == []  # ("p0", 3) waits behind it
+    assert take(scheduler, 10) == [("p0", 2, None)]
+    assert take(scheduler, 10) == []  # ("p0", 3) waits behind it
     assert scheduler.done(lanes, None) == ("p0", 3, None)
-    assert scheduler.take(10) == [("p0", 3, None)]
+    assert take(scheduler, 10) == [("p0", 3, None)]
     assert scheduler.take_next(lanes, None) is None  # the lane is idle
     assert scheduler.waiting == 0
 
@@ -140,10 +145,10 @@ def test_a_record_taken_from_a_revoked_partition_is_not_made_startable() -> None
     lanes = scheduler.assign("p0")
     for offset in range(2):
         scheduler.add(lanes, None, ("p0", offset, None))
-    scheduler.take(10)
+    take(scheduler, 10)
     following = scheduler.take_next(lanes, None)
     assert following == ("p0", 1, None)
     scheduler.revoke("p0")
     scheduler.make_startable(lanes, following)
-    assert scheduler.startable == 0 and scheduler.take(10) == []
+    assert scheduler.startable == 0 and take(scheduler, 10) == []
     assert scheduler.take_next(lanes, None) is None

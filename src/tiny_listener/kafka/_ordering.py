@@ -34,7 +34,8 @@ class PartitionLanes(Generic[T]):
     def __init__(self, by_key: bool = False) -> None:
         self.by_key = by_key
         self.owner: Any = None
-        """What the user of the scheduler keeps of the partition (see :meth:`OrderingScheduler.take_entries`)."""
+        """What the user of the scheduler keeps of the partition (given back with each record
+        by :meth:`OrderingScheduler.take_entries`)."""
         # lane -> the records waiting behind the one running (an empty deque: one is running).
         self._busy: Dict[Lane, Deque[T]] = {}
         self.revoked = False
@@ -155,7 +156,7 @@ class OrderingScheduler(Generic[P, T]):
 
     def take_next(self, lanes: PartitionLanes[T], key: bytes | None) -> T | None:
         """The running record with ``key`` of ``lanes``'s partition is settled; take the next
-        of its lane, to run at once (as :meth:`take` would: its lane stays busy), and return it,
+        of its lane, to run at once (as :meth:`take_entries` would: its lane stays busy), and return it,
         or None if the lane is idle now (or the partition revoked). Whoever took it runs it, or
         hands it to :meth:`make_startable`."""
         if lanes.revoked:
@@ -173,7 +174,7 @@ class OrderingScheduler(Generic[P, T]):
 
     def make_startable(self, lanes: PartitionLanes[T], item: T) -> None:
         """``item``, the head of its lane taken by :meth:`take_next`, does not run now after
-        all: it may start, for :meth:`take` (ignored for a revoked partition)."""
+        all: it may start, for :meth:`take_entries` (ignored for a revoked partition)."""
         if lanes.revoked:
             return
         self._held += 1
@@ -190,13 +191,9 @@ class OrderingScheduler(Generic[P, T]):
         self._held += 1
         self._startable.appendleft((lanes, item))
 
-    def take(self, limit: int) -> List[T]:
-        """Return up to ``limit`` startable records, oldest first; their lanes stay busy until
-        :meth:`done`."""
-        return [item for _, item in self.take_entries(limit)]
-
     def take_entries(self, limit: int) -> List[Tuple[PartitionLanes[T], T]]:
-        """:meth:`take`, each record with the lanes of its partition."""
+        """Return up to ``limit`` startable records, oldest first, each with the lanes of its
+        partition; their lanes stay busy until :meth:`done` (or :meth:`take_next`)."""
         startable = self._startable
         if limit >= len(startable):
             taken = list(startable)

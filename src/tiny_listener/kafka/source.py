@@ -134,7 +134,7 @@ class KafkaMessage(BrokerMessage):
         if following is not None:
             if source._in_turn is not None:  # the flow did not take the last one
                 source._not_taken()
-            # A record fetched, or a message handed back earlier (see KafkaSource.receive).
+            # _message_of(following, partition, source), inlined: this runs for every record.
             source._in_turn = (
                 following if type(following) is KafkaMessage else KafkaMessage(following, partition, source)
             )
@@ -422,12 +422,8 @@ class KafkaSource(BrokerSource):
                 raise self._fetch_error
         messages = []
         for owner, item in scheduler.take_entries(max_messages):
-            # The scheduler holds records as fetched, and messages handed back: a message is
-            # made when its record starts, not for every record waiting its turn (two objects
-            # per buffered record made each fetch trigger a garbage collection).
             partition = owner.owner
-            message = item if type(item) is KafkaMessage else KafkaMessage(item, partition, self)
-            messages.append(message)
+            messages.append(_message_of(item, partition, self))
             self._started(partition)
         return messages
 
@@ -794,6 +790,15 @@ class _Rebalances:
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
         self.source._assigned(assigned)
+
+
+def _message_of(waiting: Any, partition: _Partition, source: KafkaSource) -> KafkaMessage:
+    """The message of a record the scheduler held (see ``KafkaSource._scheduler``), which
+    starts now: the scheduler holds records as fetched, and messages handed back (which keep
+    their attempt count). A message is made when its record starts, not for every record
+    waiting its turn: two objects per buffered record made each fetch trigger a garbage
+    collection."""
+    return waiting if type(waiting) is KafkaMessage else KafkaMessage(waiting, partition, source)
 
 
 def _record_key(record: ConsumerRecord) -> bytes | None:
