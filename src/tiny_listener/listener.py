@@ -115,6 +115,9 @@ class Listener(Generic[CTXType]):
         self._error_handlers: List[Tuple[Type[BaseException], Hook]] = []
         self._context_cls: Type[Context] = Context
         self._observers: Tuple[EventObserver, ...] = ()
+        self._plain_events = True
+        """No observer, no before/after hook: what every source event tests first (see
+        _event_here). Kept by the methods that add and remove them (_hooks_changed)."""
 
         # Anonymous cids are a random per-listener prefix and a counter: unique like uuid4()
         # strings (1.2's cids), for a fraction of the cost of os.urandom per context.
@@ -246,12 +249,14 @@ class Listener(Generic[CTXType]):
         how), synchronously and in the event's task. Observers see every event and never
         handle errors; metrics and tracing middlewares are built on them."""
         self._observers = (*self._observers, observer)
+        self._hooks_changed()
 
     def remove_event_observer(self, observer: EventObserver) -> bool:
         """Stop calling ``observer``; return False if it was not registered."""
         if observer not in self._observers:
             return False
         self._observers = tuple(o for o in self._observers if o is not observer)
+        self._hooks_changed()
         return True
 
     def add_startup_callback(self, fn: CoroFunc) -> None:
@@ -262,9 +267,14 @@ class Listener(Generic[CTXType]):
 
     def add_before_event_hook(self, fn: CoroFunc) -> None:
         self._middleware_before_event.append(Hook(fn))
+        self._hooks_changed()
 
     def add_after_event_hook(self, fn: CoroFunc) -> None:
         self._middleware_after_event.append(Hook(fn))
+        self._hooks_changed()
+
+    def _hooks_changed(self) -> None:
+        self._plain_events = not (self._observers or self._middleware_before_event or self._middleware_after_event)
 
     def add_on_error_hook(self, fn: CoroFunc, exc: Type[BaseException]) -> None:
         """Call ``fn`` (with injection) for events that fail with an ``exc``.
@@ -482,13 +492,14 @@ class Listener(Generic[CTXType]):
         event = SourceEvent(self, route, data, path, params, origin)
         event._state = RUNNING  # Event._start(), inlined: a new event is pending
         self._tasks.events[event] = task
-        observers = self._observers
-        if observers:
-            # Observers may read the context when the event has ended, too late to make one.
-            event._make_context(origin)
-            _notify(observers, "event_started", event)
-        if self._middleware_before_event or self._middleware_after_event:
-            return event, self._with_middleware(event, params)
+        if not self._plain_events:
+            observers = self._observers
+            if observers:
+                # Observers may read the context when the event has ended, too late to make one.
+                event._make_context(origin)
+                _notify(observers, "event_started", event)
+            if self._middleware_before_event or self._middleware_after_event:
+                return event, self._with_middleware(event, params)
         try:
             return event, route._invoke(event, params)
         except BaseException as exc:  # its parameters could not be made (data that does not validate)

@@ -112,7 +112,6 @@ class OrderingScheduler(Generic[P, T]):
         self.partitions: Dict[P, PartitionLanes[T]] = {}
         # (lanes, record) of the records that may start now.
         self._startable: Deque[Tuple[PartitionLanes[T], T]] = deque()
-        self._held = 0
 
     def assign(self, partition: P) -> PartitionLanes[T]:
         """Start ordering ``partition`` afresh and return its lanes."""
@@ -130,19 +129,16 @@ class OrderingScheduler(Generic[P, T]):
         if dropped:
             self._startable = deque(entry for entry in self._startable if entry[0] is not lanes)
         dropped += lanes.clear()
-        self._held -= len(dropped)
         return dropped
 
     def add(self, lanes: PartitionLanes[T], key: bytes | None, item: T) -> None:
         """Queue ``item`` (a record of the partition whose lanes are ``lanes``, with ``key``)."""
-        self._held += 1
         if lanes.add(key if lanes.by_key else None, item):  # lanes.lane(key), inlined
             self._startable.append((lanes, item))
 
     def add_all(self, lanes: PartitionLanes[T], items: List[T], keys: Callable[[T], bytes | None]) -> None:
         """:meth:`add` each of ``items``, records of ``lanes``'s partition in offset order
         (as a fetch returns them); ``keys(item)`` is an item's key."""
-        self._held += len(items)
         self._startable.extend((lanes, item) for item in lanes.add_all(items, keys))
 
     def done(self, lanes: PartitionLanes[T], key: bytes | None) -> T | None:
@@ -169,7 +165,6 @@ class OrderingScheduler(Generic[P, T]):
         if not waiting:
             del lanes._busy[lane]
             return None
-        self._held -= 1
         return waiting.popleft()
 
     def make_startable(self, lanes: PartitionLanes[T], item: T) -> None:
@@ -177,7 +172,6 @@ class OrderingScheduler(Generic[P, T]):
         all: it may start, for :meth:`take_entries` (ignored for a revoked partition)."""
         if lanes.revoked:
             return
-        self._held += 1
         self._startable.append((lanes, item))
 
     def put_back(self, lanes: PartitionLanes[T], key: bytes | None, item: T) -> None:
@@ -188,7 +182,6 @@ class OrderingScheduler(Generic[P, T]):
         # Startable again at once, ahead of the rest: it heads its lane, which stays busy so
         # that nothing else of the lane passes it.
         lanes.hold(lanes.lane(key))
-        self._held += 1
         self._startable.appendleft((lanes, item))
 
     def take_entries(self, limit: int) -> List[Tuple[PartitionLanes[T], T]]:
@@ -200,7 +193,6 @@ class OrderingScheduler(Generic[P, T]):
             startable.clear()
         else:
             taken = [startable.popleft() for _ in range(limit)]
-        self._held -= len(taken)
         return taken
 
     @property
@@ -210,5 +202,6 @@ class OrderingScheduler(Generic[P, T]):
 
     @property
     def waiting(self) -> int:
-        """How many records are held: startable ones and those waiting for their lane."""
-        return self._held
+        """How many records are held: startable ones and those waiting for their lane.
+        Counted when asked (a health report), not kept up to date for every record."""
+        return len(self._startable) + sum(lanes.waiting for lanes in self.partitions.values())

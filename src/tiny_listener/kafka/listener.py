@@ -65,6 +65,7 @@ class KafkaListener(BrokerListener[CTXType, KafkaSource]):
     consumer_options: SourceAttribute[Dict[str, Any]] = SourceAttribute()
     producer_options: SourceAttribute[Dict[str, Any]] = SourceAttribute()
     fetch_timeout: SourceAttribute[float] = SourceAttribute()
+    fetch_batch: SourceAttribute[int] = SourceAttribute()
     commit_timeout: SourceAttribute[float] = SourceAttribute()
     unreachable_after: SourceAttribute[float] = SourceAttribute()
 
