@@ -144,8 +144,8 @@ class OffsetTracker(Generic[P]):
             unfinished.popleft()
         else:
             offsets.finished(offset)
-        self._finished_since_commit += 1
-        return self._finished_since_commit == self.batch
+        finished = self._finished_since_commit = self._finished_since_commit + 1
+        return finished == self.batch
 
     @property
     def due(self) -> bool:

@@ -767,6 +767,7 @@ class BrokerSource(DeliverySettings, Source):
         listener = self.listener
         queue = self._received
         codec = self.codec
+        ready = SourceState.READY
         while True:  # each message
             try:
                 while True:  # each attempt at it
@@ -861,7 +862,7 @@ class BrokerSource(DeliverySettings, Source):
                     self._wake_worker()  # runs if this worker's handler waits for something
                 continue
             # Settled (or handed back): the next message in turn, if any.
-            if self._state is not SourceState.READY:
+            if self._state is not ready:
                 return True
             following = self.next_in_turn(message)
             if following is None:
