@@ -129,8 +129,14 @@ class OwnedTasks:
 
     @property
     def in_flight(self) -> int:
-        """How many event and drain tasks are still running."""
-        return len(self.events) + len(self.drain)
+        """How many events and drain tasks are still running; a drain task that stands as a
+        running event's task (a broker flow's worker, see ``Listener._event_here``) counts
+        once, as that event."""
+        events, drain = self.events, self.drain
+        if not drain:
+            return len(events)
+        standing = set(events.values())
+        return len(events) + sum(1 for task in drain if task not in standing)
 
     async def wait_drained(self) -> None:
         """Return once no event or drain task is left (new ones started meanwhile count)."""

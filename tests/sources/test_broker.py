@@ -323,6 +323,31 @@ async def test_a_lost_connection_is_reported_retried_and_recovered(caplog: pytes
     assert lines[3] == "reconnected to memory broker at memory://memory: consuming published messages again"
 
 
+async def test_shutdown_counts_each_running_event_once(caplog: pytest.LogCaptureFixture) -> None:
+    broker = hosted()
+    app = broker.listener
+    app.shutdown_timeout = 0.2
+    running: List[int] = []
+    three = asyncio.Event()
+
+    @app.on_event("stuck")
+    async def stuck(n: Data) -> None:
+        running.append(n)
+        if len(running) == 3:
+            three.set()
+        await asyncio.Event().wait()  # cancelled at the shutdown deadline
+
+    caplog.set_level(logging.INFO, logger="tiny_listener")
+    async with broker:
+        for n in range(3):
+            await broker.publish("stuck", {"n": n})
+        await asyncio.wait_for(three.wait(), 10)
+    lines = [r.getMessage() for r in caplog.records if r.name == "tiny_listener"]
+    # Each runs in a worker of the flow, which is also a task shutdown waits for: one each.
+    assert "waiting up to 0.2s for 3 in-flight event(s)" in lines
+    assert "cancelling 3 event(s) still running at shutdown" in lines
+
+
 async def test_shutdown_lets_in_flight_messages_finish_and_hands_back_those_it_gives_up() -> None:
     broker = hosted()
     app = broker.listener
