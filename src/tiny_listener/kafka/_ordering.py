@@ -157,15 +157,7 @@ class OrderingScheduler(Generic[P, T]):
         hands it to :meth:`make_startable`."""
         if lanes.revoked:
             return None
-        # lanes.done(lanes.lane(key)), inlined: this runs for every record.
-        lane = key if lanes.by_key else None
-        waiting = lanes._busy.get(lane)
-        if waiting is None:
-            raise KeyError(f"lane {lane!r} has no record running")
-        if not waiting:
-            del lanes._busy[lane]
-            return None
-        return waiting.popleft()
+        return lanes.done(key if lanes.by_key else None)  # lanes.lane(key), inlined
 
     def make_startable(self, lanes: PartitionLanes[T], item: T) -> None:
         """``item``, the head of its lane taken by :meth:`take_next`, does not run now after

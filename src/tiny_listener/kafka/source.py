@@ -140,6 +140,7 @@ class KafkaMessage(BrokerMessage):
             # place), unless the flow leaves it: then _not_taken() puts it back.
             if source._in_turn is not None:  # the flow did not take the last one
                 source._not_taken()
+            # _started(partition) but for ``running``, inlined: this runs for every record.
             partition.held -= 1
             if partition.paused and partition.held <= source._resume_at:
                 source._resume(partition)
