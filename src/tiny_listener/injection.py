@@ -48,6 +48,9 @@ else:
 
 
 Invoker = Callable[["Event[Any]", PathParams], Awaitable[Any]]
+# ``invoke_data(data, params)``: a handler that reads nothing of its event but the data and
+# the path parameters, called without an event (see ``Listener._event_here``).
+DataInvoker = Callable[[Any, PathParams], Awaitable[Any]]
 """``invoke(event, params)``: returns an awaitable of the handler's result."""
 
 
@@ -103,8 +106,14 @@ class Hook:
     def __init__(self, fn: CoroFunc, timeout: float | None = None) -> None:
         self.fn: CoroFunc = check_coro_func(fn)
         self.timeout = timeout
-        self._invoke: Invoker
-        self._invoke, self.payload = plan_invoker(fn)
+        plan = _plan(fn)
+        self._invoke: Invoker = plan.invoke
+        self.payload = plan.payload
+        # None if the handler reads its event, its context or a dependency.
+        self._invoke_data: DataInvoker | None = plan.invoke_data
+        # True if, given no data, the handler reads it from the event's context first
+        # (``read_event_data``, see the module documentation): then it needs the event.
+        self._reads_context_if_no_data = plan.reads_context_if_no_data
 
     async def __call__(self, event: Event[Any], params: PathParams) -> Any:
         return await self._invoke(event, params)
@@ -236,6 +245,9 @@ class _Plan:
         self.checks: List[str] = []  # typed parameters: run first, every error collected
         self.lines: List[str] = []  # the others, in order
         self.payload = Payload()
+        # Whether a parameter is the event, its context, its listener or a dependency (which
+        # is given the event): if not, the handler can also be called without an event.
+        self.reads_event = False
 
     @property
     def name(self) -> str:
@@ -276,6 +288,25 @@ class _Plan:
         ]
         self.payload += Payload(fields=(DataField(name, validator, not has_default),))
 
+    def data_source(self, args: List[str]) -> str | None:
+        """The source of ``invoke_data(_data, params)``, which calls the handler with what it
+        reads of ``_data`` and ``params`` (no event), or None if the handler reads more of its
+        event. It never reads data from the context: typed data that is empty goes through
+        ``invoke``."""
+        if self.reads_event:
+            return None
+        lines = [line.replace("event.data", "_data") for line in self.lines]
+        call = f"return _fn({', '.join(args)})"
+        return _function("def invoke_data(_data, params):", [*self.checking(), *lines, call])
+
+    def checking(self) -> List[str]:
+        """The lines that check the typed parameters against ``_data``, raising one
+        ``ValidationError`` with every field error."""
+        if not self.checks:
+            return []
+        self.env.update({"_failed": _failed, "_MISSING": _MISSING_FIELD, "_invalid": ValidationError})
+        return ["_errors = None", *self.checks, "if _errors is not None:", "    raise _invalid(_errors)"]
+
     def source(self, args: List[str]) -> str:
         """The invoker's source: ``invoke(event, params)``, and with typed parameters the
         ``invoke_reading`` it hands over to when the data is to be read from the context."""
@@ -287,9 +318,8 @@ class _Plan:
             # Nothing to await before the call: return the handler's coroutine itself, so that
             # dispatch awaits it directly instead of through one more coroutine frame.
             return _function("def invoke(event, params):", [*lines, f"return {call}"])
-        self.env.update({"_failed": _failed, "_MISSING": _MISSING_FIELD, "_invalid": ValidationError})
         self.env["_reader"] = _data_reader
-        body = ["_errors = None", *self.checks, "if _errors is not None:", "    raise _invalid(_errors)", *lines]
+        body = [*self.checking(), *lines]
         if any("await " in line for line in lines):
             prologue = [
                 "_data = event.data",
@@ -329,6 +359,7 @@ def _plan_parameter(plan: _Plan, param: inspect.Parameter, index: int) -> None:
     var = f"_v{index}"
     default = param.default
     if isinstance(default, Depends):
+        plan.reads_event = True
         env[f"_dep{index}"] = default
         plan.lines.append(f"{var} = await _resolve(_dep{index}, event, params)")
         plan.payload += default.payload
@@ -380,12 +411,15 @@ def _plan_parameter(plan: _Plan, param: inspect.Parameter, index: int) -> None:
         annotation = origin
     if inspect.isclass(annotation):
         if issubclass(annotation, Event):
+            plan.reads_event = True
             plan.lines.append(f"{var} = event")
             return
         if issubclass(annotation, Context):
+            plan.reads_event = True
             plan.lines.append(f"{var} = event.ctx")
             return
         if issubclass(annotation, Listener):
+            plan.reads_event = True
             plan.lines.append(f"{var} = event.listener")
             return
         # With a default the parameter keeps it, as any parameter did in 1.2 (``config: Config =
@@ -404,9 +438,20 @@ def _plan_parameter(plan: _Plan, param: inspect.Parameter, index: int) -> None:
     )
 
 
-def plan_invoker(fn: CoroFunc) -> Tuple[Invoker, Payload]:
-    """Compile ``fn``'s signature into ``invoke(event, params)`` that calls it, and say what it
-    reads from the event data.
+@dataclass(frozen=True)
+class _Planned:
+    """What :func:`_plan` makes of a handler's signature (see :class:`Hook`)."""
+
+    invoke: Invoker
+    payload: Payload
+    invoke_data: DataInvoker | None
+    reads_context_if_no_data: bool
+
+
+def _plan(fn: CoroFunc) -> _Planned:
+    """Compile ``fn``'s signature into ``invoke(event, params)`` that calls it and, if it reads
+    nothing of the event but its data, ``invoke_data(data, params)``; say what it reads from
+    the event data.
 
     Raises :class:`InjectionError` (a ``TypeError``) naming the handler and the parameter that
     cannot be resolved or validated.
@@ -419,15 +464,15 @@ def plan_invoker(fn: CoroFunc) -> Tuple[Invoker, Payload]:
         _plan_parameter(plan, param, index)
         args.append(f"{param.name}=_v{index}" if param.kind == param.KEYWORD_ONLY else f"_v{index}")
     source = plan.source(args)
+    data_source = plan.data_source(args)
     # Generated once per handler: the fastest call path, with no per-event loop over parameters.
     env = plan.env
     exec(compile(source, f"<tiny_listener plan for {plan.name}>", "exec"), env)  # noqa: S102
     invoke: Invoker = env["invoke"]
     invoke.__doc__ = source
-    return invoke, plan.payload
-
-
-def build_invoker(fn: CoroFunc) -> Invoker:
-    """Compile ``fn``'s signature into ``invoke(event, params)`` that calls it (see
-    :func:`plan_invoker`)."""
-    return plan_invoker(fn)[0]
+    invoke_data: DataInvoker | None = None
+    if data_source is not None:
+        exec(compile(data_source, f"<tiny_listener data plan for {plan.name}>", "exec"), env)  # noqa: S102
+        invoke_data = env["invoke_data"]
+        invoke_data.__doc__ = data_source
+    return _Planned(invoke, plan.payload, invoke_data, bool(plan.checks))

@@ -470,13 +470,13 @@ class Listener(Generic[CTXType]):
         return task
 
     def _event_here(
-        self, task: asyncio.Task[Any], path: str, data: EventData, origin: ScopeSource
-    ) -> Tuple[SourceEvent, Awaitable[Any]]:
-        """Start the event ``path`` carrying ``data`` in ``task``, the running task; return it
-        and the coroutine of its handler, which ``task`` must await at once, then end the
-        event with :meth:`_event_here_done` (with the handler's result) or
-        :meth:`_event_here_failed` (with what it raised). The event is a
-        :class:`~tiny_listener.event.SourceEvent`: its anonymous context, holding
+        self, task: asyncio.Task[Any], route: Route, params: PathParams, path: str, data: EventData, origin: ScopeSource
+    ) -> Tuple[SourceEvent | None, Awaitable[Any]]:
+        """Start the event ``path`` (which ``route`` matched, giving ``params``) carrying
+        ``data`` in ``task``, the running task; return it and the coroutine of its handler,
+        which ``task`` must await at once, then end the event with :meth:`_event_here_done`
+        (with the handler's result) or :meth:`_event_here_failed` (with what it raised). The
+        event is a :class:`~tiny_listener.event.SourceEvent`: its anonymous context, holding
         ``origin.scope()``, is made only if something asks for it, and its failure is not
         logged here (the source logs it).
 
@@ -485,13 +485,24 @@ class Listener(Generic[CTXType]):
         task, a loop step and a done callback per event, and a coroutine around the handler's
         (as :meth:`_run_event` is) a frame and a step of delegation per event. ``task`` stands
         as the event's task (``OwnedTasks.events``) while the event runs, so that shutdown
-        drains and cancels it as any event's. Raises :class:`EventNotFound` at once if no
-        route matches.
+        drains and cancels it as any event's.
+
+        The event is None if nothing could read it: the handler takes only data and path
+        parameters (``Data``, ``Param``, a model) and no observer or hook is set. Making,
+        registering and ending an event nobody reads was a fifth of what the flow added per
+        message to a bare consuming loop. ``task`` (a drain task while it runs) then stands
+        for it at shutdown; if the handler fails, the source makes it with
+        :meth:`_source_event` before :meth:`_event_here_failed`, for the ``on_error``
+        handlers.
         """
-        route, params = self._route_table.match(path)
-        event = SourceEvent(self, route, data, path, params, origin)
-        event._state = RUNNING  # Event._start(), inlined: a new event is pending
-        self._tasks.events[event] = task
+        if self._plain_events:
+            invoke = route._invoke_data
+            if invoke is not None and (data or not route._reads_context_if_no_data):
+                try:
+                    return None, invoke(data, params)
+                except BaseException as exc:  # its parameters could not be made (data that does not validate)
+                    return None, _raise(exc)
+        event = self._source_event(task, route, params, path, data, origin)
         if not self._plain_events:
             observers = self._observers
             if observers:
@@ -504,6 +515,15 @@ class Listener(Generic[CTXType]):
             return event, route._invoke(event, params)
         except BaseException as exc:  # its parameters could not be made (data that does not validate)
             return event, _raise(exc)
+
+    def _source_event(
+        self, task: asyncio.Task[Any], route: Route, params: PathParams, path: str, data: EventData, origin: ScopeSource
+    ) -> SourceEvent:
+        """The running event ``path`` of :meth:`_event_here`, with ``task`` standing as its task."""
+        event = SourceEvent(self, route, data, path, params, origin)
+        event._state = RUNNING  # Event._start(), inlined: a new event is pending
+        self._tasks.events[event] = task
+        return event
 
     async def _with_middleware(self, event: Event[Any], params: PathParams, timeout: float | None = None) -> Any:
         """The handler of ``event`` (bounded by ``timeout``) between the ``before_event`` and

@@ -119,6 +119,10 @@ class Route:
         )
         self.hook = Hook(fn)
         self._invoke = self.hook._invoke
+        # A handler of data and path parameters only, run by a source without an event (see
+        # Listener._event_here); None if it reads its event, context or a dependency.
+        self._invoke_data = self.hook._invoke_data
+        self._reads_context_if_no_data = self.hook._reads_context_if_no_data
         first_param = PARAM_REGEX.search(path)
         self.literal_prefix = path if first_param is None else path[: first_param.start()]
         self._is_static = first_param is None

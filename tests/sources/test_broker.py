@@ -9,13 +9,15 @@ import contextvars
 import dataclasses
 import logging
 from typing import Any, List, Set
+from unittest.mock import ANY
 
 import pytest
 
 from tests.log_watch import watching_log
-from tiny_listener import Context, Data, Event, Listener, Param, depend
+from tiny_listener import Context, Data, Event, Listener, Param, ValidationError, depend
 from tiny_listener.codecs import DecodeError
 from tiny_listener.errors import EventNotFound
+from tiny_listener.lifecycle import EventState
 from tiny_listener.sources import BrokerMessage, SourceState
 from tiny_listener.testing import EventRecorder, MemoryBroker, Outcome
 from tiny_listener.testing.memory import MemoryMessage
@@ -165,6 +167,86 @@ async def test_an_error_taken_by_an_on_error_handler_is_a_success() -> None:
     async with broker:
         delivery = await (await broker.publish("soft")).settled()
     assert (delivery.outcome, delivery.attempts) == (Outcome.ACKED, 1)
+
+
+async def test_an_on_error_handler_gets_the_event_of_a_handler_of_data_and_parameters_only() -> None:
+    # Such a handler runs without an Event object (Listener._event_here); one is made when it
+    # fails, for the on_error handlers, as it would have been.
+    broker = hosted(max_retries=0)
+    app = broker.listener
+    seen: List[Any] = []
+
+    @app.on_event("orders.{id:int}")
+    async def order(id: Param, amount: Data, order: Order) -> None:
+        raise ValueError(f"order {id} of {amount}: {order.qty} too many")
+
+    @app.on_error(ValueError)
+    async def note(event: Event, id: Param) -> None:
+        message = event.ctx.scope["message"]
+        seen.append((event.path, event.data, event.params, id, repr(event.error), message.message_id, event.state))
+
+    async with broker:
+        delivery = await (await broker.publish("orders.7", {"amount": 12, "sku": "a", "qty": 3})).settled()
+    assert seen == [
+        (
+            "orders.7",
+            {"amount": 12, "sku": "a", "qty": 3},
+            {"id": 7},
+            7,
+            "ValueError('order 7 of 12: 3 too many')",
+            "1",
+            EventState.RUNNING,
+        )
+    ]
+    assert (delivery.outcome, delivery.attempts) == (Outcome.ACKED, 1)  # on_error took the error
+    assert app.ctxs == {}
+
+
+async def test_data_that_does_not_validate_is_dead_lettered_naming_the_fields() -> None:
+    broker = hosted(max_retries=3)
+    app = broker.listener
+    errors: List[Any] = []
+
+    @app.on_event("orders")
+    async def order(order: Order) -> None:
+        raise AssertionError("not reached")
+
+    @app.on_error(ValidationError)
+    async def note(event: Event) -> None:
+        assert isinstance(event.error, ValidationError)
+        errors.append((event.data, event.error.errors()))
+        raise event.error
+
+    async with broker:
+        delivery = await (await broker.publish("orders", {"sku": "a", "qty": "many"})).settled()
+    assert errors == [({"sku": "a", "qty": "many"}, [{"loc": ("qty",), "msg": ANY, "type": ANY}])]
+    assert (delivery.outcome, delivery.attempts) == (Outcome.DEAD_LETTERED, 1)  # not retried: the data is wrong
+
+
+class BodyContext(Context):
+    """A context whose data comes apart from the message (as an HTTP request's body does)."""
+
+    async def read_event_data(self) -> Any:
+        return {"sku": "from the context", "qty": 1}
+
+
+async def test_a_typed_handler_of_a_message_without_data_reads_it_from_the_context() -> None:
+    # Reading it needs the event's context: such a message does not run without its event.
+    broker = hosted()
+    app = broker.listener
+    app.set_context_cls(BodyContext)
+    orders: List[Order] = []
+
+    @app.on_event("orders")
+    async def order(order: Order) -> None:
+        orders.append(order)
+
+    async with broker:
+        await broker.publish("orders", {})
+        await broker.publish("orders", {"sku": "given", "qty": 2})
+        deliveries = await broker.settled()
+    assert orders == [Order("from the context", 1), Order("given", 2)]
+    assert [d.outcome for d in deliveries] == [Outcome.ACKED, Outcome.ACKED]
 
 
 async def test_before_and_after_event_hooks_run_around_the_handler_of_a_message() -> None:

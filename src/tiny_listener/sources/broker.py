@@ -150,7 +150,7 @@ from contextvars import Context, copy_context
 from typing import Any, Awaitable, ClassVar, Deque, Dict, Hashable, List, Sequence, Tuple, Type
 from urllib.parse import urlsplit
 
-from .._types import EventData, Scope
+from .._types import EventData, PathParams, Scope
 from ..codecs import Codec, DecodeError, JsonCodec
 from ..delivery import (
     NO_ROUTE,
@@ -165,6 +165,7 @@ from ..delivery import (
 )
 from ..destinations import result_data
 from ..errors import EventNotFound, ListenerError
+from ..routing import Route
 from ._broker_log import BrokerLog, quiet_client_loggers
 from ._ordering import KeyedLocks
 from .base import Source, SourceState
@@ -765,6 +766,7 @@ class BrokerSource(DeliverySettings, Source):
           this message's slot); returns True.
         """
         listener = self.listener
+        routes = listener._route_table
         queue = self._received
         codec = self.codec
         ready = SourceState.READY
@@ -773,7 +775,9 @@ class BrokerSource(DeliverySettings, Source):
                 while True:  # each attempt at it
                     try:
                         data = message.event_data(codec)
-                        event, running = listener._event_here(worker, message.path, data, message)
+                        path = message.path
+                        route, params = routes.match(path)
+                        event, running = listener._event_here(worker, route, params, path, data, message)
                     except DecodeError as exc:
                         await self._give_up(message, UNDECODABLE, exc)
                         break
@@ -802,13 +806,16 @@ class BrokerSource(DeliverySettings, Source):
                                 finally:
                                     del progressing[message]
                         except BaseException as exc:
+                            if event is None:  # the handler ran without one: made now, for on_error handlers
+                                event = listener._source_event(worker, route, params, path, data, message)
                             # Ends the event; raises again unless an on_error handler took the error.
                             await listener._event_here_failed(event, exc)
                             result = None
                         else:
-                            listener._event_here_done(event, result)
-                        if listener._route_table.publishes or (message.replies and message.reply_address() is not None):
-                            await self._send_result(message, result)
+                            if event is not None:
+                                listener._event_here_done(event, result)
+                        if routes.publishes or (message.replies and message.reply_address() is not None):
+                            await self._send_result(message, result, route, params)
                     except asyncio.CancelledError:
                         # Shutdown gave up on it: hand it back now, not when the broker notices.
                         await self._settle(message, message.release(0.0), "hand back")
@@ -869,17 +876,13 @@ class BrokerSource(DeliverySettings, Source):
                 return True
             message = following
 
-    async def _send_result(self, message: BrokerMessage, result: Any) -> None:
+    async def _send_result(self, message: BrokerMessage, result: Any, route: Route, params: PathParams) -> None:
         """Reply to a request with the handler's ``result``, and publish a result that is
-        not None to the route's ``publish_to`` destination."""
+        not None to the ``publish_to`` destination of ``route`` (which ran, with ``params``)."""
         address = message.reply_address()
         if address is not None:
             await message.reply(data_to_payload(result_data(result), self.codec))
-        if result is None or not self.listener.routes.publishes:
-            return
-        try:
-            route, params = self.listener.routes.match(message.path)
-        except EventNotFound:  # the route was removed while the event ran
+        if result is None:
             return
         if route.publish_to is not None:
             await self.publish(route.publish_to.build(params), result_data(result))
