@@ -490,10 +490,10 @@ class Listener(Generic[CTXType]):
         The event is None if nothing could read it: the handler takes only data and path
         parameters (``Data``, ``Param``, a model) and no observer or hook is set. Making,
         registering and ending an event nobody reads was half of what the flow added per
-        message to a bare consuming loop (Kafka and Redis Streams, counted in instructions). ``task`` (a drain task while it runs) then stands
-        for it at shutdown; if the handler fails, the source makes it with
-        :meth:`_source_event` before :meth:`_event_here_failed`, for the ``on_error``
-        handlers.
+        message to a bare consuming loop (Kafka and Redis Streams, counted in instructions).
+        ``task`` (a drain task while it runs) then stands for it at shutdown; if the handler
+        fails, the source makes it with :meth:`_source_event` before
+        :meth:`_event_here_failed`, for the ``on_error`` handlers.
         """
         if self._plain_events:
             invoke = route._invoke_data
