@@ -766,7 +766,6 @@ class BrokerSource(DeliverySettings, Source):
           this message's slot); returns True.
         """
         listener = self.listener
-        routes = listener._route_table
         queue = self._received
         codec = self.codec
         ready = SourceState.READY
@@ -776,6 +775,8 @@ class BrokerSource(DeliverySettings, Source):
                     try:
                         data = message.event_data(codec)
                         path = message.path
+                        # Read per message: ``listener.routes = ...`` replaces the table.
+                        routes = listener._route_table
                         route, params = routes.match(path)
                         event, running = listener._event_here(worker, route, params, path, data, message)
                     except DecodeError as exc:
