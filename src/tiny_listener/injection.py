@@ -5,7 +5,9 @@ A handler declares what it needs by annotation (``event: Event``, ``ctx: MyConte
 handler is registered its signature is read once and turned into a small ``async`` function
 that fetches exactly those values and calls the handler: no ``inspect`` call and no type check
 happens while an event is dispatched. A parameter that cannot be resolved is reported at
-registration, naming the handler and the parameter.
+registration, naming the handler and the parameter. A handler that reads nothing of its event
+but the data and the path parameters also gets a function that takes those alone, so that a
+broker source can run it without making an event.
 
 Typed data: a parameter annotated with a pydantic model, a msgspec ``Struct``, a dataclass or
 a ``TypedDict`` receives the whole event data converted to it, and ``amount: Annotated[int,
@@ -48,10 +50,10 @@ else:
 
 
 Invoker = Callable[["Event[Any]", PathParams], Awaitable[Any]]
-# ``invoke_data(data, params)``: a handler that reads nothing of its event but the data and
-# the path parameters, called without an event (see ``Listener._event_here``).
-DataInvoker = Callable[[Any, PathParams], Awaitable[Any]]
 """``invoke(event, params)``: returns an awaitable of the handler's result."""
+DataInvoker = Callable[[Any, PathParams], Awaitable[Any]]
+"""``invoke_data(data, params)``: the same, for a handler that reads nothing of its event but
+the data and the path parameters, called without an event (see ``Listener._event_here``)."""
 
 
 def check_coro_func(fn: Callable[..., Any]) -> CoroFunc:
