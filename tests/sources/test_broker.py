@@ -8,7 +8,7 @@ import asyncio
 import contextvars
 import dataclasses
 import logging
-from typing import Any, List, Set
+from typing import Annotated, Any, List, Set
 from unittest.mock import ANY
 
 import pytest
@@ -221,6 +221,52 @@ async def test_data_that_does_not_validate_is_dead_lettered_naming_the_fields() 
         delivery = await (await broker.publish("orders", {"sku": "a", "qty": "many"})).settled()
     assert errors == [({"sku": "a", "qty": "many"}, [{"loc": ("qty",), "msg": ANY, "type": ANY}])]
     assert (delivery.outcome, delivery.attempts) == (Outcome.DEAD_LETTERED, 1)  # not retried: the data is wrong
+
+
+async def orders_run(observed: bool) -> Any:
+    """What a handler of data and parameters received and how its bad messages failed, with
+    an event observer set (every message's event made) or not (none made)."""
+    broker = hosted(max_retries=0)
+    app = broker.listener
+    recorder = EventRecorder()
+    if observed:
+        app.add_event_observer(recorder)
+
+    @app.on_event("orders.{id:int}")
+    async def order(
+        id: Param, amount: Data, order: Order, note: Data = "none", *, qty: Annotated[int, Data] = 0
+    ) -> Any:
+        return [id, amount, order.sku, note, qty]
+
+    async with broker:
+        replies = [
+            await broker.request("orders.1", {"amount": 5, "sku": "a", "qty": 2, "note": "gift"}),
+            await broker.request("orders.2", {"amount": 6, "sku": "b", "qty": 3}),
+        ]
+        for data in ({"sku": "c", "qty": 1}, {"amount": 7, "sku": "d", "qty": "x"}, [1, 2]):
+            await broker.publish("orders.3", data)
+        deliveries = await broker.settled()
+    assert app.ctxs == {}
+    failed = [(d.outcome, d.reason, repr(d.error)) for d in deliveries[2:]]
+    return replies, failed, len(recorder.events)
+
+
+async def test_a_handler_of_data_and_parameters_gets_the_same_values_and_errors_with_or_without_an_event() -> None:
+    # Unobserved, such a handler runs without an Event object: what it receives, and the
+    # failures of missing or invalid data, must not tell the two apart.
+    unobserved = await orders_run(observed=False)
+    observed = await orders_run(observed=True)
+    assert unobserved[:2] == observed[:2]
+    assert (unobserved[2], observed[2]) == (0, 5)  # events the observer saw
+    replies, failed, _ = unobserved
+    assert replies == [[1, 5, "a", "gift", 2], [2, 6, "b", "none", 3]]
+    missing = """EventDataError("event data 'amount' is missing, allowed: ['qty', 'sku']")"""
+    assert failed == [
+        (Outcome.DEAD_LETTERED, "handler-failed", missing),
+        (Outcome.DEAD_LETTERED, "invalid", ANY),
+        (Outcome.DEAD_LETTERED, "invalid", ANY),
+    ]
+    assert "qty" in failed[1][2] and "sku" in failed[2][2]
 
 
 class BodyContext(Context):
