@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from contextvars import Context
-from typing import TYPE_CHECKING, Any, Coroutine, Dict, List, Set
+from typing import TYPE_CHECKING, Any, Callable, Coroutine, Dict, List, Set, Tuple
 
 from .lifecycle import CANCELLED, PENDING, RUNNING
 
@@ -35,6 +35,10 @@ class OwnedTasks:
         self._janitor: asyncio.TimerHandle | None = None
         self.drain: Set[asyncio.Task[Any]] = set()
         self.background: Set[asyncio.Task[Any]] = set()
+        # For a spawned task that runs events without standing as their task (a broker
+        # flow's worker running a handler that has no Event, see Listener._event_here): what
+        # says which event it runs now, as (path, handler name), or None.
+        self._running: Dict[asyncio.Task[Any], Callable[[asyncio.Task[Any]], Tuple[str, str] | None]] = {}
         # Set once nothing is left to drain, while someone waits for that.
         self.drained: asyncio.Event | None = None
 
@@ -44,10 +48,16 @@ class OwnedTasks:
             self.drained.set()
 
     def spawn(
-        self, coro: Coroutine[Any, Any, Any], name: str | None, drain: bool, context: Context | None = None
+        self,
+        coro: Coroutine[Any, Any, Any],
+        name: str | None,
+        drain: bool,
+        context: Context | None = None,
+        running: Callable[[asyncio.Task[Any]], Tuple[str, str] | None] | None = None,
     ) -> asyncio.Task[Any]:
         """Start ``coro`` as an owned task (drained at shutdown if ``drain``), in ``context``
-        (default: a copy of the current one), and return it."""
+        (default: a copy of the current one), and return it. ``running(task)``, if given,
+        says which event the task runs, for :meth:`describe`."""
         loop = asyncio.get_running_loop()
         if context is None:
             task = loop.create_task(coro, name=name)
@@ -55,6 +65,8 @@ class OwnedTasks:
             # A task copies the context it is made in (create_task's context= is Python 3.11+).
             task = context.run(loop.create_task, coro, name=name)
         (self.drain if drain else self.background).add(task)
+        if running is not None:
+            self._running[task] = running
         task.add_done_callback(self._spawned_done)
         return task
 
@@ -72,6 +84,7 @@ class OwnedTasks:
     def _spawned_done(self, task: asyncio.Task[Any]) -> None:
         self.background.discard(task)
         self.drain.discard(task)
+        self._running.pop(task, None)
         self.check_drained()
         if not task.cancelled() and task.exception() is not None:
             logger.error("task %s failed", task.get_name(), exc_info=task.exception())
@@ -114,10 +127,19 @@ class OwnedTasks:
 
     def describe(self, task: asyncio.Task[Any]) -> str:
         """Name ``task`` for a log line: by its event if it runs one, else by its task name."""
+        running = None
         for event, event_task in self.events.items():
             if event_task is task:
-                return f"event {event.path[:200]!r} in handler {event.route.name}"
-        return task.get_name()
+                running = event.path, event.route.name
+                break
+        else:
+            says = self._running.get(task)
+            if says is not None:
+                running = says(task)
+        if running is None:
+            return task.get_name()
+        path, handler = running
+        return f"event {path[:200]!r} in handler {handler}"
 
     def is_running(self, event: Event[Any]) -> bool:
         """True if the code running now is ``event``'s own task, stepped by its event loop."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import dataclasses
+import gc
 import logging
 from typing import Annotated, Any, List, Set
 from unittest.mock import ANY
@@ -474,6 +475,47 @@ async def test_shutdown_counts_each_running_event_once(caplog: pytest.LogCapture
     # Each runs in a worker of the flow, which is also a task shutdown waits for: one each.
     assert "waiting up to 0.2s for 3 in-flight event(s)" in lines
     assert "cancelling 3 event(s) still running at shutdown" in lines
+
+
+def run_a_stubborn_handler(takes_event: bool) -> None:
+    """Run a listener whose handler ignores its cancellation until shutdown abandons it."""
+    broker = hosted()
+    app = broker.listener
+    app.shutdown_timeout = app.cancel_timeout = 0.05
+
+    async def stubborn(n: Data) -> None:
+        app.stop()
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                pass
+
+    async def stubborn_event(n: Data, event: Event) -> None:
+        await stubborn(n)
+
+    app.add_on_event_hook(stubborn_event if takes_event else stubborn, "orders.{id}")
+
+    @app.startup
+    async def publish() -> None:
+        await broker.publish("orders.7", {"n": 1})
+
+    app.run()  # unlike asyncio.run(), it does not wait for what ignored its cancellation
+
+
+@pytest.mark.parametrize("takes_event", [False, True], ids=["data-only", "with-event"])
+def test_a_handler_that_ignores_its_cancellation_is_named_at_shutdown(
+    takes_event: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A handler of data only runs without an Event (Listener._event_here): the line still
+    # names its event and handler, read from the worker running it, not the worker's name.
+    caplog.set_level(logging.WARNING, logger="tiny_listener")
+    run_a_stubborn_handler(takes_event)
+    gc.collect()  # closes the abandoned coroutine: no traceback, no asyncio complaint
+    handler = "stubborn_event" if takes_event else "stubborn"
+    lines = [r.getMessage() for r in caplog.records if r.name == "tiny_listener"]
+    assert f"1 task(s) ignored their cancellation and are left behind: event 'orders.7' in handler {handler}" in lines
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 async def test_shutdown_lets_in_flight_messages_finish_and_hands_back_those_it_gives_up() -> None:

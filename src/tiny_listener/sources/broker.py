@@ -648,7 +648,7 @@ class BrokerSource(DeliverySettings, Source):
         elif self._workers < self.max_in_flight:
             # In a copy of the context serve() started with, not of the running task's: a
             # retiring worker (see _retire) may be the one asking.
-            worker = tasks.spawn(self._work(), self._task_name, False, self._worker_context)
+            worker = tasks.spawn(self._work(), self._task_name, False, self._worker_context, _event_running_in)
             self._workers += 1
             worker.add_done_callback(self._worker_ended)
         else:
@@ -938,3 +938,25 @@ class BrokerSource(DeliverySettings, Source):
             await action
         except self._errors as exc:
             self.log.not_settled(message, what, exc)
+
+
+def _event_running_in(worker: asyncio.Task[Any]) -> Tuple[str, str] | None:
+    """The event a flow's worker is running, as (path, handler name), or None: for the line
+    shutdown logs about a worker that ignored its cancellation (``OwnedTasks.describe``).
+
+    A handler that has no ``Event`` (see ``Listener._event_here``) is not registered as one,
+    and recording each message's route for this one line would cost every message: its path
+    and route are read from the frame of :meth:`BrokerSource._deliver_one` that runs it.
+    """
+    awaiting: Any = worker.get_coro()
+    while awaiting is not None:
+        frame = getattr(awaiting, "cr_frame", None)
+        if frame is not None and frame.f_code is BrokerSource._deliver_one.__code__:
+            found = frame.f_locals
+            route = found.get("route")
+            # Only while it awaits the handler: the locals are then the handler's message's.
+            if awaiting.cr_await is found.get("running") and isinstance(route, Route):
+                return str(found["path"]), route.name
+            return None
+        awaiting = getattr(awaiting, "cr_await", None)
+    return None
