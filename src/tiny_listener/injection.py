@@ -297,6 +297,8 @@ class _Plan:
         ``invoke``."""
         if self.reads_event:
             return None
+        # A plan that does not read the event reads only ``event.data`` (plain Data lines):
+        # the same lines, on the data given.
         lines = [line.replace("event.data", "_data") for line in self.lines]
         call = f"return _fn({', '.join(args)})"
         return _function("def invoke_data(_data, params):", [*self.checking(), *lines, call])

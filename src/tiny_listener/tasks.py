@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from contextvars import Context
-from typing import TYPE_CHECKING, Any, Callable, Coroutine, Dict, List, Set, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Coroutine, Dict, List, Optional, Set, Tuple
 
 from .lifecycle import CANCELLED, PENDING, RUNNING
 
@@ -13,6 +13,9 @@ if TYPE_CHECKING:
     from .event import Event
 
 logger = logging.getLogger("tiny_listener")
+
+EventOfTask = Callable[[asyncio.Task[Any]], Optional[Tuple[str, str]]]
+"""``running(task)``: the event ``task`` runs now, as (path, handler name), or None."""
 
 
 def retrieve_exception(task: asyncio.Future[Any]) -> None:
@@ -37,8 +40,8 @@ class OwnedTasks:
         self.background: Set[asyncio.Task[Any]] = set()
         # For a spawned task that runs events without standing as their task (a broker
         # flow's worker running a handler that has no Event, see Listener._event_here): what
-        # says which event it runs now, as (path, handler name), or None.
-        self._running: Dict[asyncio.Task[Any], Callable[[asyncio.Task[Any]], Tuple[str, str] | None]] = {}
+        # says which event it runs now.
+        self._running: Dict[asyncio.Task[Any], EventOfTask] = {}
         # Set once nothing is left to drain, while someone waits for that.
         self.drained: asyncio.Event | None = None
 
@@ -53,7 +56,7 @@ class OwnedTasks:
         name: str | None,
         drain: bool,
         context: Context | None = None,
-        running: Callable[[asyncio.Task[Any]], Tuple[str, str] | None] | None = None,
+        running: EventOfTask | None = None,
     ) -> asyncio.Task[Any]:
         """Start ``coro`` as an owned task (drained at shutdown if ``drain``), in ``context``
         (default: a copy of the current one), and return it. ``running(task)``, if given,
@@ -127,15 +130,9 @@ class OwnedTasks:
 
     def describe(self, task: asyncio.Task[Any]) -> str:
         """Name ``task`` for a log line: by its event if it runs one, else by its task name."""
-        running = None
-        for event, event_task in self.events.items():
-            if event_task is task:
-                running = event.path, event.route.name
-                break
-        else:
-            says = self._running.get(task)
-            if says is not None:
-                running = says(task)
+        running = next(((e.path, e.route.name) for e, t in self.events.items() if t is task), None)
+        if running is None and task in self._running:
+            running = self._running[task](task)
         if running is None:
             return task.get_name()
         path, handler = running
